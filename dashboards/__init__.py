@@ -1,0 +1,5 @@
+"""usersignals.dashboards."""
+
+from __future__ import annotations
+
+__all__: list[str] = []

@@ -1,0 +1,5 @@
+"""usersignals.ingest."""
+
+from __future__ import annotations
+
+__all__: list[str] = []

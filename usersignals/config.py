@@ -1,0 +1,177 @@
+"""One typed place for configuration: flags, then ``USERSIGNALS_*`` environment, then defaults.
+
+Every component reads its settings from :class:`Settings` so that no number is scattered
+through modules. The CLI builds one with :meth:`Settings.load` and passes it down.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "DEAD_TOPIC",
+    "EVENTS_TOPIC",
+    "TOPICS",
+    "ConfigError",
+    "Settings",
+    "UsersignalsError",
+]
+
+EVENTS_TOPIC = "usersignals.events"
+"""The topic every producer writes to; record key = ``user_id``."""
+
+DEAD_TOPIC = "usersignals.events.dead"
+"""Rejected input, byte for byte, with the reason in headers."""
+
+TOPICS = (EVENTS_TOPIC, DEAD_TOPIC)
+
+
+class UsersignalsError(Exception):
+    """Root of every exception the project raises.
+
+    Leaves keep their inputs as attributes, build their own message, and say whether
+    trying again can help (``retryable``).
+
+    Tree::
+
+        UsersignalsError
+        ├── ConfigError                (usersignals.config)
+        ├── BrokerError                (usersignals.broker)
+        ├── EventError                 (usersignals.ingest: an invalid event at the SDK)
+        └── ...                        (each stage adds its own leaves)
+    """
+
+    retryable: bool = False
+
+
+class ConfigError(UsersignalsError):
+    """A configuration value that cannot be used."""
+
+    def __init__(self, name: str, value: object, reason: str) -> None:
+        self.name = name
+        self.value = value
+        self.reason = reason
+        super().__init__(f"Invalid {name}: {value!r} ({reason})")
+
+
+# name of the Settings field -> environment variable
+ENV_VARS: Mapping[str, str] = {
+    "bootstrap": "USERSIGNALS_BOOTSTRAP",
+    "warehouse": "USERSIGNALS_WAREHOUSE",
+    "worker_url": "USERSIGNALS_WORKER_URL",
+    "write_keys": "USERSIGNALS_WRITE_KEYS",
+    "partitions": "USERSIGNALS_PARTITIONS",
+    "retention_days": "USERSIGNALS_RETENTION_DAYS",
+    "max_models": "USERSIGNALS_MAX_MODELS",
+    "worker_port": "USERSIGNALS_WORKER_PORT",
+    "collector_port": "USERSIGNALS_COLLECTOR_PORT",
+    "state_dir": "USERSIGNALS_STATE_DIR",
+    "topic_prefix": "USERSIGNALS_TOPIC_PREFIX",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Runtime settings shared by every command.
+
+    Attributes:
+        bootstrap: Kafka bootstrap servers, comma-separated ``host:port``.
+        warehouse: Directory of the Parquet warehouse.
+        worker_url: Web address of a running worker, for ``report --live`` and ``status``.
+        write_keys: Keys the HTTP collector accepts as ``Authorization: Bearer <key>``;
+            empty means the collector accepts every request.
+        partitions: Partitions of the project's topics when they are created.
+        retention_days: How many days of event time live state keeps behind the newest event.
+        max_models: Model versions that get their own Prometheus label value; the rest fold
+            into ``other``.
+        worker_port: Web port of a stream worker.
+        collector_port: HTTP port of the collector.
+        state_dir: Local directory for worker state and SDK spool files.
+        topic_prefix: Prefix of topic names and consumer group ids, so that several
+            installations (or tests) can share one Kafka cluster.
+    """
+
+    bootstrap: str = "127.0.0.1:9092"
+    warehouse: Path = field(default_factory=lambda: Path("warehouse"))
+    worker_url: str = "http://127.0.0.1:6066"
+    write_keys: tuple[str, ...] = ()
+    partitions: int = 8
+    retention_days: int = 35
+    max_models: int = 20
+    worker_port: int = 6066
+    collector_port: int = 8080
+    state_dir: Path = field(default_factory=lambda: Path(".usersignals"))
+    topic_prefix: str = "usersignals"
+
+    @property
+    def events_topic(self) -> str:
+        """The topic of events (``usersignals.events`` by default)."""
+        return f"{self.topic_prefix}.events"
+
+    @property
+    def dead_topic(self) -> str:
+        """The dead-letter topic (``usersignals.events.dead`` by default)."""
+        return f"{self.topic_prefix}.events.dead"
+
+    @property
+    def topics(self) -> tuple[str, str]:
+        return (self.events_topic, self.dead_topic)
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None, **flags: Any) -> Settings:
+        """Builds settings from flags (those not ``None``), then environment, then defaults.
+
+        Raises:
+            ConfigError: a value from the environment or a flag cannot be used.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw: Any = flags.get(f.name)
+            if raw is None and ENV_VARS.get(f.name, "") in env:
+                raw = env[ENV_VARS[f.name]]
+            if raw is None:
+                continue
+            values[f.name] = _coerce(f.name, raw)
+        settings = cls(**values)
+        settings._check()
+        return settings
+
+    def with_(self, **changes: Any) -> Settings:
+        """Returns a copy with some fields changed (checked like :meth:`load`)."""
+        settings = replace(self, **{k: _coerce(k, v) for k, v in changes.items()})
+        settings._check()
+        return settings
+
+    def _check(self) -> None:
+        if not self.topic_prefix or not all(c.isalnum() or c in "._-" for c in self.topic_prefix):
+            raise ConfigError("topic_prefix", self.topic_prefix, "letters, digits, '.', '_', '-'")
+        if not self.bootstrap.strip():
+            raise ConfigError("bootstrap", self.bootstrap, "empty")
+        for name in ("partitions", "retention_days", "max_models"):
+            if getattr(self, name) < 1:
+                raise ConfigError(name, getattr(self, name), "must be at least 1")
+        for name in ("worker_port", "collector_port"):
+            if not 0 <= getattr(self, name) <= 65535:
+                raise ConfigError(name, getattr(self, name), "not a TCP port")
+
+
+def _coerce(name: str, raw: Any) -> Any:
+    if name in ("warehouse", "state_dir"):
+        return Path(raw)
+    if name == "write_keys":
+        if isinstance(raw, str):
+            return tuple(k.strip() for k in raw.split(",") if k.strip())
+        return tuple(raw)
+    if name in ("partitions", "retention_days", "max_models", "worker_port", "collector_port"):
+        if isinstance(raw, bool):
+            raise ConfigError(name, raw, "not a whole number")
+        try:
+            return int(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(name, raw, "not a whole number") from None
+    return str(raw)

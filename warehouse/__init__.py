@@ -1,0 +1,5 @@
+"""usersignals.warehouse."""
+
+from __future__ import annotations
+
+__all__: list[str] = []
