@@ -1,0 +1,326 @@
+"""Live metric state of one Kafka partition: exact, idempotent folds of valid events.
+
+Every metric of ``metrics.md`` is kept as sets and last-writer-wins registers per UTC day of the
+event's ``ts`` (architecture.md, "Exact numbers under at-least-once delivery"): folding an event
+twice, or any prefix of the log again, changes nothing. Users are disjoint across partitions
+(the topic is keyed by ``user_id``), so one :class:`PartitionState` per partition holds
+everything about its users and distinct counts of several partitions simply add up.
+
+The state is pure: no Kafka, no I/O. The worker persists what :meth:`PartitionState.apply`
+returns (the events that were new) and rebuilds a state with :meth:`PartitionState.restore`.
+
+Retention is measured in event time: days more than ``retention_days`` before the newest day
+seen are no longer folded (counted in :attr:`PartitionState.late`) and :meth:`prune` drops
+them. After pruning, DAU, events, feedback and risk rows of the kept days are unchanged;
+WAU/MAU of a kept day are exact once the day is 29 days (WAU: 6) past the oldest kept day.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from usersignals.config import ConfigError
+from usersignals.streams.state import (
+    HIGH_SEVERITIES,
+    DayState,
+    add_counts,
+    feedback_rows,
+    flattery_rows,
+    iso_week,
+    windows,
+)
+
+if TYPE_CHECKING:
+    from usersignals.ingest.contract import Event
+
+__all__ = ["PartitionState", "RejectionKey"]
+
+RejectionKey = tuple[int, int, "int | None"]
+"""Where a rejection came from: (partition, offset, index in the batch or None)."""
+
+# latest vote per (user_id, message_id): ((ts, event_id), day ordinal, model, rating)
+_Vote = tuple[tuple[Any, str], int, "str | None", "int | None"]
+
+
+class PartitionState:
+    """All live metric state of one Kafka partition.
+
+    Args:
+        retention_days: Days of event time kept behind the newest day seen.
+
+    Raises:
+        ConfigError: ``retention_days`` is below 1.
+    """
+
+    def __init__(self, retention_days: int = 35) -> None:
+        if isinstance(retention_days, bool) or retention_days < 1:
+            raise ConfigError("retention_days", retention_days, "must be at least 1")
+        self.retention_days = retention_days
+        self.late = 0
+        """Events older than the horizon when they arrived (not folded; redeliveries count)."""
+        self._newest = 0  # ordinal of the newest day seen (0: none)
+        self._days: dict[int, DayState] = {}
+        self._seen: set[str] = set()
+        self._votes: dict[tuple[str, str | None], _Vote] = {}
+        self._rejected: dict[RejectionKey, str] = {}
+
+    # -- folding -----------------------------------------------------------------------------
+
+    def apply(self, events: Sequence[Event]) -> list[Event]:
+        """Folds valid events, in log order, into the state.
+
+        Returns:
+            The events that were new (not a duplicate ``event_id``, not older than the
+            horizon), in order: replaying them into a fresh state rebuilds this one.
+        """
+        return self._fold(events, check_late=True)
+
+    def restore(self, events: Iterable[Event]) -> None:
+        """Rebuilds state from events :meth:`apply` returned, in any order, ignoring the horizon.
+
+        Call :meth:`prune` afterwards to drop what has fallen behind the horizon.
+        """
+        self._fold(events, check_late=False)
+
+    def _fold(self, events: Iterable[Event], *, check_late: bool) -> list[Event]:
+        new: list[Event] = []
+        seen = self._seen
+        days = self._days
+        cur = -1
+        day = DayState()
+        for ev in events:
+            eid = ev.event_id
+            if eid in seen:
+                continue
+            o = ev.ts.toordinal()
+            if o != cur:
+                if o > self._newest:
+                    self._newest = o
+                elif check_late and o < self._newest - self.retention_days:
+                    self.late += 1
+                    continue
+                found = days.get(o)
+                if found is None:
+                    found = days[o] = DayState()
+                day = found
+                cur = o
+            seen.add(eid)
+            day.ids.append(eid)
+            uid = ev.user_id
+            day.users.add(uid)
+            t = ev.type
+            types = day.types
+            types[t] = types.get(t, 0) + 1
+            model = ev.model
+            if model is not None:
+                mu = day.model_users.get(model)
+                if mu is None:
+                    mu = day.model_users[model] = set()
+                mu.add(uid)
+            if t == "feedback":
+                self._vote(ev, o, day)
+            elif t == "risk_flag":
+                self._flag(ev, day)
+            elif t == "preference":
+                pk = (ev.model_a, ev.model_b, ev.winner)
+                day.prefs[pk] = day.prefs.get(pk, 0) + 1
+            new.append(ev)
+        return new
+
+    def _vote(self, ev: Event, o: int, day: DayState) -> None:
+        key = (ev.user_id, ev.message_id)
+        rank = (ev.ts, ev.event_id)
+        old = self._votes.get(key)
+        if old is not None:
+            if rank < old[0]:
+                return
+            old_day = self._days[old[1]]
+            old_day.votes.discard(key)
+            if old[3] == 1 or old[3] == -1:
+                ok = (old[2], old[3])
+                old_day.fb[ok] -= 1
+                if not old_day.fb[ok]:
+                    del old_day.fb[ok]
+        rating = ev.rating
+        self._votes[key] = (rank, o, ev.model, rating)
+        day.votes.add(key)
+        if rating == 1 or rating == -1:
+            fk = (ev.model, rating)
+            day.fb[fk] = day.fb.get(fk, 0) + 1
+
+    def _flag(self, ev: Event, day: DayState) -> None:
+        uid = ev.user_id
+        rk = (ev.category, ev.severity)
+        day.risk_flags[rk] = day.risk_flags.get(rk, 0) + 1
+        ru = day.risk_users.get(rk)
+        if ru is None:
+            ru = day.risk_users[rk] = set()
+        ru.add(uid)
+        model = ev.model
+        if model is not None:
+            day.model_risk[model] = day.model_risk.get(model, 0) + 1
+        if ev.severity in HIGH_SEVERITIES:
+            day.risk_high.add(uid)
+            if model is not None:
+                mh = day.model_risk_high.get(model)
+                if mh is None:
+                    mh = day.model_risk_high[model] = set()
+                mh.add(uid)
+
+    def add_rejections(
+        self, rejections: Iterable[tuple[RejectionKey, str]]
+    ) -> list[tuple[RejectionKey, str]]:
+        """Counts rejected input once per (partition, offset, index), whatever the redelivery.
+
+        Args:
+            rejections: ``((partition, offset, index), reason)`` pairs.
+
+        Returns:
+            The pairs that were new (persist them; pass them here again to restore).
+        """
+        new: list[tuple[RejectionKey, str]] = []
+        for key, reason in rejections:
+            if key not in self._rejected:
+                self._rejected[key] = reason
+                new.append((key, reason))
+        return new
+
+    # -- retention ---------------------------------------------------------------------------
+
+    @property
+    def newest_day(self) -> date | None:
+        """The newest event day seen (it never moves back, even when that day is pruned)."""
+        return date.fromordinal(self._newest) if self._newest else None
+
+    @property
+    def horizon(self) -> date | None:
+        """The oldest day still folded: events before it are late."""
+        return date.fromordinal(self._newest - self.retention_days) if self._newest else None
+
+    @property
+    def needs_prune(self) -> bool:
+        """Whether some held day is behind the horizon."""
+        return bool(self._days) and min(self._days) < self._newest - self.retention_days
+
+    def prune(self) -> list[date]:
+        """Drops the days behind the horizon, their event ids and the votes whose latest is there.
+
+        Returns:
+            The dropped days, oldest first (the worker deletes their persisted events).
+        """
+        cutoff = self._newest - self.retention_days
+        dropped = sorted(o for o in self._days if o < cutoff)
+        for o in dropped:
+            day = self._days.pop(o)
+            self._seen.difference_update(day.ids)
+            for key in day.votes:
+                del self._votes[key]
+        return [date.fromordinal(o) for o in dropped]
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def day_range(self) -> tuple[date, date] | None:
+        """First and last day with events held (phase one of the partial protocol)."""
+        if not self._days:
+            return None
+        return date.fromordinal(min(self._days)), date.fromordinal(max(self._days))
+
+    def rejected(self) -> dict[str, int]:
+        """Rejections counted per reason."""
+        counts: dict[str, int] = {}
+        for reason in self._rejected.values():
+            counts[reason] = counts.get(reason, 0) + 1
+        return counts
+
+    def partial(self, day_range: tuple[date, date] | None) -> dict[str, Any]:
+        """This partition's share of a report over a GLOBAL day range (JSON-serialisable).
+
+        Rows cover the days of ``day_range`` (None: no days); trailing windows (WAU, MAU,
+        users at risk weekly) also look at held days before it. Distinct counts are this
+        partition's own: partials of disjoint partitions add up (``livereport.merge_partials``).
+        """
+        days = self._days
+        lo, hi = (day_range[0].toordinal(), day_range[1].toordinal()) if day_range else (1, 0)
+        kept = sorted(o for o in days if lo <= o <= hi)
+        active = windows(days, lo, hi)
+        events: dict[str, int] = {}
+        feedback: list[list[Any]] = []
+        risk: list[list[Any]] = []
+        prefs: dict[tuple[str | None, str | None, str | None], int] = {}
+        types: dict[str, int] = {}
+        weeks: dict[str, list[DayState]] = {}
+        for o in kept:
+            d = days[o]
+            iso = date.fromordinal(o).isoformat()
+            events[iso] = len(d.ids)
+            feedback.extend(feedback_rows(iso, d.fb))
+            for rk, flags in d.risk_flags.items():
+                risk.append([iso, rk[0], rk[1], flags, len(d.risk_users[rk])])
+            add_counts(prefs, d.prefs)
+            add_counts(types, d.types)
+            weeks.setdefault(iso_week(date.fromordinal(o)), []).append(d)
+        flattery: list[list[Any]] = []
+        week_users: dict[str, int] = {}
+        for week, wdays in weeks.items():
+            week_users[week] = len(set().union(*(d.users for d in wdays)))
+            flattery.extend(flattery_rows(week, wdays))
+        return {
+            "range": [day_range[0].isoformat(), day_range[1].isoformat()] if day_range else None,
+            "active": active,
+            "events": events,
+            "types": types,
+            "feedback": feedback,
+            "risk": risk,
+            "flattery": flattery,
+            "week_users": week_users,
+            "preferences": [[*k, n] for k, n in prefs.items()],
+            "rejected": self.rejected(),
+            "late": self.late,
+        }
+
+    def gauges(self, day: date | None = None) -> dict[str, Any]:
+        """What the Prometheus exposition needs, at ``day`` (default: the newest day).
+
+        Window counts at ``day`` are exact when ``day`` is at or after :attr:`newest_day`
+        (sum them over partitions at one common day). Totals cover every held day.
+
+        Returns:
+            ``dau``/``wau``/``mau``/``users_at_risk_weekly`` at the day; ``events_by_type``
+            {type: distinct events}; ``votes_day`` and ``votes_total`` {(model, rating): latest
+            votes} on the day / over the held days (rating 1 or -1); ``risk_flags``
+            {(category, severity): flags}; ``preferences`` {(model_a, model_b, winner): votes};
+            ``late``; ``rejected`` {reason: count}.
+        """
+        ref = day.toordinal() if day is not None else self._newest
+        days = self._days
+
+        def window(n: int, attr: str) -> int:
+            sets = [getattr(days[o], attr) for o in range(ref - n + 1, ref + 1) if o in days]
+            return len(set().union(*sets))
+
+        types: dict[str, int] = {}
+        votes: dict[tuple[str | None, int], int] = {}
+        risk: dict[tuple[str | None, str | None], int] = {}
+        prefs: dict[tuple[str | None, str | None, str | None], int] = {}
+        for d in days.values():
+            add_counts(types, d.types)
+            add_counts(votes, d.fb)
+            add_counts(risk, d.risk_flags)
+            add_counts(prefs, d.prefs)
+        today = days.get(ref)
+        return {
+            "day": date.fromordinal(ref) if ref else None,
+            "dau": len(today.users) if today else 0,
+            "wau": window(7, "users"),
+            "mau": window(30, "users"),
+            "users_at_risk_weekly": window(7, "risk_high"),
+            "events_by_type": types,
+            "votes_day": dict(today.fb) if today else {},
+            "votes_total": votes,
+            "risk_flags": risk,
+            "preferences": prefs,
+            "late": self.late,
+            "rejected": self.rejected(),
+        }

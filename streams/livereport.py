@@ -1,0 +1,255 @@
+"""The report of ``metrics.md`` from live partition states, exact across several workers.
+
+A worker holds only some partitions, so a report is built in two phases, and merging the
+answers of every worker is exact because users are disjoint across partitions:
+
+1. Ask every worker for the day range it holds (:meth:`PartitionState.day_range` of each of its
+   partitions); :func:`global_range` combines them into the first and last day overall.
+2. Ask every worker for its partial over that GLOBAL range (:func:`partial_of`, made of
+   :meth:`PartitionState.partial`). A partition with no events on the last global days still
+   has WAU/MAU there, and the active-user series must have one row per global day, so every
+   partial carries a row for every day of the same range. :func:`merge_partials` adds the
+   partials up and derives the ratios.
+
+:func:`live_report` runs both phases in process. Partials are plain JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date, timedelta
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any
+
+from usersignals.config import UsersignalsError
+
+if TYPE_CHECKING:
+    from usersignals.streams.folds import PartitionState
+
+__all__ = [
+    "PartialMismatchError",
+    "global_range",
+    "live_gauges",
+    "live_report",
+    "merge_partials",
+    "partial_of",
+    "preference_counts",
+]
+
+PrefKey = tuple["str | None", "str | None", "str | None"]
+
+
+class PartialMismatchError(UsersignalsError):
+    """Partials over different day ranges cannot be merged (phase one was skipped)."""
+
+    def __init__(self, ranges: list[Any]) -> None:
+        self.ranges = ranges
+        super().__init__(f"Partials cover different day ranges: {ranges!r}")
+
+
+def global_range(ranges: Iterable[tuple[date, date] | None]) -> tuple[date, date] | None:
+    """First and last day over the ranges of several partitions (None when all are empty)."""
+    held = [r for r in ranges if r is not None]
+    if not held:
+        return None
+    return min(r[0] for r in held), max(r[1] for r in held)
+
+
+def partial_of(
+    states: Iterable[PartitionState], day_range: tuple[date, date] | None
+) -> dict[str, Any]:
+    """One worker's answer to phase two: the merged partial of its partitions."""
+    return _sum_partials([s.partial(day_range) for s in states])
+
+
+def live_report(
+    states: Sequence[PartitionState],
+    arena: list[dict[str, Any]] | None = None,
+    day_range: tuple[date, date] | None = None,
+) -> dict[str, Any]:
+    """The report JSON shape of the brief, over all the given partitions.
+
+    Args:
+        states: Partition states (of one or several workers, in process).
+        arena: Arena rows (computed elsewhere from :func:`preference_counts`); default [].
+        day_range: Days to report; default the global range of the states.
+    """
+    rng = day_range if day_range is not None else global_range(s.day_range() for s in states)
+    return merge_partials([s.partial(rng) for s in states], arena)
+
+
+def live_gauges(states: Sequence[PartitionState]) -> dict[str, Any]:
+    """The gauges of several partitions at their common newest day, summed.
+
+    Same keys as :meth:`PartitionState.gauges`, plus ``stickiness`` and ``flattery`` (the
+    flattery watch rows of the newest day's ISO week and the one before it).
+    """
+    newest = max((s.newest_day for s in states if s.newest_day is not None), default=None)
+    total: dict[str, Any] = {"day": newest, "late": 0}
+    for s in states:
+        for name, value in s.gauges(newest).items():
+            if name == "day":
+                continue
+            if isinstance(value, dict):
+                _add(total.setdefault(name, {}), value.items())
+            else:
+                total[name] = total.get(name, 0) + value
+    mau = total.get("mau", 0)
+    total["stickiness"] = round(total.get("dau", 0) / mau, 6) if mau else 0.0
+    flattery: list[dict[str, Any]] = []
+    if newest is not None:
+        start = newest - timedelta(days=newest.weekday() + 7)
+        flattery = merge_partials([s.partial((start, newest)) for s in states])["flattery_watch"]
+    total["flattery"] = flattery
+    return total
+
+
+def preference_counts(partials: Iterable[dict[str, Any]]) -> dict[PrefKey, int]:
+    """The preference count table {(model_a, model_b, winner): count} the arena is fitted to."""
+    counts: dict[PrefKey, int] = {}
+    for p in partials:
+        for a, b, w, n in p["preferences"]:
+            counts[(a, b, w)] = counts.get((a, b, w), 0) + n
+    return counts
+
+
+def merge_partials(
+    partials: Sequence[dict[str, Any]], arena: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The report from the partials of disjoint partitions over one global day range.
+
+    Raises:
+        PartialMismatchError: the partials cover different day ranges.
+    """
+    total = _sum_partials(partials)
+    report: dict[str, Any] = {
+        "active_users": [],
+        "events_by_day": [],
+        "feedback_by_model": [],
+        "risk_flags_daily": [],
+        "users_at_risk_weekly": [],
+        "rejected": [{"reason": r, "count": n} for r, n in sorted(total["rejected"].items()) if n],
+        "arena": list(arena) if arena is not None else [],
+        "flattery_watch": [],
+    }
+    if total["range"] is None:
+        return report
+    first = date.fromisoformat(total["range"][0])
+    for i, (dau, wau, mau, at_risk) in enumerate(total["active"]):
+        day = (first + timedelta(days=i)).isoformat()
+        stickiness = round(dau / mau, 6) if mau else 0.0
+        report["active_users"].append(
+            {"day": day, "dau": dau, "wau": wau, "mau": mau, "stickiness": stickiness}
+        )
+        report["users_at_risk_weekly"].append({"day": day, "users": at_risk})
+    report["events_by_day"] = [{"day": d, "events": n} for d, n in sorted(total["events"].items())]
+    report["feedback_by_model"] = [
+        {"day": d, "model": m, "thumbs_up": up, "thumbs_down": down}
+        for (d, m), (up, down) in sorted(total["feedback"].items(), key=_null_last_key)
+        if up + down
+    ]
+    report["risk_flags_daily"] = [
+        {"day": d, "category": c, "severity": s, "flags": f, "users": u}
+        for (d, c, s), (f, u) in sorted(total["risk"].items(), key=_null_last_key)
+    ]
+    report["flattery_watch"] = _flattery(total["flattery"], total["week_users"])
+    return report
+
+
+def _null_last_key(item: tuple[tuple[Any, ...], Any]) -> tuple[Any, ...]:
+    """Sort key treating None as "" (and after a real "" so that the order is total)."""
+    return tuple(x for v in item[0] for x in ("" if v is None else v, v is None))
+
+
+def _sum_partials(partials: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    ranges = [p["range"] for p in partials]
+    if any(r != ranges[0] for r in ranges):
+        raise PartialMismatchError(ranges)
+    total: dict[str, Any] = {
+        "range": ranges[0] if ranges else None,
+        "active": None,
+        "events": {},
+        "types": {},
+        "feedback": {},
+        "risk": {},
+        "flattery": {},
+        "week_users": {},
+        "preferences": {},
+        "rejected": {},
+        "late": 0,
+    }
+    for p in partials:
+        active = p["active"]
+        if total["active"] is None:
+            total["active"] = [list(row) for row in active]
+        else:
+            for acc, row in zip(total["active"], active, strict=True):
+                for i, v in enumerate(row):
+                    acc[i] += v
+        for name in ("events", "types", "week_users", "rejected"):
+            _add(total[name], p[name].items())
+        _add_rows(total["feedback"], p["feedback"], 2)
+        _add_rows(total["risk"], p["risk"], 3)
+        _add_rows(total["flattery"], p["flattery"], 2)
+        _add_rows(total["preferences"], p["preferences"], 3)
+        total["late"] += p["late"]
+    total["active"] = total["active"] or []
+    return total
+
+
+def _add(into: dict[Any, Any], items: Iterable[tuple[Any, Any]]) -> None:
+    for k, v in items:
+        into[k] = into.get(k, 0) + v
+
+
+def _add_rows(into: dict[tuple[Any, ...], list[int]], rows: Iterable[list[Any]], key: int) -> None:
+    """Adds the numeric tail of rows whose first ``key`` columns are the key."""
+    for row in rows:
+        k = tuple(row[:key])
+        acc = into.get(k)
+        if acc is None:
+            into[k] = list(row[key:])
+        else:
+            for i, v in enumerate(row[key:]):
+                acc[i] += v
+
+
+def _previous_week(week: str) -> str:
+    year, _, num = week.partition("-W")
+    monday = date.fromisocalendar(int(year), int(num), 1) - timedelta(days=7)
+    y, w, _ = monday.isocalendar()
+    return f"{y}-W{w:02d}"
+
+
+def _flattery(
+    counts: dict[tuple[Any, ...], list[int]], week_users: dict[str, int]
+) -> list[dict[str, Any]]:
+    """Rows of the flattery watch; rises are compared exactly (as fractions), not rounded."""
+    rows: list[dict[str, Any]] = []
+    for (model, week), (up, down, users, flags, at_risk) in sorted(counts.items()):
+        if not users:
+            continue
+        prev = counts.get((model, _previous_week(week)))
+        rate = Fraction(up, up + down) if up + down else None
+        per_1k = Fraction(flags * 1000, users)
+        flag = False
+        if prev is not None and prev[2] and rate is not None and prev[0] + prev[1]:
+            flag = rate > Fraction(prev[0], prev[0] + prev[1]) and per_1k > Fraction(
+                prev[3] * 1000, prev[2]
+            )
+        rows.append(
+            {
+                "model": model,
+                "week": week,
+                "thumbs_up": up,
+                "thumbs_down": down,
+                "thumbs_up_rate": round(float(rate), 6) if rate is not None else None,
+                "active_users": users,
+                "active_share": round(users / week_users[week], 6),
+                "risk_flags": flags,
+                "risk_flags_per_1k": round(float(per_1k), 6),
+                "users_at_risk": at_risk,
+                "flag": flag,
+            }
+        )
+    return rows
