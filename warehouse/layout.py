@@ -1,0 +1,212 @@
+"""Where the warehouse keeps what, and what the files are called.
+
+The warehouse is a directory::
+
+    events/day=YYYY-MM-DD/p{partition:03d}-{first:012d}-{last:012d}.parquet   loader output
+    events/day=YYYY-MM-DD/c-{digest}.parquet                                   compacted
+    deadletter/p{partition:03d}-{first:012d}-{last:012d}.parquet               rejected input
+    _loader/p{partition:03d}-{first:012d}-{last:012d}.commit                   commit marker
+
+A loader file holds the records of one source partition from offset ``first`` to ``last``
+(inclusive) whose events fall on that day. One flush of a partition writes one file per event
+day touched, maybe a dead-letter file, all under temporary names, renames them, and only then
+renames in the commit marker of the same range: the flush counts as loaded once its marker is
+there. On start the loader resumes after the highest marker of each partition and deletes the
+files of ranges past it. Compaction keeps source partition, offset and batch index of every row
+and records the files it replaced in the footer of the file it wrote (``covers``).
+
+``events_glob`` is always safe for readers that count each ``event_id`` once (the rule of every
+metric); readers that need every physical row exactly once use :func:`live_event_files`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+__all__ = [
+    "COMMITS_DIR",
+    "COVERS_KEY",
+    "DEADLETTER_DIR",
+    "DEADLETTER_SCHEMA",
+    "EVENTS_DIR",
+    "EVENTS_SCHEMA",
+    "FileRange",
+    "committed_offsets",
+    "compacted_covers",
+    "day_dir",
+    "deadletter_glob",
+    "events_glob",
+    "live_deadletter_files",
+    "live_event_files",
+    "parse_range",
+    "range_name",
+]
+
+EVENTS_DIR = "events"
+DEADLETTER_DIR = "deadletter"
+COMMITS_DIR = "_loader"
+COVERS_KEY = b"usersignals.covers"
+"""Parquet footer key of a compacted file: JSON list of the file names it replaced."""
+
+_UTC_US = pa.timestamp("us", tz="UTC")
+
+EVENTS_SCHEMA = pa.schema(
+    [
+        pa.field("event_id", pa.string(), nullable=False),
+        pa.field("type", pa.string(), nullable=False),
+        pa.field("user_id", pa.string(), nullable=False),
+        pa.field("ts", _UTC_US, nullable=False),
+        pa.field("day", pa.date32(), nullable=False),
+        pa.field("session_id", pa.string()),
+        pa.field("model", pa.string()),
+        pa.field("platform", pa.string()),
+        pa.field("role", pa.string()),
+        pa.field("tokens", pa.int64()),
+        pa.field("message_id", pa.string()),
+        pa.field("rating", pa.int32()),
+        pa.field("model_a", pa.string()),
+        pa.field("model_b", pa.string()),
+        pa.field("winner", pa.string()),
+        pa.field("category", pa.string()),
+        pa.field("severity", pa.string()),
+        pa.field("source", pa.string()),
+        pa.field("duration_s", pa.float64()),
+        pa.field("properties", pa.string()),  # JSON text
+        pa.field("extra", pa.string()),  # JSON text: unknown top-level fields
+        pa.field("received_at", _UTC_US),
+        pa.field("source_partition", pa.int32(), nullable=False),
+        pa.field("source_offset", pa.int64(), nullable=False),
+        pa.field("batch_index", pa.int32(), nullable=False),
+    ]
+)
+"""Columns of ``events``; (source_partition, source_offset, batch_index) is the log position."""
+
+DEADLETTER_SCHEMA = pa.schema(
+    [
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("message", pa.string(), nullable=False),
+        pa.field("field", pa.string()),
+        pa.field("source_topic", pa.string(), nullable=False),
+        pa.field("source_partition", pa.int32(), nullable=False),
+        pa.field("source_offset", pa.int64(), nullable=False),
+        pa.field("batch_index", pa.int32()),  # None: the whole record was rejected
+        pa.field("record_key", pa.binary()),
+        pa.field("raw", pa.binary(), nullable=False),
+        pa.field("received_at", _UTC_US, nullable=False),  # the Kafka record timestamp
+    ]
+)
+"""Columns of ``deadletter``: one row per rejection, with the rejected bytes."""
+
+_RANGE = re.compile(r"^p(\d{3,})-(\d{12,})-(\d{12,})\.(parquet|commit)$")
+
+
+@dataclass(frozen=True, order=True)
+class FileRange:
+    """The source records a loader file or commit marker stands for."""
+
+    partition: int
+    first: int
+    last: int
+
+
+def range_name(r: FileRange, suffix: str = "parquet") -> str:
+    """``p003-000000000100-000000000199.parquet`` for partition 3, offsets 100..199."""
+    return f"p{r.partition:03d}-{r.first:012d}-{r.last:012d}.{suffix}"
+
+
+def parse_range(name: str) -> FileRange | None:
+    """The range in a loader file or marker name, or None for any other name."""
+    m = _RANGE.match(name)
+    if m is None:
+        return None
+    return FileRange(int(m[1]), int(m[2]), int(m[3]))
+
+
+def day_dir(root: Path, day: str) -> Path:
+    """``events/day=YYYY-MM-DD`` of the warehouse at ``root``."""
+    return Path(root) / EVENTS_DIR / f"day={day}"
+
+
+def events_glob(root: Path) -> str:
+    """Glob of every events file (loader and compacted)."""
+    return str(Path(root) / EVENTS_DIR / "day=*" / "*.parquet")
+
+
+def deadletter_glob(root: Path) -> str:
+    """Glob of every dead-letter file."""
+    return str(Path(root) / DEADLETTER_DIR / "*.parquet")
+
+
+def committed_offsets(root: Path) -> dict[int, int]:
+    """Last loaded offset of each source partition, from the commit markers' names."""
+    out: dict[int, int] = {}
+    commits = Path(root) / COMMITS_DIR
+    if not commits.is_dir():
+        return out
+    for path in commits.iterdir():
+        r = parse_range(path.name)
+        if r is not None and path.suffix == ".commit":
+            out[r.partition] = max(out.get(r.partition, -1), r.last)
+    return out
+
+
+def is_committed(r: FileRange, committed: dict[int, int]) -> bool:
+    """Whether a loader file's range is at or before its partition's last commit."""
+    return r.last <= committed.get(r.partition, -1)
+
+
+def compacted_covers(path: Path) -> list[str]:
+    """Names of the files a compacted file replaced (from its Parquet footer)."""
+    meta = pq.read_schema(path).metadata or {}
+    raw = meta.get(COVERS_KEY)
+    if raw is None:
+        return []
+    names = json.loads(raw)
+    return [str(n) for n in names]
+
+
+def live_event_files(root: Path) -> list[Path]:
+    """Events files a reader should use to see every loaded row exactly once.
+
+    Leaves out files of ranges not yet committed (a crash mid-flush) and files that a
+    compacted file has replaced but that are not deleted yet.
+    """
+    committed = committed_offsets(root)
+    events = Path(root) / EVENTS_DIR
+    if not events.is_dir():
+        return []
+    out: list[Path] = []
+    for day in sorted(p for p in events.iterdir() if p.is_dir()):
+        files = sorted(p for p in day.iterdir() if p.suffix == ".parquet")
+        covered: set[str] = set()
+        for f in files:
+            if f.name.startswith("c-"):
+                covered.update(compacted_covers(f))
+        for f in files:
+            if f.name in covered:
+                continue
+            r = parse_range(f.name)
+            if r is not None and not is_committed(r, committed):
+                continue
+            out.append(f)
+    return out
+
+
+def live_deadletter_files(root: Path) -> list[Path]:
+    """Dead-letter files of committed ranges."""
+    committed = committed_offsets(root)
+    dead = Path(root) / DEADLETTER_DIR
+    if not dead.is_dir():
+        return []
+    out = []
+    for f in sorted(dead.glob("*.parquet")):
+        r = parse_range(f.name)
+        if r is not None and is_committed(r, committed):
+            out.append(f)
+    return out
