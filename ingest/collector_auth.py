@@ -1,0 +1,114 @@
+"""Who may write to the collector, from which web origin, and in which media type.
+
+Pure functions of header values, so that the HTTP shell in :mod:`usersignals.ingest.collector`
+only moves bytes and a table of cases tests the policy without a server.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping, Sequence
+
+__all__ = [
+    "CORS_MAX_AGE_S",
+    "check_content_type",
+    "check_write_key",
+    "cors_headers",
+    "parse_origins",
+]
+
+CORS_MAX_AGE_S = 86_400
+"""How long a browser may cache a preflight answer (one day)."""
+
+_ALLOW_METHODS = "POST, OPTIONS"
+_ALLOW_HEADERS = "Authorization, Content-Type"
+
+
+def check_write_key(authorization: str | None, keys: Sequence[str]) -> str | None:
+    """Checks an ``Authorization`` header against the configured write keys.
+
+    Every key is compared in constant time, and all of them are compared whatever the
+    outcome, so the answer time does not tell how much of a key was right or which key
+    matched. With no keys configured every request may write (the collector warns at start).
+
+    Args:
+        authorization: The header value, ``None`` when absent.
+        keys: The accepted keys (``Settings.write_keys``).
+
+    Returns:
+        ``None`` when the request may write, else a message saying why not.
+    """
+    if not keys:
+        return None
+    if authorization is None:
+        return "missing Authorization header; expected 'Bearer <write key>'"
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return f"Authorization header must be 'Bearer <write key>', got scheme {scheme!r}"
+    given = token.strip().encode("utf-8", "surrogateescape")
+    matched = False
+    for key in keys:
+        matched |= hmac.compare_digest(given, key.encode("utf-8"))
+    return None if matched else "unknown write key"
+
+
+def check_content_type(content_type: str | None) -> str | None:
+    """Checks a ``Content-Type`` header: JSON in UTF-8 only.
+
+    ``application/json`` with no parameters or with ``charset=utf-8`` is accepted (JSON
+    text is UTF-8 by RFC 8259); anything else is refused.
+
+    Returns:
+        ``None`` when acceptable, else a message quoting the header.
+    """
+    if content_type is None:
+        return "missing Content-Type; expected 'application/json'"
+    media, *params = (part.strip() for part in content_type.split(";"))
+    if media.lower() != "application/json":
+        return f"Content-Type must be 'application/json', got {content_type!r}"
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in (
+            "utf-8",
+            "utf8",
+        ):
+            return f"Content-Type charset must be utf-8, got {content_type!r}"
+    return None
+
+
+def parse_origins(allow_origin: str) -> tuple[str, ...]:
+    """Splits the configured allowed origins (``*`` or a comma-separated list)."""
+    origins = tuple(o.strip().rstrip("/") for o in allow_origin.split(",") if o.strip())
+    return ("*",) if not origins or "*" in origins else origins
+
+
+def cors_headers(
+    origin: str | None, allowed: Sequence[str], *, preflight: bool
+) -> Mapping[str, str]:
+    """CORS headers for a response to a request from ``origin``.
+
+    With ``*`` allowed every origin may write (write keys still apply); with a list, only a
+    listed origin is echoed back, and ``Vary: Origin`` tells caches that the answer depends
+    on it. An unlisted origin gets no ``Access-Control-Allow-Origin``, so its browser hides
+    the answer.
+
+    Args:
+        origin: The request's ``Origin`` header, ``None`` when absent.
+        allowed: Result of :func:`parse_origins`.
+        preflight: Whether this answers an ``OPTIONS`` preflight (adds methods, headers and
+            max age).
+    """
+    headers: dict[str, str] = {}
+    if "*" in allowed:
+        headers["Access-Control-Allow-Origin"] = "*"
+    else:
+        headers["Vary"] = "Origin"
+        if origin is not None and origin.rstrip("/") in allowed:
+            headers["Access-Control-Allow-Origin"] = origin
+    if preflight:
+        headers["Access-Control-Allow-Methods"] = _ALLOW_METHODS
+        headers["Access-Control-Allow-Headers"] = _ALLOW_HEADERS
+        headers["Access-Control-Max-Age"] = str(CORS_MAX_AGE_S)
+    else:
+        headers["Access-Control-Expose-Headers"] = "Retry-After"
+    return headers
