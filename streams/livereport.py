@@ -19,12 +19,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import date, timedelta
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from usersignals.config import UsersignalsError
-
-if TYPE_CHECKING:
-    from usersignals.streams.folds import PartitionState
+from usersignals.streams.folds import PartitionState
 
 __all__ = [
     "PartialMismatchError",
@@ -85,17 +83,15 @@ def live_gauges(states: Sequence[PartitionState]) -> dict[str, Any]:
     flattery watch rows of the newest day's ISO week and the one before it).
     """
     newest = max((s.newest_day for s in states if s.newest_day is not None), default=None)
-    total: dict[str, Any] = {"day": newest, "late": 0}
+    total = PartitionState().gauges(newest)
     for s in states:
         for name, value in s.gauges(newest).items():
-            if name == "day":
-                continue
             if isinstance(value, dict):
-                _add(total.setdefault(name, {}), value.items())
-            else:
-                total[name] = total.get(name, 0) + value
-    mau = total.get("mau", 0)
-    total["stickiness"] = round(total.get("dau", 0) / mau, 6) if mau else 0.0
+                _add(total[name], value.items())
+            elif name != "day":
+                total[name] += value
+    mau = total["mau"]
+    total["stickiness"] = round(total["dau"] / mau, 6) if mau else 0.0
     flattery: list[dict[str, Any]] = []
     if newest is not None:
         start = newest - timedelta(days=newest.weekday() + 7)
