@@ -1,0 +1,169 @@
+"""Compaction: one file per day, each event_id once (first copy wins), atomic and idempotent."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from usersignals.warehouse.commit import write_range
+from usersignals.warehouse.compact import DayNotFoundError, compact, compact_day, dedupe_first
+from usersignals.warehouse.layout import (
+    DEADLETTER_SCHEMA,
+    EVENTS_SCHEMA,
+    FileRange,
+    compacted_covers,
+    live_event_files,
+)
+
+DAY = date(2026, 1, 1)
+NO_DEAD = DEADLETTER_SCHEMA.empty_table()
+
+Row = tuple[str, int, int, int]  # event_id, partition, offset, index
+
+
+def table(rows: list[Row], day: date = DAY) -> pa.Table:
+    return pa.Table.from_pylist(
+        [
+            {
+                "event_id": e,
+                "type": "session_start",
+                "user_id": f"u{p}",
+                "ts": datetime(day.year, day.month, day.day, tzinfo=UTC),
+                "day": day,
+                "source_partition": p,
+                "source_offset": o,
+                "batch_index": i,
+            }
+            for e, p, o, i in rows
+        ],
+        schema=EVENTS_SCHEMA,
+    )
+
+
+def positions(t: pa.Table) -> list[Row]:
+    cols = ("event_id", "source_partition", "source_offset", "batch_index")
+    return list(zip(*(t.column(c).to_pylist() for c in cols), strict=True))
+
+
+@pytest.mark.parametrize(
+    ("rows", "kept"),
+    [
+        ([], []),
+        ([("a", 0, 1, 0)], [("a", 0, 1, 0)]),
+        ([("a", 0, 5, 0), ("a", 0, 1, 3)], [("a", 0, 1, 3)]),
+        ([("a", 0, 1, 3), ("a", 0, 1, 2), ("b", 0, 1, 4)], [("a", 0, 1, 2), ("b", 0, 1, 4)]),
+        ([("a", 2, 0, 0), ("a", 1, 9, 0), ("b", 0, 3, 0)], [("b", 0, 3, 0), ("a", 1, 9, 0)]),
+    ],
+)
+def test_dedupe_first_keeps_the_first_copy_in_log_order(rows: list[Row], kept: list[Row]) -> None:
+    assert positions(dedupe_first(table(rows))) == kept
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from("abcde"), st.integers(0, 3), st.integers(0, 50), st.integers(0, 5)
+        ),
+        unique_by=lambda r: r[1:],
+    )
+)
+def test_dedupe_first_matches_the_rule(rows: list[Row]) -> None:
+    first: dict[str, Row] = {}
+    for row in sorted(rows, key=lambda r: r[1:]):
+        first.setdefault(row[0], row)
+    expected = sorted(first.values(), key=lambda r: r[1:])
+    assert positions(dedupe_first(table(rows))) == expected
+
+
+def load(root: Path, partition: int, first: int, rows: list[Row]) -> None:
+    last = max([first, *(o for _, _, o, _ in rows)])
+    write_range(root, FileRange(partition, first, last), table(rows), NO_DEAD)
+
+
+def day_files(root: Path) -> list[str]:
+    return sorted(p.name for p in (root / "events" / "day=2026-01-01").iterdir())
+
+
+def live_positions(root: Path) -> list[Row]:
+    out: list[Row] = []
+    for f in live_event_files(root):
+        out += positions(pq.read_table(f, schema=EVENTS_SCHEMA))
+    return sorted(out, key=lambda r: r[1:])
+
+
+def test_compact_merges_drops_duplicates_and_is_idempotent(tmp_path: Path) -> None:
+    load(tmp_path, 0, 0, [("a", 0, 0, 0), ("b", 0, 0, 1)])
+    load(tmp_path, 0, 1, [("a", 0, 1, 0), ("c", 0, 2, 0)])  # a retried at offset 1
+    load(tmp_path, 5, 0, [("b", 5, 0, 0), ("d", 5, 0, 1)])  # b seen first in partition 0
+    [result] = compact(tmp_path)
+    assert (result.day, result.inputs, result.rows_in, result.rows_out, result.duplicates) == (
+        "2026-01-01",
+        3,
+        6,
+        4,
+        2,
+    )
+    expected = [("a", 0, 0, 0), ("b", 0, 0, 1), ("c", 0, 2, 0), ("d", 5, 0, 1)]
+    assert live_positions(tmp_path) == expected
+    assert day_files(tmp_path) == [result.output]
+    out = tmp_path / "events" / "day=2026-01-01" / str(result.output)
+    assert compacted_covers(out) == [
+        "p000-000000000000-000000000000.parquet",
+        "p000-000000000001-000000000002.parquet",
+        "p005-000000000000-000000000000.parquet",
+    ]
+    before = out.read_bytes()
+    again = compact_day(tmp_path, "2026-01-01")
+    assert (again.inputs, again.rows_in, again.rows_out, again.output) == (1, 4, 4, None)
+    assert day_files(tmp_path) == [result.output]
+    assert out.read_bytes() == before
+
+
+def test_compacting_new_files_into_a_compacted_day(tmp_path: Path) -> None:
+    load(tmp_path, 0, 0, [("a", 0, 0, 0)])
+    first = compact_day(tmp_path, "2026-01-01")
+    load(tmp_path, 0, 1, [("a", 0, 1, 0), ("b", 0, 1, 1)])
+    second = compact_day(tmp_path, "2026-01-01")
+    assert (second.inputs, second.rows_in, second.rows_out) == (2, 3, 2)
+    assert day_files(tmp_path) == [second.output]
+    assert second.output != first.output
+    assert live_positions(tmp_path) == [("a", 0, 0, 0), ("b", 0, 1, 1)]
+
+
+def test_uncommitted_files_are_left_alone(tmp_path: Path) -> None:
+    load(tmp_path, 0, 0, [("a", 0, 0, 0)])
+    d = tmp_path / "events" / "day=2026-01-01"
+    pq.write_table(table([("b", 0, 1, 0)]), d / "p000-000000000001-000000000001.parquet")
+    result = compact_day(tmp_path, "2026-01-01")
+    assert (result.inputs, result.rows_out) == (1, 1)
+    assert day_files(tmp_path) == [str(result.output), "p000-000000000001-000000000001.parquet"]
+
+
+def test_a_crash_after_the_rename_is_finished_by_the_next_run(tmp_path: Path) -> None:
+    load(tmp_path, 0, 0, [("a", 0, 0, 0)])
+    load(tmp_path, 0, 1, [("a", 0, 1, 0)])
+    d = tmp_path / "events" / "day=2026-01-01"
+    saved = tmp_path / "saved"
+    shutil.copytree(d, saved)
+    result = compact_day(tmp_path, "2026-01-01")
+    for f in saved.iterdir():  # as if the inputs had not been deleted yet
+        shutil.copy(f, d / f.name)
+    (d / ".c-x.parquet.compact.tmp").write_bytes(b"partial")
+    assert live_positions(tmp_path) == [("a", 0, 0, 0)]
+    again = compact_day(tmp_path, "2026-01-01")
+    assert again.output is None
+    assert day_files(tmp_path) == [result.output]
+
+
+def test_unknown_day(tmp_path: Path) -> None:
+    with pytest.raises(DayNotFoundError) as exc:
+        compact_day(tmp_path, "2026-02-30")
+    assert str(exc.value) == "No events for day '2026-02-30'"
+    assert compact(tmp_path) == []
