@@ -1,0 +1,622 @@
+"""The event contract (``events.md`` v1), defined once for the SDK, the collector and the workers.
+
+Bad input is normal traffic, so a broken event is a value, a :class:`Rejection` with a stable
+reason code, never an exception: :func:`decode_record` and :func:`validate` never raise.
+
+:func:`decode_record` first tries a fast path: msgspec decodes the whole record straight into
+:class:`Event` objects, whose field annotations carry the contract's constraints. Only when
+that fails anywhere does the precise path re-read the record element by element and name each
+problem (:func:`validate`). Tests check that both paths agree.
+
+Decisions the spec leaves open, taken here:
+
+- ``null`` for a field means the field is absent (a required field that is ``null`` is missing).
+- A type-specific field on an event of another type (``rating`` on a ``message``) is checked
+  by its own rule and kept; only the fields its own type requires are required.
+- ``model_a``/``model_b`` are 1-128 characters like ``model``; ``message_id`` is 1-256.
+- ``tokens`` fits a signed 64-bit integer; ``duration_s`` is a finite number (ints allowed).
+- Unknown top-level fields are kept verbatim in :attr:`Event.extra` and may nest as deep as
+  ``properties`` (8 levels inside the value).
+- A record not starting with ``[`` is one event, so more than 32 KiB of it is ``too_large``.
+- A record nested deeper than :data:`MAX_READ_DEPTH` levels (outside strings) is not read at
+  all: one ``too_deep`` rejection. Within that, each too-deep element is rejected alone.
+- :func:`validate` on a Python dict also rejects what JSON cannot carry (non-string keys,
+  tuples and other non-JSON values, NaN, lone surrogates) and takes tz-aware ``datetime``
+  objects for ``ts`` and ``received_at``. Its rejections carry ``raw=b""``.
+- Timestamps: see :mod:`usersignals.ingest.timestamps` (rounded to the microsecond).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import msgspec
+
+from usersignals.config import UsersignalsError
+from usersignals.ingest.partitioner import partition_for
+from usersignals.ingest.timestamps import (
+    TimestampError,
+    format_ts,
+    parse_epoch_ms,
+    parse_rfc3339,
+    to_utc,
+)
+
+__all__ = [
+    "CHOICES",
+    "EVENT_TYPES",
+    "MAX_BATCH",
+    "MAX_EVENT_BYTES",
+    "MAX_FUTURE",
+    "MAX_PROPERTIES_DEPTH",
+    "MAX_READ_DEPTH",
+    "MAX_RECORD_BYTES",
+    "MAX_TOKENS",
+    "REASONS",
+    "REQUIRED_BY_TYPE",
+    "TEXT_LIMITS",
+    "Event",
+    "EventError",
+    "Rejection",
+    "decode_record",
+    "encode_batch",
+    "encode_event",
+    "json_schema",
+    "partition_for",
+    "validate",
+]
+
+MAX_EVENT_BYTES = 32 * 1024
+MAX_RECORD_BYTES = 1 << 20
+MAX_BATCH = 1000
+MAX_PROPERTIES_DEPTH = 8
+MAX_READ_DEPTH = 64
+"""Nesting (outside strings) beyond which a record is not read at all."""
+MAX_FUTURE = timedelta(hours=24)
+MAX_TOKENS = (1 << 63) - 1
+
+EVENT_TYPES = ("session_start", "session_end", "message", "feedback", "preference", "risk_flag")
+REASONS = (
+    "empty", "too_large", "not_utf8", "too_deep", "not_json", "bad_batch", "not_object",
+    "missing_field", "bad_type", "bad_value", "bad_timestamp", "unknown_type",
+)  # fmt: skip
+CHOICES: dict[str, tuple[str, ...]] = {
+    "platform": ("web", "ios", "android", "desktop", "api"),
+    "role": ("user", "assistant", "system", "tool"),
+    "winner": ("a", "b", "tie", "both_bad"),
+    "category": (
+        "self_harm",
+        "suicidal_ideation",
+        "mania",
+        "psychosis",
+        "delusion",
+        "emotional_dependence",
+        "sycophancy",
+        "other",
+    ),
+    "severity": ("low", "medium", "high", "critical"),
+    "source": ("classifier", "moderator", "user_report"),
+}
+TEXT_LIMITS: dict[str, tuple[int, int]] = {
+    "event_id": (1, 128),
+    "user_id": (1, 512),
+    "session_id": (0, 256),
+    "model": (0, 128),
+    "message_id": (1, 256),
+    "model_a": (1, 128),
+    "model_b": (1, 128),
+}
+REQUIRED_BY_TYPE: dict[str, tuple[str, ...]] = {
+    "session_start": (),
+    "session_end": (),
+    "message": ("role",),
+    "feedback": ("message_id", "rating"),
+    "preference": ("model_a", "model_b", "winner"),
+    "risk_flag": ("category", "severity"),
+}
+RATINGS = (1, -1, 0)
+
+
+def _one_of(*names: str) -> msgspec.Meta:
+    return msgspec.Meta(pattern="^(?:" + "|".join(names) + r")\Z")
+
+
+# Constrained field types: msgspec checks these while decoding (the fast path); the precise
+# path in _check_event enforces the same rules with messages. Keep the two in step.
+_EventId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+_Type = Annotated[str, _one_of(*EVENT_TYPES)]
+_UserId = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+_Moment = Annotated[datetime, msgspec.Meta(tz=True)]
+_SessionId = Annotated[str, msgspec.Meta(max_length=256)]
+_Model = Annotated[str, msgspec.Meta(max_length=128)]
+_ModelAB = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+_MessageId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+_Platform = Annotated[str, _one_of(*CHOICES["platform"])]
+_Role = Annotated[str, _one_of(*CHOICES["role"])]
+_Winner = Annotated[str, _one_of(*CHOICES["winner"])]
+_Category = Annotated[str, _one_of(*CHOICES["category"])]
+_Severity = Annotated[str, _one_of(*CHOICES["severity"])]
+_Source = Annotated[str, _one_of(*CHOICES["source"])]
+_Tokens = Annotated[int, msgspec.Meta(ge=0, le=MAX_TOKENS)]
+_Rating = Annotated[int, msgspec.Meta(ge=-1, le=1)]
+_Duration = Annotated[float, msgspec.Meta(ge=0.0, le=1.7976931348623157e308)]
+_J0 = None | bool | int | float | str
+_J1 = _J0 | list[_J0] | dict[str, _J0]
+_J2 = _J0 | list[_J1] | dict[str, _J1]
+_J3 = _J0 | list[_J2] | dict[str, _J2]
+_J4 = _J0 | list[_J3] | dict[str, _J3]
+_J5 = _J0 | list[_J4] | dict[str, _J4]
+_J6 = _J0 | list[_J5] | dict[str, _J5]
+_J7 = _J0 | list[_J6] | dict[str, _J6]
+_J8 = _J0 | list[_J7] | dict[str, _J7]
+_Properties = dict[str, _J8]  # the object itself plus MAX_PROPERTIES_DEPTH levels inside
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One valid event, normalised: ``ts`` and ``received_at`` in UTC, microsecond precision.
+
+    Flat: every type-specific field is optional here; :func:`validate` enforces which ones
+    each type requires. ``extra`` holds unknown top-level fields verbatim. Build events from
+    input with :func:`validate` or :func:`decode_record`; the constructor checks nothing.
+    """
+
+    event_id: _EventId
+    type: _Type
+    user_id: _UserId
+    ts: _Moment
+    session_id: _SessionId | None = None
+    model: _Model | None = None
+    platform: _Platform | None = None
+    properties: _Properties | None = None
+    role: _Role | None = None
+    tokens: _Tokens | None = None
+    message_id: _MessageId | None = None
+    rating: _Rating | None = None
+    model_a: _ModelAB | None = None
+    model_b: _ModelAB | None = None
+    winner: _Winner | None = None
+    category: _Category | None = None
+    severity: _Severity | None = None
+    source: _Source | None = None
+    duration_s: _Duration | None = None
+    received_at: _Moment | None = None
+    extra: dict[str, Any] | None = None
+
+
+class Rejection(msgspec.Struct, frozen=True, kw_only=True):
+    """Why some input is not an event: a stable ``reason`` code and a human ``message``.
+
+    ``index`` is the position in a batch (``None`` when the whole record is rejected) and
+    ``raw`` the rejected bytes: the element's own JSON bytes, or the whole record.
+    """
+
+    reason: str
+    message: str
+    field: str | None = None
+    index: int | None = None
+    raw: bytes = b""
+
+
+class EventError(UsersignalsError):
+    """An invalid event handed to the SDK; sending it again cannot help."""
+
+    retryable = False
+
+    def __init__(self, rejection: Rejection) -> None:
+        self.rejection = rejection
+        super().__init__(rejection.message)
+
+
+FIELDS: tuple[str, ...] = tuple(f for f in Event.__struct_fields__ if f != "extra")
+_KNOWN = frozenset(FIELDS)
+_BATCH_DECODER = msgspec.json.Decoder(list[Event])
+_EVENT_DECODER = msgspec.json.Decoder(Event)
+_RAW_LIST_DECODER = msgspec.json.Decoder(list[msgspec.Raw])
+_ANY_DECODER = msgspec.json.Decoder()
+_ENCODER = msgspec.json.Encoder()
+_STRINGS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+# ---------------------------------------------------------------------------------- decoding
+
+
+def decode_record(
+    value: bytes | None, *, now: datetime | None = None
+) -> tuple[list[Event], list[Rejection]]:
+    """Decodes one Kafka record value: one event object, or a JSON array batch of them.
+
+    Args:
+        value: The record value as received.
+        now: The moment of receipt, for the 24 h future limit of ``ts`` (default: the clock).
+
+    Returns:
+        The valid events in batch order, and one rejection per bad element (or a single one
+        for a record that cannot be read at all). Never raises.
+    """
+    now = now or datetime.now(UTC)
+    try:
+        fast = _decode_fast(value, now)
+        return (fast, []) if fast is not None else _decode_precise(value, now)
+    except Exception as exc:  # never raise on input, whatever it is
+        raw = bytes(value) if isinstance(value, bytes | bytearray | memoryview) else b""
+        message = f"Unreadable record ({type(exc).__name__})"
+        return [], [Rejection(reason="not_json", message=message, raw=raw)]
+
+
+def _decode_fast(value: bytes | None, now: datetime) -> list[Event] | None:
+    """All events of a record that is wholly valid, else ``None``."""
+    if not value or len(value) > MAX_RECORD_BYTES:
+        return None
+    try:
+        if not _is_batch(value):
+            if len(value) > MAX_EVENT_BYTES:
+                return None
+            events = [_EVENT_DECODER.decode(value)]
+        else:
+            if len(value) > MAX_EVENT_BYTES and any(
+                len(raw) > MAX_EVENT_BYTES for raw in _RAW_LIST_DECODER.decode(value)
+            ):
+                return None
+            events = _BATCH_DECODER.decode(value)
+            if not 1 <= len(events) <= MAX_BATCH:
+                return None
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        return None
+    limit = now + MAX_FUTURE
+    for i, e in enumerate(events):
+        if e.extra is not None:  # a field literally named "extra": unknown, kept verbatim
+            return None
+        for name in REQUIRED_BY_TYPE[e.type]:
+            if getattr(e, name) is None:
+                return None
+        if e.model_a is not None and e.model_a == e.model_b:
+            return None
+        if e.ts.tzinfo is not UTC or (e.received_at and e.received_at.tzinfo is not UTC):
+            try:
+                e = events[i] = msgspec.structs.replace(
+                    e, ts=to_utc(e.ts), received_at=e.received_at and to_utc(e.received_at)
+                )
+            except TimestampError:
+                return None
+        if e.ts > limit:
+            return None
+    return events
+
+
+def _decode_precise(value: bytes | None, now: datetime) -> tuple[list[Event], list[Rejection]]:
+    raw = bytes(value) if value else b""
+    problem = _record_problem(raw)
+    if problem is not None:
+        return [], [Rejection(reason=problem[0], message=problem[1], raw=raw)]
+    if not _is_batch(raw):
+        return _decode_element(raw, None, now)
+    try:
+        elements = _RAW_LIST_DECODER.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        return [], [Rejection(reason="not_json", message=f"Not JSON: {exc}", raw=raw)]
+    if not 1 <= len(elements) <= MAX_BATCH:
+        if elements:
+            message = f"Batch of {len(elements)} events (at most {MAX_BATCH})"
+        else:
+            message = f"Empty batch (a batch holds 1 to {MAX_BATCH} events)"
+        return [], [Rejection(reason="bad_batch", message=message, raw=raw)]
+    events: list[Event] = []
+    rejections: list[Rejection] = []
+    for index, element in enumerate(elements):
+        got, rejected = _decode_element(bytes(element), index, now)
+        events += got
+        rejections += rejected
+    return events, rejections
+
+
+def _record_problem(raw: bytes) -> tuple[str, str] | None:
+    """The reason a whole record cannot be read, checked before parsing it, if any."""
+    if not raw:
+        return "empty", "Empty record"
+    if len(raw) > MAX_RECORD_BYTES:
+        return "too_large", f"Record of {len(raw)} bytes (at most {MAX_RECORD_BYTES})"
+    if not _is_batch(raw) and len(raw) > MAX_EVENT_BYTES:
+        return "too_large", f"Event of {len(raw)} bytes (at most {MAX_EVENT_BYTES})"
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return "not_utf8", f"Not UTF-8: {exc.reason} at byte {exc.start}"
+    if _nesting_exceeds(raw, MAX_READ_DEPTH):
+        return "too_deep", f"Record nested deeper than {MAX_READ_DEPTH} levels"
+    return None
+
+
+def _decode_element(
+    raw: bytes, index: int | None, now: datetime
+) -> tuple[list[Event], list[Rejection]]:
+    if len(raw) > MAX_EVENT_BYTES:
+        message = f"Event of {len(raw)} bytes (at most {MAX_EVENT_BYTES})"
+        return [], [Rejection(reason="too_large", message=message, index=index, raw=raw)]
+    try:
+        obj = _ANY_DECODER.decode(raw)
+    except RecursionError:
+        message = f"Record nested deeper than {MAX_READ_DEPTH} levels"
+        return [], [Rejection(reason="too_deep", message=message, index=index, raw=raw)]
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        message = f"Not JSON: {exc}"
+        return [], [Rejection(reason="not_json", message=message, index=index, raw=raw)]
+    result = validate(obj, now=now)
+    if isinstance(result, Rejection):
+        return [], [msgspec.structs.replace(result, index=index, raw=raw)]
+    return [result], []
+
+
+def _is_batch(raw: bytes) -> bool:
+    return raw.lstrip(b" \t\r\n")[:1] == b"["
+
+
+def _nesting_exceeds(raw: bytes, limit: int) -> bool:
+    """Whether brackets outside strings nest deeper than ``limit`` (balanced or not)."""
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False
+    depth = 0
+    for c in _STRINGS.sub(b"", raw).translate(None, _NOT_BRACKETS):
+        if c == 91 or c == 123:  # '[' or '{'
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+# -------------------------------------------------------------------------------- validation
+
+
+class _Rejected(Exception):
+    """Internal: carries a rejection out of the field checks."""
+
+    def __init__(self, reason: str, message: str, field: str | None) -> None:
+        self.reason = reason
+        self.message = message
+        self.field = field
+
+
+def validate(obj: Mapping[str, Any], *, now: datetime | None = None) -> Event | Rejection:
+    """Checks one parsed event against the contract.
+
+    Args:
+        obj: The event as parsed JSON (a dict); anything else is a ``not_object`` rejection.
+        now: The moment of receipt, for the 24 h future limit of ``ts`` (default: the clock).
+
+    Returns:
+        The normalised :class:`Event`, or a :class:`Rejection` (``index=None``, ``raw=b""``).
+        Never raises.
+    """
+    try:
+        return Event(**_check_event(obj, now or datetime.now(UTC)))
+    except _Rejected as exc:
+        return Rejection(reason=exc.reason, message=exc.message, field=exc.field)
+    except Exception as exc:  # never raise on input, whatever it is
+        return Rejection(reason="bad_value", message=f"Unreadable event ({type(exc).__name__})")
+
+
+def _check_event(obj: object, now: datetime) -> dict[str, Any]:
+    if not isinstance(obj, Mapping):
+        raise _Rejected("not_object", f"Not a JSON object: {_show(obj)} (an event is one)", None)
+    given: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for key, value in obj.items():
+        if not isinstance(key, str):
+            raise _Rejected("bad_type", f"Invalid field name: {_show(key)} (not a string)", None)
+        if key in _KNOWN:
+            if value is not None:
+                given[key] = value
+        else:
+            extra[key] = value
+    out: dict[str, Any] = {}
+    for name in ("event_id", "type", "user_id", "ts"):
+        if name not in given:
+            raise _Rejected("missing_field", f"Missing {name!r} (required)", name)
+    etype = given["type"]
+    if not isinstance(etype, str) or etype not in EVENT_TYPES:
+        reason = "unknown_type" if isinstance(etype, str) else "bad_type"
+        raise _Rejected(reason, _invalid("type", etype, _choices(EVENT_TYPES)), "type")
+    for name in FIELDS:
+        if name in given:
+            out[name] = _check_field(name, given[name], now)
+        elif name in REQUIRED_BY_TYPE[etype]:
+            message = f"Missing {name!r} (required for type {etype!r})"
+            raise _Rejected("missing_field", message, name)
+    if out.get("model_a") is not None and out.get("model_a") == out.get("model_b"):
+        raise _Rejected(
+            "bad_value", _invalid("model_b", out["model_b"], "same as 'model_a'"), "model_b"
+        )
+    for key, value in extra.items():
+        _check_json(key, value)
+    if extra:
+        out["extra"] = extra
+    return out
+
+
+def _check_field(name: str, value: Any, now: datetime) -> Any:
+    if name in TEXT_LIMITS:
+        low, high = TEXT_LIMITS[name]
+        rule = f"must be {low} to {high} characters" if low else f"at most {high} characters"
+        _check_text(name, value, rule)
+        if not low <= len(value) <= high:
+            raise _Rejected("bad_value", _invalid(name, value, rule), name)
+        return value
+    if name == "type":
+        return value
+    if name in CHOICES:
+        rule = _choices(CHOICES[name])
+        _check_text(name, value, rule)
+        if value not in CHOICES[name]:
+            raise _Rejected("bad_value", _invalid(name, value, rule), name)
+        return value
+    if name in ("ts", "received_at"):
+        return _check_moment(name, value, now)
+    if name == "properties":
+        if not isinstance(value, dict):
+            raise _Rejected("bad_type", _invalid(name, value, "must be an object"), name)
+        _check_json(name, value)
+        return value
+    if name == "rating":
+        if type(value) is not int or value not in RATINGS:
+            reason = "bad_value" if type(value) is int else "bad_type"
+            raise _Rejected(reason, _invalid(name, value, "must be 1, -1 or 0"), name)
+        return value
+    if name == "tokens":
+        rule = f"must be an integer from 0 to {MAX_TOKENS}"
+        if type(value) is not int:
+            raise _Rejected("bad_type", _invalid(name, value, rule), name)
+        if not 0 <= value <= MAX_TOKENS:
+            raise _Rejected("bad_value", _invalid(name, value, rule), name)
+        return value
+    # duration_s
+    rule = "must be a finite number, 0 or more"
+    if type(value) not in (int, float):
+        raise _Rejected("bad_type", _invalid(name, value, rule), name)
+    try:
+        seconds = float(value)
+    except OverflowError:
+        seconds = math.inf
+    if not 0.0 <= seconds < math.inf:
+        raise _Rejected("bad_value", _invalid(name, value, rule), name)
+    return seconds
+
+
+def _check_text(name: str, value: Any, rule: str) -> None:
+    if not isinstance(value, str):
+        raise _Rejected("bad_type", _invalid(name, value, rule), name)
+    if not value.isascii() and _SURROGATE.search(value):
+        raise _Rejected("bad_value", _invalid(name, value, "not valid Unicode"), name)
+
+
+def _check_moment(name: str, value: Any, now: datetime) -> datetime:
+    try:
+        if isinstance(value, str):
+            moment = parse_rfc3339(value)
+        elif isinstance(value, datetime):
+            if value.tzinfo is None or value.utcoffset() is None:
+                raise TimestampError("no UTC offset; add 'Z' or '+HH:MM'")
+            moment = to_utc(value)
+        elif name == "ts" and type(value) is int:
+            moment = parse_epoch_ms(value)
+        else:
+            rule = "must be an RFC 3339 string" + (
+                " or integer epoch milliseconds" if name == "ts" else ""
+            )
+            raise _Rejected("bad_type", _invalid(name, value, rule), name)
+    except TimestampError as exc:
+        raise _Rejected("bad_timestamp", _invalid(name, value, exc.problem), name) from None
+    if name == "ts" and moment > now + MAX_FUTURE:
+        message = _invalid(name, value, "more than 24 h after receipt")
+        raise _Rejected("bad_timestamp", message, name)
+    return moment
+
+
+def _check_json(name: str, value: Any) -> None:
+    """Rejects values JSON cannot carry, and nesting beyond the properties limit."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        kind = type(item)
+        if kind is dict or kind is list:
+            if depth > MAX_PROPERTIES_DEPTH:
+                message = f"Invalid {name!r}: nested deeper than {MAX_PROPERTIES_DEPTH} levels"
+                raise _Rejected("too_deep", message, name)
+            if kind is dict:
+                for key, child in item.items():
+                    if not isinstance(key, str):
+                        raise _Rejected(
+                            "bad_type", _contains(name, key, "keys must be strings"), name
+                        )
+                    _check_json_text(name, key)
+                    stack.append((child, depth + 1))
+            else:
+                stack.extend((child, depth + 1) for child in item)
+        elif kind is str:
+            _check_json_text(name, item)
+        elif kind is float:
+            if not math.isfinite(item):
+                raise _Rejected("bad_value", _contains(name, item, "numbers must be finite"), name)
+        elif kind is int:
+            if item.bit_length() > 14000 and not _fits_decimal(item):
+                raise _Rejected("bad_value", _contains(name, item, "more than 4300 digits"), name)
+        elif item is not None and kind is not bool:
+            raise _Rejected("bad_type", _contains(name, item, "not a JSON value"), name)
+
+
+def _check_json_text(name: str, text: str) -> None:
+    if not text.isascii() and _SURROGATE.search(text):
+        raise _Rejected("bad_value", _contains(name, text, "not valid Unicode"), name)
+
+
+def _fits_decimal(number: int) -> bool:
+    try:
+        str(number)
+    except ValueError:
+        return False
+    return True
+
+
+def _show(value: Any) -> str:
+    """``repr`` of a bad value, cut to a readable length."""
+    try:
+        text = repr(value)
+    except Exception:  # a huge int, or an object whose repr fails
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _invalid(name: str, value: Any, rule: str) -> str:
+    return f"Invalid {name!r}: {_show(value)} ({rule})"
+
+
+def _contains(name: str, value: Any, rule: str) -> str:
+    return f"Invalid {name!r}: contains {_show(value)} ({rule})"
+
+
+def _choices(names: Sequence[str]) -> str:
+    return "must be one of " + ", ".join(repr(n) for n in names)
+
+
+# ---------------------------------------------------------------------------------- encoding
+
+
+def encode_event(event: Event) -> bytes:
+    """The canonical wire JSON of one event.
+
+    Contract fields in declaration order with ``None`` ones left out, times as RFC 3339 UTC
+    with six fractional digits and ``Z``, then the fields of ``extra`` (except any named like
+    a contract field). ``decode_record(encode_event(e)) == ([e], [])`` for every valid event.
+    """
+    return _ENCODER.encode(_wire(event))
+
+
+def encode_batch(events: Sequence[Event]) -> bytes:
+    """A JSON array of :func:`encode_event` objects: one Kafka record value."""
+    return _ENCODER.encode([_wire(e) for e in events])
+
+
+def _wire(event: Event) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in FIELDS:
+        value = getattr(event, name)
+        if value is not None:
+            out[name] = format_ts(value) if isinstance(value, datetime) else value
+    if event.extra:
+        for key, value in event.extra.items():
+            if key not in _KNOWN:
+                out[key] = value
+    return out
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of one event, for client teams (``usersignals schema``)."""
+    from usersignals.ingest.schema import build_schema
+
+    return build_schema()
