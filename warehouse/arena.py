@@ -31,19 +31,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from datetime import date
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from usersignals.config import UsersignalsError
 
+if TYPE_CHECKING:
+    import duckdb
+
 __all__ = [
+    "ARENA_COUNTS_SQL",
     "BASE",
     "PRIOR",
     "SCALE",
     "WINNERS",
     "ArenaInputError",
+    "arena_counts",
+    "arena_report",
     "fit_arena",
     "strengths",
 ]
@@ -59,6 +66,29 @@ PRIOR = 1e-3
 
 WINNERS = ("a", "b", "tie", "both_bad")
 """Values of ``winner`` in a preference vote."""
+
+ARENA_COUNTS_SQL = """
+WITH votes AS (
+    SELECT model_a, model_b, winner,
+           row_number() OVER (PARTITION BY user_id, day ORDER BY ts, event_id) AS nth
+    FROM events
+    WHERE type = 'preference'
+      AND model_a IS NOT NULL AND model_b IS NOT NULL AND model_a <> model_b
+      AND winner IN ('a', 'b', 'tie', 'both_bad')
+      AND (CAST($since AS DATE) IS NULL OR day >= CAST($since AS DATE))
+)
+SELECT model_a, model_b, winner, count(*) AS votes
+FROM votes
+WHERE CAST($cap AS BIGINT) IS NULL OR nth <= CAST($cap AS BIGINT)
+GROUP BY model_a, model_b, winner
+ORDER BY model_a, model_b, winner
+"""
+"""The count table over the deduplicated ``events`` view.
+
+``$since`` (a date or NULL) keeps votes of that day and later; ``$cap`` (NULL for none) keeps
+each user's first ``$cap`` votes of a day, in (``ts``, ``event_id``) order, so that one eager
+voter cannot move the ratings alone.
+"""
 
 _TOLERANCE = 1e-12
 _MAX_ITERATIONS = 100
@@ -221,3 +251,44 @@ def strengths(wins: FloatArray, *, prior: float = PRIOR) -> FloatArray:
         theta, value = candidate, new
     centred: FloatArray = theta - theta.mean()
     return centred
+
+
+def arena_counts(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    since: date | None = None,
+    cap_per_user_day: int | None = None,
+) -> dict[tuple[str, str, str], int]:
+    """The preference count table of a warehouse connection (one with the ``events`` view).
+
+    Args:
+        con: DuckDB connection whose ``events`` view holds each event once.
+        since: Only votes on this day or later.
+        cap_per_user_day: Only each user's first N votes of a day (by ``ts``, then ``event_id``).
+
+    Raises:
+        ArenaInputError: ``cap_per_user_day`` below 1.
+    """
+    if cap_per_user_day is not None and (
+        isinstance(cap_per_user_day, bool) or cap_per_user_day < 1
+    ):
+        raise ArenaInputError("cap_per_user_day", cap_per_user_day, "must be an integer >= 1")
+    rows = con.execute(ARENA_COUNTS_SQL, {"since": since, "cap": cap_per_user_day}).fetchall()
+    return {(str(a), str(b), str(w)): int(n) for a, b, w, n in rows}
+
+
+def arena_report(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    since: date | None = None,
+    cap_per_user_day: int | None = None,
+    resamples: int = 200,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Arena rows of a warehouse: :func:`arena_counts` fitted by :func:`fit_arena`.
+
+    Raises:
+        ArenaInputError: A bad ``cap_per_user_day`` or ``resamples``.
+    """
+    counts = arena_counts(con, since=since, cap_per_user_day=cap_per_user_day)
+    return fit_arena(counts, resamples=resamples, seed=seed)

@@ -1,0 +1,106 @@
+-- flattery_watch: per model version and ISO week, engagement and wellbeing side by side.
+--
+-- Needs the `events` view (each event_id once) and `feedback_latest` (the latest vote per
+-- (user_id, message_id), metrics.md rule), so it is created after views.sql.
+--
+-- One row per (model, week) with active_users > 0; week = ISO week 'YYYY-Www' of the event day.
+--   thumbs_up, thumbs_down  latest votes counted in the week of the vote, under its model
+--   thumbs_up_rate          up / (up + down), NULL without votes
+--   active_users            distinct users with an event carrying the model in the week
+--   active_share            active_users / distinct users with any event in the week
+--   risk_flags              risk_flag events carrying the model in the week
+--   risk_flags_per_1k       risk_flags * 1000 / active_users
+--   users_at_risk           distinct users with a high or critical risk_flag under the model
+--   flag                    the model's row of the previous ISO week exists, and both the
+--                           thumbs-up rate (known in both weeks) and risk_flags_per_1k are
+--                           strictly higher now; compared as exact integer cross-products
+-- Floats are not rounded here; report JSON rounds them with round(x, 6).
+CREATE OR REPLACE VIEW flattery_watch AS
+WITH weekly AS (
+    SELECT
+        user_id,
+        model,
+        type,
+        severity,
+        CAST(date_trunc('week', day) AS DATE) AS monday
+    FROM events
+),
+week_users AS (
+    SELECT monday, count(DISTINCT user_id) AS users
+    FROM weekly
+    GROUP BY monday
+),
+model_weeks AS (
+    SELECT
+        model,
+        monday,
+        count(DISTINCT user_id) AS active_users,
+        count(*) FILTER (WHERE type = 'risk_flag') AS risk_flags,
+        count(DISTINCT user_id) FILTER (
+            WHERE type = 'risk_flag' AND severity IN ('high', 'critical')
+        ) AS users_at_risk
+    FROM weekly
+    WHERE model IS NOT NULL
+    GROUP BY model, monday
+),
+votes AS (
+    SELECT
+        model,
+        CAST(date_trunc('week', day) AS DATE) AS monday,
+        count(*) FILTER (WHERE rating = 1) AS thumbs_up,
+        count(*) FILTER (WHERE rating = -1) AS thumbs_down
+    FROM feedback_latest
+    WHERE model IS NOT NULL
+    GROUP BY model, monday
+),
+cells AS (
+    SELECT
+        m.model,
+        m.monday,
+        coalesce(v.thumbs_up, 0) AS thumbs_up,
+        coalesce(v.thumbs_down, 0) AS thumbs_down,
+        m.active_users,
+        w.users AS week_users,
+        m.risk_flags,
+        m.users_at_risk
+    FROM model_weeks AS m
+    JOIN week_users AS w USING (monday)
+    LEFT JOIN votes AS v USING (model, monday)
+),
+paired AS (
+    SELECT
+        c.*,
+        p.thumbs_up AS prev_up,
+        p.thumbs_down AS prev_down,
+        p.active_users AS prev_active,
+        p.risk_flags AS prev_flags
+    FROM cells AS c
+    LEFT JOIN cells AS p
+        ON p.model = c.model AND p.monday = c.monday - INTERVAL 7 DAY
+)
+SELECT
+    model,
+    strftime(monday, '%G-W%V') AS week,
+    thumbs_up,
+    thumbs_down,
+    CASE
+        WHEN thumbs_up + thumbs_down > 0
+        THEN CAST(thumbs_up AS DOUBLE) / (thumbs_up + thumbs_down)
+    END AS thumbs_up_rate,
+    active_users,
+    CAST(active_users AS DOUBLE) / week_users AS active_share,
+    risk_flags,
+    CAST(risk_flags * 1000 AS DOUBLE) / active_users AS risk_flags_per_1k,
+    users_at_risk,
+    coalesce(
+        prev_active IS NOT NULL
+        AND thumbs_up + thumbs_down > 0
+        AND prev_up + prev_down > 0
+        AND CAST(thumbs_up AS HUGEINT) * (prev_up + prev_down)
+            > CAST(prev_up AS HUGEINT) * (thumbs_up + thumbs_down)
+        AND CAST(risk_flags AS HUGEINT) * prev_active
+            > CAST(prev_flags AS HUGEINT) * active_users,
+        false
+    ) AS flag
+FROM paired
+ORDER BY model, week;
