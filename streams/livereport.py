@@ -56,8 +56,15 @@ def global_range(ranges: Iterable[tuple[date, date] | None]) -> tuple[date, date
 def partial_of(
     states: Iterable[PartitionState], day_range: tuple[date, date] | None
 ) -> dict[str, Any]:
-    """One worker's answer to phase two: the merged partial of its partitions."""
-    return _sum_partials([s.partial(day_range) for s in states])
+    """One worker's answer to phase two: the partials of its partitions added up (plain JSON).
+
+    A worker holding no partition answers an all-zero partial over the same range.
+    """
+    empty = PartitionState().partial(day_range)
+    total = _sum_partials([empty, *(s.partial(day_range) for s in states)])
+    for name in ("feedback", "risk", "flattery", "preferences"):
+        total[name] = [[*k, *v] for k, v in total[name].items()]
+    return total
 
 
 def live_report(
