@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import minimize
 
-from usersignals.warehouse.arena import PRIOR, ArenaInputError, fit_arena
+from tests.warehouse.test_flattery import memory_warehouse
+from usersignals.ingest.contract import Event
+from usersignals.warehouse.arena import (
+    PRIOR,
+    ArenaInputError,
+    arena_counts,
+    arena_report,
+    fit_arena,
+)
 
 Table = dict[tuple[str, str, str], int]
 
@@ -299,3 +308,53 @@ def test_matches_an_independent_logistic_regression(prior: float) -> None:
     assert [r["model"] for r in rows] == sorted(expected)
     for row in rows:
         assert abs(row["rating"] - expected[row["model"]]) < 1e-6, row
+
+
+# --- the count table from the warehouse --------------------------------------------------------
+
+
+def _votes() -> list[Event]:
+    """u1 votes 3 times on day 0 and once on day 1; u2 once on day 0; one vote sent twice."""
+    start = datetime(2026, 4, 1, 8, tzinfo=UTC)
+
+    def vote(n: int, user: str, day: int, minute: int, winner: str, a: str = "p") -> Event:
+        return Event(event_id=f"v{n}", type="preference", user_id=user,
+                     ts=start + timedelta(days=day, minutes=minute),
+                     model_a=a, model_b="q", winner=winner)  # fmt: skip
+
+    first = vote(1, "u1", 0, 5, "a")
+    return [
+        vote(3, "u1", 0, 9, "tie"),
+        first,
+        vote(2, "u1", 0, 7, "b"),
+        vote(4, "u1", 1, 1, "a"),
+        vote(5, "u2", 0, 1, "both_bad", a="r"),
+        first,
+        Event(event_id="m1", type="message", user_id="u1", ts=start, role="user", model="p"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({}, {("p", "q", "a"): 2, ("p", "q", "b"): 1, ("p", "q", "tie"): 1,
+              ("r", "q", "both_bad"): 1}),
+        ({"since": date(2026, 4, 2)}, {("p", "q", "a"): 1}),
+        ({"cap_per_user_day": 1}, {("p", "q", "a"): 2, ("r", "q", "both_bad"): 1}),
+        ({"cap_per_user_day": 2}, {("p", "q", "a"): 2, ("p", "q", "b"): 1,
+                                   ("r", "q", "both_bad"): 1}),
+        ({"since": date(2026, 4, 3)}, {}),
+    ],
+)  # fmt: skip
+def test_count_table_from_sql(kwargs: dict[str, Any], expected: Table) -> None:
+    con = memory_warehouse(_votes())
+    assert arena_counts(con, **kwargs) == expected
+    assert arena_report(con, resamples=50, seed=2, **kwargs) == fit_arena(
+        expected, resamples=50, seed=2
+    )
+
+
+def test_cap_must_be_positive() -> None:
+    with pytest.raises(ArenaInputError) as exc:
+        arena_counts(memory_warehouse([]), cap_per_user_day=0)
+    assert str(exc.value) == "Invalid arena count 'cap_per_user_day': 0 (must be an integer >= 1)"
