@@ -56,7 +56,7 @@ def write_parquet(table: pa.Table, path: Path, metadata: dict[bytes, bytes] | No
     if metadata:
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
     with open(path, "wb") as f:
-        pq.write_table(table, f, **PARQUET_OPTIONS)  # type: ignore[arg-type]
+        pq.write_table(table, f, **PARQUET_OPTIONS)
         f.flush()
         os.fsync(f.fileno())
 

@@ -1,0 +1,79 @@
+"""``usersignals loader``: the warehouse loader on its own (the worker runs it as a child)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict
+
+import click
+
+from usersignals.cli._options import bootstrap_option, settings_from, warehouse_option
+from usersignals.warehouse.loader import RollPolicy, run_loader
+
+__all__ = ["command"]
+
+_DEFAULT = RollPolicy()
+
+
+@click.command("loader")
+@bootstrap_option
+@warehouse_option
+@click.option(
+    "--exit-with-parent", is_flag=True, help="Flush and exit when the parent process dies."
+)
+@click.option("--drain", is_flag=True, help="Exit once caught up with the topic's end at start.")
+@click.option(
+    "--roll-events",
+    type=int,
+    default=_DEFAULT.max_events,
+    show_default=True,
+    help="Write a partition's file after this many events.",
+)
+@click.option(
+    "--roll-bytes",
+    type=int,
+    default=_DEFAULT.max_bytes,
+    show_default=True,
+    help="Write a partition's file after this many record bytes.",
+)
+@click.option(
+    "--roll-seconds",
+    type=float,
+    default=_DEFAULT.max_seconds,
+    show_default=True,
+    help="Write a partition's file when its oldest record is this old.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the run's counts as JSON at exit.")
+def command(
+    bootstrap: str | None,
+    warehouse: str | None,
+    exit_with_parent: bool,
+    drain: bool,
+    roll_events: int,
+    roll_bytes: int,
+    roll_seconds: float,
+    as_json: bool,
+) -> None:
+    """Load the events topic into Parquet under the warehouse, exactly once.
+
+    Resumes after the last committed range (from the warehouse's file names); SIGTERM
+    writes what is buffered and exits 0.
+
+    \b
+    Example:
+      usersignals loader --bootstrap 127.0.0.1:9092 --warehouse ./warehouse --drain
+    """
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    settings = settings_from(bootstrap=bootstrap, warehouse=warehouse)
+    roll = RollPolicy(max_events=roll_events, max_bytes=roll_bytes, max_seconds=roll_seconds)
+    stats = run_loader(settings, roll=roll, exit_with_parent=exit_with_parent, drain=drain)
+    if as_json:
+        click.echo(json.dumps(asdict(stats), sort_keys=True))
+    else:
+        click.echo(
+            f"loaded {stats.events} events, {stats.rejected} rejected, "
+            f"{stats.foreign} of other partitions, from {stats.records} records "
+            f"in {stats.flushes} ranges ({stats.seconds:.1f} s)",
+            err=True,
+        )

@@ -1,0 +1,49 @@
+"""``usersignals warehouse compact``: merge a day's small files, each event once."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+import click
+
+from usersignals.cli._options import settings_from, warehouse_option
+from usersignals.warehouse.compact import compact
+
+__all__ = ["command"]
+
+
+@click.group("warehouse")
+def command() -> None:
+    """Warehouse maintenance.
+
+    \b
+    Example:
+      usersignals warehouse compact --day 2026-11-24
+    """
+
+
+@command.command("compact")
+@warehouse_option
+@click.option("--day", default=None, metavar="YYYY-MM-DD", help="Only this event day.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per day.")
+def compact_command(warehouse: str | None, day: str | None, as_json: bool) -> None:
+    """Merge each day's loader files into one file, dropping duplicate event_ids.
+
+    Atomic and idempotent; safe while the loader runs (it only takes committed files).
+
+    \b
+    Example:
+      usersignals warehouse compact --warehouse ./warehouse --day 2026-11-24 --json
+    """
+    settings = settings_from(warehouse=warehouse)
+    for result in compact(settings.warehouse, day):
+        if as_json:
+            click.echo(json.dumps({**asdict(result), "duplicates": result.duplicates}))
+        elif result.output is None:
+            click.echo(f"{result.day}: nothing to do ({result.rows_out} rows)")
+        else:
+            click.echo(
+                f"{result.day}: {result.inputs} files, {result.rows_in} rows -> "
+                f"{result.output}, {result.rows_out} rows ({result.duplicates} duplicates dropped)"
+            )

@@ -1,0 +1,253 @@
+"""The warehouse loader: Kafka events topic to Parquet, exactly once by naming.
+
+It owns every partition of the events topic (one loader per warehouse, guarded by a lock
+file), decodes records with the contract (:mod:`usersignals.warehouse.rows`), and rolls each
+partition's buffer into a committed range (:mod:`usersignals.warehouse.commit`) when it holds
+enough events or bytes or is old enough. Where to start comes from the commit markers' names,
+never from Kafka; the offsets it commits to its consumer group only inform ``status``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from usersignals.config import Settings, UsersignalsError
+from usersignals.warehouse.commit import recover, write_range
+from usersignals.warehouse.layout import COMMITS_DIR, FileRange
+from usersignals.warehouse.rows import PartitionBuffer, SourceRecord
+
+__all__ = ["Loader", "LoaderBusyError", "LoaderError", "LoaderStats", "RollPolicy", "run_loader"]
+
+log = logging.getLogger("usersignals.loader")
+
+
+@dataclass(frozen=True)
+class RollPolicy:
+    """When a partition's buffer becomes a file: the first limit reached wins.
+
+    Attributes:
+        max_events: Valid events buffered.
+        max_bytes: Record bytes buffered.
+        max_seconds: Age of the oldest buffered record (so quiet partitions still land).
+    """
+
+    max_events: int = 100_000
+    max_bytes: int = 64 * 1024 * 1024
+    max_seconds: float = 10.0
+
+
+class LoaderError(UsersignalsError):
+    """The loader cannot run against this topic or warehouse."""
+
+    def __init__(self, topic: str, reason: str) -> None:
+        self.topic = topic
+        self.reason = reason
+        super().__init__(f"Cannot load topic {topic!r}: {reason}")
+
+
+class LoaderBusyError(UsersignalsError):
+    """Another loader already writes to this warehouse."""
+
+    retryable = True
+
+    def __init__(self, warehouse: Path) -> None:
+        self.warehouse = warehouse
+        super().__init__(f"Another loader is writing to {str(warehouse)!r}")
+
+
+@dataclass
+class LoaderStats:
+    """What one run did (counts of this run only)."""
+
+    records: int = 0
+    events: int = 0
+    rejected: int = 0
+    foreign: int = 0
+    flushes: int = 0
+    files: int = 0
+    seconds: float = 0.0
+    committed: dict[int, int] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def warehouse_lock(root: Path) -> Iterator[None]:
+    """Holds the warehouse's loader lock (released by the kernel if the process dies)."""
+    lock_dir = Path(root) / COMMITS_DIR
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / "lock", "a+b") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LoaderBusyError(Path(root)) from None
+        yield
+
+
+class Loader:
+    """Loads the events topic of ``settings`` into ``settings.warehouse``.
+
+    Args:
+        settings: Bootstrap, topic prefix and warehouse.
+        roll: When buffers are written.
+        exit_with_parent: Stop (after flushing) when the parent process is gone.
+        drain: Stop once every partition is loaded up to its end offset at start.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        roll: RollPolicy | None = None,
+        exit_with_parent: bool = False,
+        drain: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.root = Path(settings.warehouse)
+        self.topic = settings.events_topic
+        self.roll = roll or RollPolicy()
+        self.exit_with_parent = exit_with_parent
+        self.drain = drain
+        self.stats = LoaderStats()
+        self._parent = os.getppid()
+        self._stopping = asyncio.Event()
+        self._buffers: dict[int, PartitionBuffer] = {}
+        self._born: dict[int, float] = {}
+        self._partitions = 0
+
+    def stop(self) -> None:
+        """Asks the loader to flush what it holds and return."""
+        self._stopping.set()
+
+    async def run(self) -> LoaderStats:
+        """Loads until stopped (or drained); every buffered record is committed on return."""
+        started = time.monotonic()
+        with warehouse_lock(self.root):
+            committed = recover(self.root)
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.settings.bootstrap,
+                group_id=f"{self.settings.topic_prefix}-loader",
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                max_partition_fetch_bytes=4 * 1024 * 1024,
+                fetch_max_bytes=64 * 1024 * 1024,
+            )
+            await consumer.start()
+            try:
+                await self._consume(consumer, committed)
+            finally:
+                await consumer.stop()
+        self.stats.seconds = time.monotonic() - started
+        return self.stats
+
+    async def _assign(
+        self, consumer: AIOKafkaConsumer, committed: dict[int, int]
+    ) -> list[TopicPartition]:
+        await consumer.topics()
+        parts = consumer.partitions_for_topic(self.topic)
+        if not parts:
+            raise LoaderError(self.topic, "the topic does not exist")
+        self._partitions = len(parts)
+        tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        for tp in tps:
+            if tp.partition in committed:
+                consumer.seek(tp, committed[tp.partition] + 1)
+            else:
+                await consumer.seek_to_beginning(tp)
+        self.stats.committed = dict(committed)
+        log.info("loading %s from %s", self.topic, {p: o + 1 for p, o in committed.items()})
+        return tps
+
+    async def _consume(self, consumer: AIOKafkaConsumer, committed: dict[int, int]) -> None:
+        tps = await self._assign(consumer, committed)
+        ends: dict[int, int] = {}
+        if self.drain:
+            ends = {tp.partition: o for tp, o in (await consumer.end_offsets(tps)).items()}
+        position = {tp.partition: committed.get(tp.partition, -1) + 1 for tp in tps}
+        while not self._stopping.is_set():
+            batch = await consumer.getmany(timeout_ms=200, max_records=20_000)
+            for tp, messages in batch.items():
+                buf = self._buffer(tp.partition)
+                for m in messages:
+                    buf.add(SourceRecord(m.partition, m.offset, m.timestamp, m.key, m.value))
+                    position[tp.partition] = m.offset + 1
+                self.stats.records += len(messages)
+            await self._roll(consumer, force=False)
+            if self.exit_with_parent and os.getppid() != self._parent:
+                log.info("parent process %d is gone; stopping", self._parent)
+                break
+            if self.drain and all(position[p] >= end for p, end in ends.items()):
+                break
+        await self._roll(consumer, force=True)
+
+    def _buffer(self, partition: int) -> PartitionBuffer:
+        buf = self._buffers.get(partition)
+        if buf is None:
+            buf = PartitionBuffer(self.topic, partition, self._partitions)
+            self._buffers[partition] = buf
+            self._born[partition] = time.monotonic()
+        return buf
+
+    async def _roll(self, consumer: AIOKafkaConsumer, *, force: bool) -> None:
+        now = time.monotonic()
+        for partition in sorted(self._buffers):
+            buf = self._buffers[partition]
+            due = (
+                force
+                or buf.events >= self.roll.max_events
+                or buf.bytes >= self.roll.max_bytes
+                or now - self._born[partition] >= self.roll.max_seconds
+            )
+            if due:
+                del self._buffers[partition]
+                await self._flush(consumer, buf)
+
+    async def _flush(self, consumer: AIOKafkaConsumer, buf: PartitionBuffer) -> None:
+        if buf.first is None or buf.last is None:
+            return
+        r = FileRange(buf.partition, buf.first, buf.last)
+        files = write_range(self.root, r, buf.events_table(), buf.deadletter_table())
+        self.stats.flushes += 1
+        self.stats.files += len(files)
+        self.stats.events += buf.events
+        self.stats.rejected += buf.rejected
+        self.stats.foreign += buf.foreign
+        self.stats.committed[buf.partition] = buf.last
+        try:
+            await consumer.commit({TopicPartition(self.topic, buf.partition): buf.last + 1})
+        except KafkaError as exc:  # informational only: the markers are the truth
+            log.warning("could not commit offset of partition %d: %s", buf.partition, exc)
+
+
+def run_loader(
+    settings: Settings,
+    *,
+    roll: RollPolicy | None = None,
+    exit_with_parent: bool = False,
+    drain: bool = False,
+) -> LoaderStats:
+    """Runs a :class:`Loader` in its own event loop; SIGTERM and SIGINT flush and return."""
+
+    async def main() -> LoaderStats:
+        loader = Loader(settings, roll=roll, exit_with_parent=exit_with_parent, drain=drain)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, loader.stop)
+        try:
+            return await loader.run()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+    return asyncio.run(main())

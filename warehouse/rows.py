@@ -1,0 +1,172 @@
+"""Kafka records of one partition to Arrow tables: the loader's pure core.
+
+A :class:`PartitionBuffer` takes the records of one source partition in offset order, decodes
+each with the contract, and keeps three kinds of outcome: valid events of the partition (rows of
+``events``), rejections (rows of ``deadletter``), and valid events whose user belongs to another
+partition (counted and skipped: the stream worker forwards them to their own partition, where
+they are loaded). Nothing here touches Kafka or disk, and the output depends only on the
+records, so loading the same range twice gives the same rows.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import pyarrow as pa
+
+from usersignals.ingest.contract import Event, Rejection, decode_record, partition_for
+from usersignals.warehouse.layout import DEADLETTER_SCHEMA, EVENTS_SCHEMA
+
+__all__ = ["PartitionBuffer", "SourceRecord", "event_indexes"]
+
+_PLAIN = (
+    "event_id",
+    "type",
+    "user_id",
+    "ts",
+    "session_id",
+    "model",
+    "platform",
+    "role",
+    "tokens",
+    "message_id",
+    "rating",
+    "model_a",
+    "model_b",
+    "winner",
+    "category",
+    "severity",
+    "source",
+    "duration_s",
+)
+_get_plain = operator.attrgetter(*_PLAIN)
+_encode_json = msgspec.json.Encoder(order="deterministic").encode
+_EVENT_COLUMNS = (*_PLAIN, "day", "properties", "extra", "received_at")
+_POSITION = ("source_partition", "source_offset", "batch_index")
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """The parts of a Kafka record the loader uses."""
+
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+
+
+def event_indexes(n_events: int, rejections: Sequence[Rejection]) -> list[int]:
+    """Positions in the record of the valid events, given the rejected elements' positions.
+
+    Every bad element of a readable batch is one rejection carrying its index, so the valid
+    events sit at the positions no rejection names, in order.
+    """
+    bad = {r.index for r in rejections if r.index is not None}
+    out: list[int] = []
+    i = 0
+    while len(out) < n_events:
+        if i not in bad:
+            out.append(i)
+        i += 1
+    return out
+
+
+def _json_text(value: dict[str, Any] | None) -> str | None:
+    return None if value is None else _encode_json(value).decode()
+
+
+class PartitionBuffer:
+    """Decoded records of one source partition waiting to be written.
+
+    Args:
+        topic: The source topic (kept in dead-letter rows).
+        partition: The source partition.
+        partitions: How many partitions the topic has (to spot events of other partitions).
+    """
+
+    def __init__(self, topic: str, partition: int, partitions: int) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.partitions = partitions
+        self.first: int | None = None
+        self.last: int | None = None
+        self.records = 0
+        self.bytes = 0
+        self.foreign = 0
+        self._rows: list[tuple[Any, ...]] = []
+        self._dead: list[tuple[Any, ...]] = []
+
+    @property
+    def events(self) -> int:
+        return len(self._rows)
+
+    @property
+    def rejected(self) -> int:
+        return len(self._dead)
+
+    def add(self, record: SourceRecord) -> None:
+        """Decodes one record (of this partition, next in offset order) into the buffer."""
+        if self.first is None:
+            self.first = record.offset
+        self.last = record.offset
+        self.records += 1
+        self.bytes += len(record.value or b"")
+        received = datetime.fromtimestamp(record.timestamp_ms / 1000, UTC)
+        events, rejections = decode_record(record.value, now=received)
+        for rejection in rejections:
+            self._dead.append(
+                (
+                    rejection.reason,
+                    rejection.message,
+                    rejection.field,
+                    self.topic,
+                    self.partition,
+                    record.offset,
+                    rejection.index,
+                    record.key,
+                    rejection.raw,
+                    received,
+                )
+            )
+        if not events:
+            return
+        for event, index in zip(events, event_indexes(len(events), rejections), strict=True):
+            if partition_for(event.user_id, self.partitions) != self.partition:
+                self.foreign += 1
+                continue
+            self._rows.append(self._row(event, record.offset, index, received))
+
+    def _row(self, event: Event, offset: int, index: int, received: datetime) -> tuple[Any, ...]:
+        ts: datetime = event.ts
+        return (
+            *_get_plain(event),
+            ts.date(),
+            _json_text(event.properties),
+            _json_text(event.extra),
+            event.received_at or received,
+            self.partition,
+            offset,
+            index,
+        )
+
+    def events_table(self) -> pa.Table:
+        """The buffered valid events as a table of :data:`EVENTS_SCHEMA`."""
+        names = (*_EVENT_COLUMNS, *_POSITION)
+        columns = list(zip(*self._rows, strict=True)) if self._rows else [() for _ in names]
+        by_name = dict(zip(names, columns, strict=True))
+        arrays = [pa.array(by_name[f.name], type=f.type) for f in EVENTS_SCHEMA]
+        return pa.Table.from_arrays(arrays, schema=EVENTS_SCHEMA)
+
+    def deadletter_table(self) -> pa.Table:
+        """The buffered rejections as a table of :data:`DEADLETTER_SCHEMA`."""
+        columns = list(zip(*self._dead, strict=True)) if self._dead else [() for _ in range(10)]
+        arrays = [
+            pa.array(col, type=f.type) for col, f in zip(columns, DEADLETTER_SCHEMA, strict=True)
+        ]
+        return pa.Table.from_arrays(arrays, schema=DEADLETTER_SCHEMA)
