@@ -447,7 +447,7 @@ def _check_event(obj: object, now: datetime) -> dict[str, Any]:
 def _check_field(name: str, value: Any, now: datetime) -> Any:
     if name in TEXT_LIMITS:
         low, high = TEXT_LIMITS[name]
-        rule = f"must be {low} to {high} characters" if low else f"at most {high} characters"
+        rule = f"must be a string of {f'{low} to' if low else 'at most'} {high} characters"
         _check_text(name, value, rule)
         if not low <= len(value) <= high:
             raise _Rejected("bad_value", _invalid(name, value, rule), name)
