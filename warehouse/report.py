@@ -1,0 +1,172 @@
+"""The report of ``metrics.md`` from the warehouse views, in the one report JSON shape.
+
+:func:`warehouse_report` reads the views of :mod:`usersignals.warehouse.db` and returns the
+same object the worker's ``GET /v1/report`` returns: days as ``YYYY-MM-DD``, rows sorted by
+their key columns, ratios rounded with Python's ``round(x, 6)`` exactly as the live path does.
+
+Every metric view starts from the deduplicated ``events`` view, and deduplication is most of
+the cost of a query. The report therefore works on a cursor of its own where a temporary table
+named ``events`` (the columns the metric views use, deduplicated once) shadows the view; the
+views bind their names when they run, so they read that table. The caller's connection is left
+as it was.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from datetime import date
+from typing import Any
+
+import duckdb
+
+__all__ = [
+    "REPORT_COLUMNS",
+    "REPORT_KEYS",
+    "warehouse_report",
+]
+
+REPORT_KEYS = (
+    "active_users",
+    "events_by_day",
+    "feedback_by_model",
+    "risk_flags_daily",
+    "users_at_risk_weekly",
+    "rejected",
+    "arena",
+    "flattery_watch",
+)
+"""Keys of the report object, in order."""
+
+REPORT_COLUMNS = (
+    "event_id",
+    "type",
+    "user_id",
+    "ts",
+    "day",
+    "model",
+    "message_id",
+    "rating",
+    "model_a",
+    "model_b",
+    "winner",
+    "category",
+    "severity",
+)
+"""The columns of ``events`` that the report's views read (kept in the shared table)."""
+
+_IN_RANGE = (
+    "(CAST($lo AS DATE) IS NULL OR day >= CAST($lo AS DATE)) "
+    "AND (CAST($hi AS DATE) IS NULL OR day <= CAST($hi AS DATE))"
+)
+
+# key -> (query over the views, columns whose floats are rounded); $lo / $hi bound the days
+_QUERIES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "active_users": (
+        f"SELECT day, dau, wau, mau FROM active_users WHERE {_IN_RANGE} ORDER BY day",
+        (),
+    ),
+    "events_by_day": (
+        f"SELECT day, events FROM events_by_day WHERE {_IN_RANGE} ORDER BY day",
+        (),
+    ),
+    "feedback_by_model": (
+        "SELECT day, model, thumbs_up, thumbs_down FROM feedback_by_model "
+        f"WHERE {_IN_RANGE} "
+        "ORDER BY day, coalesce(model, ''), model IS NULL",
+        (),
+    ),
+    "risk_flags_daily": (
+        "SELECT day, category, severity, flags, users FROM risk_flags_daily "
+        f"WHERE {_IN_RANGE} "
+        "ORDER BY day, coalesce(category, ''), category IS NULL, "
+        "coalesce(severity, ''), severity IS NULL",
+        (),
+    ),
+    "users_at_risk_weekly": (
+        f"SELECT day, users FROM users_at_risk_weekly WHERE {_IN_RANGE} ORDER BY day",
+        (),
+    ),
+    "rejected": ("SELECT reason, count FROM rejected WHERE count > 0 ORDER BY reason", ()),
+    "flattery_watch": (
+        "SELECT * EXCLUDE (_monday) FROM "
+        "(SELECT *, CAST(strptime(week || '-1', '%G-W%V-%u') AS DATE) AS _monday "
+        "FROM flattery_watch) "
+        "WHERE (CAST($lo AS DATE) IS NULL OR _monday >= CAST($lo AS DATE) - 6) "
+        "AND (CAST($hi AS DATE) IS NULL OR _monday <= CAST($hi AS DATE)) "
+        "ORDER BY model, week",
+        ("thumbs_up_rate", "active_share", "risk_flags_per_1k"),
+    ),
+}
+
+
+def _rows(
+    cur: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any], rounded: Sequence[str]
+) -> list[dict[str, Any]]:
+    rel = cur.execute(sql, {k: v for k, v in params.items() if f"${k}" in sql})
+    names = [d[0] for d in rel.description or ()]
+    out = []
+    for values in rel.fetchall():
+        row = dict(zip(names, values, strict=True))
+        for name, value in row.items():
+            if isinstance(value, date):
+                row[name] = value.isoformat()
+            elif name in rounded and value is not None:
+                row[name] = round(value, 6)
+        out.append(row)
+    return out
+
+
+def _has_view(cur: duckdb.DuckDBPyConnection, name: str) -> bool:
+    found = cur.execute(
+        "SELECT count(*) FROM duckdb_views() WHERE view_name = $name AND NOT internal",
+        {"name": name},
+    ).fetchone()
+    return bool(found and found[0])
+
+
+def _arena(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    try:
+        module = importlib.import_module("usersignals.warehouse.arena")
+    except ImportError:
+        return []
+    fn: Callable[..., list[dict[str, Any]]] | None = getattr(module, "arena_report", None)
+    return [] if fn is None else fn(cur)
+
+
+def warehouse_report(
+    con: duckdb.DuckDBPyConnection,
+    day_from: date | None = None,
+    day_to: date | None = None,
+) -> dict[str, Any]:
+    """The report JSON object of the warehouse behind ``con`` (made by ``db.connect``).
+
+    Args:
+        con: A connection with the warehouse views.
+        day_from: First day to show (inclusive); windows (WAU, MAU, users at risk) still
+            count the days before it. Flattery-watch rows are kept for weeks that touch the
+            range; arena ratings use every vote.
+        day_to: Last day to show (inclusive).
+
+    Returns:
+        A dict with the keys of :data:`REPORT_KEYS`.
+    """
+    params = {"lo": day_from, "hi": day_to}
+    cur = con.cursor()
+    try:
+        columns = ", ".join(REPORT_COLUMNS)
+        cur.execute(f"CREATE TEMP TABLE events AS SELECT {columns} FROM main.events")
+        report: dict[str, Any] = {}
+        for key in REPORT_KEYS:
+            if key == "arena":
+                report[key] = _arena(cur)
+            elif key == "flattery_watch" and not _has_view(cur, "flattery_watch"):
+                report[key] = []
+            else:
+                sql, rounded = _QUERIES[key]
+                report[key] = _rows(cur, sql, params, rounded)
+        for row in report["active_users"]:
+            row["stickiness"] = round(row["dau"] / row["mau"], 6) if row["mau"] else 0.0
+        return report
+    finally:
+        cur.close()

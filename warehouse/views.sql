@@ -1,0 +1,153 @@
+-- The warehouse's metric SQL: every definition of metrics.md, once, as DuckDB views.
+--
+-- The views read two relations that usersignals.warehouse.db creates from the Parquet files:
+-- events_raw (every loaded row, columns of layout.EVENTS_SCHEMA) and deadletter_raw
+-- (layout.DEADLETTER_SCHEMA). Everything below is plain SQL over those two names.
+-- Days are UTC calendar days of ts (the loader stores them in column day).
+-- Ratios are left unrounded here; the report rounds them the way the live path does.
+
+-- Each event_id once: the first copy in log order (source_partition, source_offset,
+-- batch_index) wins. Ids are first grouped by a 64-bit hash (cheap); only rows whose hash
+-- repeats are compared exactly, so a hash collision costs a little time, never a wrong count.
+CREATE VIEW events AS
+WITH repeated AS (
+    SELECT hash(event_id) AS h FROM events_raw GROUP BY h HAVING count(*) > 1
+)
+SELECT * FROM events_raw WHERE hash(event_id) NOT IN (SELECT h FROM repeated)
+UNION ALL
+SELECT * FROM (
+    SELECT * FROM events_raw WHERE hash(event_id) IN (SELECT h FROM repeated)
+    QUALIFY row_number() OVER (
+        PARTITION BY event_id ORDER BY source_partition, source_offset, batch_index
+    ) = 1
+);
+
+-- One row per (user, day) with any valid event: the basis of DAU/WAU/MAU.
+CREATE VIEW user_days AS
+SELECT DISTINCT user_id, day FROM events;
+
+-- Events per day (days with events only).
+CREATE VIEW events_by_day AS
+SELECT day, count(*) AS events FROM events GROUP BY day;
+
+-- Every day from the first to the last day with events, gaps included.
+CREATE VIEW report_days AS
+SELECT CAST(d AS DATE) AS day
+FROM (SELECT min(day) AS first, max(day) AS last FROM events_by_day) AS span,
+     generate_series(span.first, span.last, INTERVAL 1 DAY) AS g(d)
+WHERE span.first IS NOT NULL;
+
+-- DAU/WAU/MAU, exact. A user active on day a is counted in the window of day d for
+-- a <= d < a + width; each active day a of a user covers [a, min(a + width, next active day))
+-- so the user's covering segments never overlap, and a running sum of segment starts minus
+-- segment ends over the days counts each user at most once per day.
+CREATE VIEW active_users AS
+WITH segments AS (
+    SELECT day,
+           coalesce(least(day + 7, next_day), day + 7) AS week_end,
+           coalesce(least(day + 30, next_day), day + 30) AS month_end
+    FROM (
+        SELECT day, lead(day) OVER (PARTITION BY user_id ORDER BY day) AS next_day
+        FROM user_days
+    )
+),
+starts AS (SELECT day, count(*) AS n FROM segments GROUP BY day),
+week_ends AS (SELECT week_end AS day, count(*) AS n FROM segments GROUP BY week_end),
+month_ends AS (SELECT month_end AS day, count(*) AS n FROM segments GROUP BY month_end),
+steps AS (
+    SELECT r.day,
+           coalesce(s.n, 0) AS dau,
+           coalesce(s.n, 0) - coalesce(w.n, 0) AS week_step,
+           coalesce(s.n, 0) - coalesce(m.n, 0) AS month_step
+    FROM report_days AS r
+    LEFT JOIN starts AS s ON s.day = r.day
+    LEFT JOIN week_ends AS w ON w.day = r.day
+    LEFT JOIN month_ends AS m ON m.day = r.day
+)
+SELECT day,
+       dau,
+       CAST(sum(week_step) OVER (ORDER BY day) AS BIGINT) AS wau,
+       CAST(sum(month_step) OVER (ORDER BY day) AS BIGINT) AS mau,
+       CASE WHEN sum(month_step) OVER (ORDER BY day) = 0 THEN 0.0
+            ELSE dau / sum(month_step) OVER (ORDER BY day) END AS stickiness
+FROM steps;
+
+-- For each (user_id, message_id) the vote with the latest ts (ties: the greater event_id),
+-- on the day of that vote and under its model. A latest vote of 0 (withdrawn) stays here
+-- and counts nowhere below.
+CREATE VIEW feedback_latest AS
+SELECT user_id, message_id, day, ts, model, rating, event_id
+FROM events
+WHERE type = 'feedback'
+QUALIFY row_number() OVER (
+    PARTITION BY user_id, message_id ORDER BY ts DESC, event_id DESC
+) = 1;
+
+CREATE VIEW feedback_by_model AS
+SELECT day,
+       model,
+       count(*) FILTER (WHERE rating = 1) AS thumbs_up,
+       count(*) FILTER (WHERE rating = -1) AS thumbs_down,
+       CAST(count(*) FILTER (WHERE rating = 1) AS DOUBLE) / count(*) AS thumbs_up_rate
+FROM feedback_latest
+WHERE rating IN (1, -1)
+GROUP BY day, model;
+
+CREATE VIEW risk_flags_daily AS
+SELECT day, category, severity, count(*) AS flags, count(DISTINCT user_id) AS users
+FROM events
+WHERE type = 'risk_flag'
+GROUP BY day, category, severity;
+
+-- Distinct users with a high or critical risk flag in [d - 6, d], for every day of the
+-- active-user series (same segment counting as active_users).
+CREATE VIEW users_at_risk_weekly AS
+WITH flagged AS (
+    SELECT DISTINCT user_id, day FROM events
+    WHERE type = 'risk_flag' AND severity IN ('high', 'critical')
+),
+segments AS (
+    SELECT day, coalesce(least(day + 7, next_day), day + 7) AS week_end
+    FROM (
+        SELECT day, lead(day) OVER (PARTITION BY user_id ORDER BY day) AS next_day
+        FROM flagged
+    )
+),
+starts AS (SELECT day, count(*) AS n FROM segments GROUP BY day),
+ends AS (SELECT week_end AS day, count(*) AS n FROM segments GROUP BY week_end)
+SELECT r.day,
+       CAST(sum(coalesce(s.n, 0) - coalesce(e.n, 0)) OVER (ORDER BY r.day) AS BIGINT) AS users
+FROM report_days AS r
+LEFT JOIN starts AS s ON s.day = r.day
+LEFT JOIN ends AS e ON e.day = r.day;
+
+-- Sessions: the events that carry a session_id, per (user_id, session_id). Start and end are
+-- the session_start / session_end events when present, else the first / last event seen.
+CREATE VIEW sessions AS
+SELECT user_id,
+       session_id,
+       CAST(coalesce(min(ts) FILTER (WHERE type = 'session_start'), min(ts)) AS DATE) AS day,
+       coalesce(min(ts) FILTER (WHERE type = 'session_start'), min(ts)) AS started_at,
+       coalesce(max(ts) FILTER (WHERE type = 'session_end'), max(ts)) AS ended_at,
+       coalesce(
+           max(duration_s) FILTER (WHERE type = 'session_end'),
+           epoch(coalesce(max(ts) FILTER (WHERE type = 'session_end'), max(ts))
+                 - coalesce(min(ts) FILTER (WHERE type = 'session_start'), min(ts)))
+       ) AS duration_s,
+       count(*) FILTER (WHERE type = 'message') AS messages,
+       max_by(model, ts) FILTER (WHERE model IS NOT NULL) AS model,
+       max_by(platform, ts) FILTER (WHERE platform IS NOT NULL) AS platform
+FROM events
+WHERE session_id IS NOT NULL
+GROUP BY user_id, session_id;
+
+-- Rejected input, one row per rejection (a range loaded twice is still counted once).
+CREATE VIEW deadletter AS
+SELECT * FROM deadletter_raw
+QUALIFY row_number() OVER (
+    PARTITION BY source_topic, source_partition, source_offset, batch_index, reason
+    ORDER BY received_at
+) = 1;
+
+CREATE VIEW rejected AS
+SELECT reason, count(*) AS count FROM deadletter GROUP BY reason;
