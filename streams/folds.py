@@ -85,11 +85,19 @@ class PartitionState:
         self._fold(events, check_late=False)
 
     def _fold(self, events: Iterable[Event], *, check_late: bool) -> list[Event]:
+        # The hot loop of the worker: plain set/dict operations, the current day's containers
+        # bound to locals, and a day looked up only when it changes.
         new: list[Event] = []
+        new_append = new.append
         seen = self._seen
+        seen_add = seen.add
         days = self._days
         cur = -1
         day = DayState()
+        ids_append = day.ids.append
+        users_add = day.users.add
+        types = day.types
+        model_users = day.model_users
         for ev in events:
             eid = ev.event_id
             if eid in seen:
@@ -106,18 +114,21 @@ class PartitionState:
                     found = days[o] = DayState()
                 day = found
                 cur = o
-            seen.add(eid)
-            day.ids.append(eid)
+                ids_append = day.ids.append
+                users_add = day.users.add
+                types = day.types
+                model_users = day.model_users
+            seen_add(eid)
+            ids_append(eid)
             uid = ev.user_id
-            day.users.add(uid)
+            users_add(uid)
             t = ev.type
-            types = day.types
             types[t] = types.get(t, 0) + 1
             model = ev.model
             if model is not None:
-                mu = day.model_users.get(model)
+                mu = model_users.get(model)
                 if mu is None:
-                    mu = day.model_users[model] = set()
+                    mu = model_users[model] = set()
                 mu.add(uid)
             if t == "feedback":
                 self._vote(ev, o, day)
@@ -126,7 +137,7 @@ class PartitionState:
             elif t == "preference":
                 pk = (ev.model_a, ev.model_b, ev.winner)
                 day.prefs[pk] = day.prefs.get(pk, 0) + 1
-            new.append(ev)
+            new_append(ev)
         return new
 
     def _vote(self, ev: Event, o: int, day: DayState) -> None:
