@@ -1,0 +1,64 @@
+"""The Prometheus rules: promtool accepts them and their unit tests pass."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from usersignals.dashboards.rules import (
+    ALERTS,
+    LIVE_SERIES,
+    RECORDED_SERIES,
+    RULES_FILE,
+    RULES_TEST_FILE,
+    RulesError,
+    promtool_check,
+    promtool_test,
+)
+
+pytestmark = pytest.mark.skipif(
+    not Path("/usr/bin/promtool").exists(), reason="Debian's promtool is not installed"
+)
+
+
+def test_promtool_check_rules() -> None:
+    assert promtool_check() == f"Checking {RULES_FILE}\n  SUCCESS: 4 rules found\n\n"
+
+
+def test_promtool_unit_tests_pass() -> None:
+    assert promtool_test() == f"Unit Testing:  {RULES_TEST_FILE}\n  SUCCESS\n\n"
+
+
+def test_rules_read_exactly_the_live_series() -> None:
+    text = RULES_FILE.read_text(encoding="utf-8")
+    rules = text.split("groups:", 1)[1]
+    read = set(re.findall(r"(?<![:\w])(usersignals_[a-z_]+)(?![\w:])", rules))
+    assert read == {s.name for s in LIVE_SERIES}
+    assert set(re.findall(r"record: (\S+)", rules)) == set(RECORDED_SERIES)
+    assert re.findall(r"alert: (\S+)", rules) == list(ALERTS)
+
+
+def test_a_failing_rules_test_is_an_error(tmp_path: Path) -> None:
+    broken = tmp_path / "rules_test.yml"
+    broken.write_text(
+        RULES_TEST_FILE.read_text(encoding="utf-8")
+        .replace("  - rules.yml", f"  - {RULES_FILE}")
+        .replace("value: 0.6", "value: 0.7"),
+        encoding="utf-8",
+    )
+    with pytest.raises(RulesError) as exc:
+        promtool_test(broken)
+    assert exc.value.command == ("promtool", "test", "rules", str(broken))
+    assert "FAILED" in exc.value.output
+    assert 'model="steady"} 7E-01' in exc.value.output
+
+
+def test_a_missing_promtool_is_an_error() -> None:
+    with pytest.raises(RulesError) as exc:
+        promtool_check(promtool="no-such-promtool")
+    assert str(exc.value) == (
+        f"'no-such-promtool check rules {RULES_FILE}' failed: "
+        "'no-such-promtool' not found (install Debian's prometheus)"
+    )
