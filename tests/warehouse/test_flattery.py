@@ -20,12 +20,8 @@ from usersignals.warehouse.db import views_sql
 from usersignals.warehouse.layout import DEADLETTER_SCHEMA, EVENTS_SCHEMA
 
 
-def memory_warehouse(events: Iterable[Event]) -> duckdb.DuckDBPyConnection:
-    """DuckDB with the warehouse's views (flattery.sql included) over events held in memory.
-
-    The events become ``events_raw`` in log order (offset = position), so the ``events`` view's
-    deduplication keeps the first copy, as over Parquet.
-    """
+def event_table(events: Iterable[Event]) -> pa.Table:
+    """Events as rows of the warehouse's ``events`` files, in log order (offset = position)."""
     rows = []
     for i, e in enumerate(events):
         row: dict[str, Any] = {f: getattr(e, f, None) for f in EVENTS_SCHEMA.names}
@@ -38,9 +34,18 @@ def memory_warehouse(events: Iterable[Event]) -> duckdb.DuckDBPyConnection:
             batch_index=0,
         )
         rows.append(row)
+    return pa.Table.from_pylist(rows, schema=EVENTS_SCHEMA)
+
+
+def memory_warehouse(events: Iterable[Event]) -> duckdb.DuckDBPyConnection:
+    """DuckDB with the warehouse's views (flattery.sql included) over events held in memory.
+
+    The events become ``events_raw`` in log order, so the ``events`` view's deduplication
+    keeps the first copy, as over Parquet.
+    """
     con = duckdb.connect()
     for name, table in (
-        ("events_raw", pa.Table.from_pylist(rows, schema=EVENTS_SCHEMA)),
+        ("events_raw", event_table(events)),
         ("deadletter_raw", DEADLETTER_SCHEMA.empty_table()),
     ):
         con.register("_arrow", table)
