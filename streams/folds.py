@@ -12,7 +12,19 @@ returns (the events that were new) and rebuilds a state with :meth:`PartitionSta
 Retention is measured in event time: days more than ``retention_days`` before the newest day
 seen are no longer folded (counted in :attr:`PartitionState.late`) and :meth:`prune` drops
 them. After pruning, DAU, events, feedback and risk rows of the kept days are unchanged;
-WAU/MAU of a kept day are exact once the day is 29 days (WAU: 6) past the oldest kept day.
+WAU/MAU of a kept day are exact once the day is 29 days (WAU: 6) past the horizon.
+
+Decisions the spec leaves open, taken here:
+
+- Dedupe is per partition. An event_id reused by another user lands on another partition and
+  counts there too; every real redelivery carries the same user, so this never matters.
+- An id is forgotten when its day is pruned: a copy with other content on a later day would
+  then count (a client reusing ids across more than the retention; nothing else).
+- ``late`` is a plain counter: a redelivered late event counts again. It is a health signal
+  for the stream, not a metric of ``metrics.md``.
+- Gauges give latest votes both on the newest day and over all held days (``votes_day``,
+  ``votes_total``); risk flags and preferences over all held days.
+- ``ts`` is UTC (the contract normalises it): the day is ``ts.toordinal()``.
 """
 
 from __future__ import annotations
