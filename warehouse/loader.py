@@ -181,7 +181,11 @@ class Loader:
                 buf = self._buffer(tp.partition)
                 for m in messages:
                     buf.add(SourceRecord(m.partition, m.offset, m.timestamp, m.key, m.value))
-                    position[tp.partition] = m.offset + 1
+                    if buf.events >= self.roll.max_events or buf.bytes >= self.roll.max_bytes:
+                        del self._buffers[tp.partition]
+                        await self._flush(consumer, buf)
+                        buf = self._buffer(tp.partition)
+                position[tp.partition] = messages[-1].offset + 1
                 self.stats.records += len(messages)
             await self._roll(consumer, force=False)
             if self.exit_with_parent and os.getppid() != self._parent:

@@ -10,6 +10,7 @@ records, so loading the same range twice gives the same rows.
 
 from __future__ import annotations
 
+import functools
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -77,6 +78,12 @@ def event_indexes(n_events: int, rejections: Sequence[Rejection]) -> list[int]:
     return out
 
 
+@functools.lru_cache(maxsize=1 << 20)
+def _partition_of(user_id: str, partitions: int) -> int:
+    # users recur across records; hashing each event again is most of the decode cost
+    return partition_for(user_id, partitions)
+
+
 def _json_text(value: dict[str, Any] | None) -> str | None:
     return None if value is None else _encode_json(value).decode()
 
@@ -137,7 +144,7 @@ class PartitionBuffer:
         if not events:
             return
         for event, index in zip(events, event_indexes(len(events), rejections), strict=True):
-            if partition_for(event.user_id, self.partitions) != self.partition:
+            if _partition_of(event.user_id, self.partitions) != self.partition:
                 self.foreign += 1
                 continue
             self._rows.append(self._row(event, record.offset, index, received))
