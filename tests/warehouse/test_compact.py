@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import signal
+import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.conftest import Kafka
+from tests.warehouse.test_loader import make_records, produce, start_loader
+from usersignals.cli import cli
 from usersignals.warehouse.commit import write_range
 from usersignals.warehouse.compact import DayNotFoundError, compact, compact_day, dedupe_first
 from usersignals.warehouse.layout import (
     DEADLETTER_SCHEMA,
     EVENTS_SCHEMA,
     FileRange,
+    committed_offsets,
     compacted_covers,
+    events_glob,
     live_event_files,
 )
 
@@ -167,3 +177,53 @@ def test_unknown_day(tmp_path: Path) -> None:
         compact_day(tmp_path, "2026-02-30")
     assert str(exc.value) == "No events for day '2026-02-30'"
     assert compact(tmp_path) == []
+
+
+def test_compaction_while_the_loader_runs(kafka: Kafka) -> None:
+    root = kafka.settings.warehouse
+    plan = produce(kafka, make_records(160, per_record=50))
+    first = plan.first_copies()
+    assert (sum(plan.events.values()), len(first)) == (7_997, 7_197)
+    last = {p: max(o for q, o, *_ in [*plan.events, *plan.dead] if q == p) for p in range(8)}
+    proc = start_loader(kafka, "--roll-events", "100", "--roll-seconds", "0.1")
+    merged = 0
+    try:
+        while committed_offsets(root) != last:
+            merged += sum(r.output is not None for r in compact(root))
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err.decode()
+    assert merged >= 2
+    results = compact(root)
+    assert [r.day for r in results] == ["2026-03-01", "2026-03-02"]
+    assert sum(r.rows_out for r in results) == 7_197
+    assert all(r.output is None for r in compact(root))  # idempotent
+    for day in ("2026-03-01", "2026-03-02"):
+        assert [p.name[:2] for p in (root / "events" / f"day={day}").iterdir()] == ["c-"]
+    rows = duckdb.sql(
+        "SELECT event_id, source_partition, source_offset, batch_index "
+        f"FROM read_parquet('{events_glob(root)}')"
+    ).fetchall()
+    assert {e: (p, o, i) for e, p, o, i in rows} == first
+    assert len(rows) == len(first)
+
+
+def test_compact_command(tmp_path: Path) -> None:
+    load(tmp_path, 0, 0, [("a", 0, 0, 0)])
+    load(tmp_path, 0, 1, [("a", 0, 1, 0), ("b", 0, 1, 1)])
+    runner = CliRunner()
+    args = ["warehouse", "compact", "--warehouse", str(tmp_path), "--day", "2026-01-01", "--json"]
+    out = runner.invoke(cli, args)
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.output)
+    assert {k: result[k] for k in ("day", "inputs", "rows_in", "rows_out", "duplicates")} == {
+        "day": "2026-01-01",
+        "inputs": 2,
+        "rows_in": 3,
+        "rows_out": 2,
+        "duplicates": 1,
+    }
+    again = runner.invoke(cli, args[:-1])
+    assert again.output == "2026-01-01: nothing to do (2 rows)\n"

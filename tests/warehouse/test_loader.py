@@ -38,10 +38,17 @@ BASE = datetime(2026, 3, 1, 23, 0, tzinfo=UTC)
 class Plan:
     """Records to produce, and what a correct loader makes of them."""
 
-    records: list[tuple[int, bytes | None, bytes]] = field(default_factory=list)
     events: Counter[Position] = field(default_factory=Counter)
     dead: Counter[DeadRow] = field(default_factory=Counter)
+    ids: dict[Position, str] = field(default_factory=dict)
     foreign: int = 0
+
+    def first_copies(self) -> dict[str, Position]:
+        """Each event_id's first position in log order."""
+        first: dict[str, Position] = {}
+        for pos in sorted(self.events):
+            first.setdefault(self.ids[pos], pos)
+        return first
 
     def expect(self, partition: int, offset: int, value: bytes, partitions: int = 8) -> None:
         """What the contract makes of one produced record (its verdict is not under test)."""
@@ -53,6 +60,7 @@ class Plan:
         for e, i in zip(events, indexes, strict=True):
             if partition_for(e.user_id, partitions) == partition:
                 self.events[(partition, offset, i)] += 1
+                self.ids[(partition, offset, i)] = e.event_id
             else:
                 self.foreign += 1
 
