@@ -43,7 +43,7 @@ class LiveSeries:
 
 LIVE_SERIES: tuple[LiveSeries, ...] = (
     LiveSeries(
-        "usersignals_feedback_votes",
+        "usersignals_feedback_votes_7d",
         "gauge",
         ("model", "rating"),
         'latest votes (metrics.md rule) with rating="up" or "down" whose day is in the '

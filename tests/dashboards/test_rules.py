@@ -34,7 +34,7 @@ def test_promtool_unit_tests_pass() -> None:
 def test_rules_read_exactly_the_live_series() -> None:
     text = RULES_FILE.read_text(encoding="utf-8")
     rules = text.split("groups:", 1)[1]
-    read = set(re.findall(r"(?<![:\w])(usersignals_[a-z_]+)(?![\w:])", rules))
+    read = set(re.findall(r"(?<![:\w])(usersignals_[a-z0-9_]+)(?![\w:])", rules))
     assert read == {s.name for s in LIVE_SERIES}
     assert set(re.findall(r"record: (\S+)", rules)) == set(RECORDED_SERIES)
     assert re.findall(r"alert: (\S+)", rules) == list(ALERTS)
