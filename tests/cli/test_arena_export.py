@@ -10,17 +10,15 @@ from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from tests.warehouse.parquetfixtures import write_warehouse
 from tests.warehouse.test_arena import FIXED
 from tests.warehouse.test_export import dataset
-from tests.warehouse.test_flattery import event_table
 from usersignals.cli.arena import format_table
 from usersignals.ingest.contract import Event
 from usersignals.warehouse.arena import fit_arena
-from usersignals.warehouse.layout import day_dir
 
 Key = tuple[str, str, str]
 
@@ -65,14 +63,9 @@ def vote_counts(since: date | None = None, cap: int | None = None) -> dict[Key, 
 
 @pytest.fixture(scope="module")
 def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A warehouse directory: the export data set and the arena votes, one file per day."""
+    """A warehouse in the loader's layout: the export data set and the arena votes."""
     root = tmp_path_factory.mktemp("warehouse")
-    table = event_table(all_events())
-    for day in sorted(set(table["day"].to_pylist())):
-        rows = table.filter(pc.equal(table["day"], day))
-        folder = day_dir(root, day.isoformat())
-        folder.mkdir(parents=True)
-        pq.write_table(rows, folder / "fixture.parquet")
+    write_warehouse(root, all_events(), partitions=4)
     return root
 
 
