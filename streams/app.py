@@ -1,0 +1,232 @@
+"""The Faust worker: the events topic in, exact live metrics, dead letters and forwards out.
+
+One agent reads ``<prefix>.events`` record by record (Faust delivers at most ~9,000 records/s
+whatever the agent does, so events travel in batches). For each record it validates the batch
+with the contract, re-sends events of another partition's users to that partition, sends
+rejections to the dead-letter topic, and folds the local events into the partition's
+:class:`~usersignals.streams.folds.PartitionState`; what was new is written to a changelogged
+table (:mod:`usersignals.streams.changelog`). No await per event: sends are buffered
+(``send_soon``) and Faust flushes them, and the table's changelog, before committing offsets.
+
+Delivery is at least once (the embedded broker has no transactions): after a crash, records
+since the last commit are processed again, and the folds are idempotent, so numbers stay exact.
+On every assignment the table is restored from its changelog and each held partition's state
+is rebuilt from its keys.
+
+Two quirks of the embedded broker (tansu) and Faust shape this module:
+
+- tansu answers ListOffsets(latest) with the base offset of the partition's last record batch
+  plus one, not the end of the log, and Faust stops reading a changelog at that offset: the
+  tail of the last batch would be lost on recovery. :func:`complete_recovery` reads each held
+  changelog partition on from there, to the high watermark of a fetch (which is right).
+- tansu waits the whole rebalance timeout before answering the first JoinGroup, so the timeout
+  is a few seconds here (:data:`REBALANCE_TIMEOUT_S`), not Faust's default minute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+from faust.types import TP
+
+from usersignals.config import Settings
+from usersignals.streams.changelog import PartitionKeeper, key_partition, rebuild_keepers
+from usersignals.streams.exposition import EventTimeLag, WorkerCollector
+from usersignals.streams.folds import PartitionState
+from usersignals.streams.records import dead_letter, split_record
+
+__all__ = ["REBALANCE_TIMEOUT_S", "ArenaFn", "LiveWorker", "complete_recovery"]
+
+ArenaFn = Callable[[dict[tuple[Any, Any, Any], int]], list[dict[str, Any]]]
+"""Arena rows from a preference count table (injected by the CLI: streams cannot import it)."""
+
+REBALANCE_TIMEOUT_S = 5.0
+SESSION_TIMEOUT_S = 10.0
+HEARTBEAT_S = 1.0
+RECOVERY_TAIL_TIMEOUT_S = 60.0
+TABLE_NAME = "state"
+
+log = logging.getLogger(__name__)
+
+
+class LiveWorker:
+    """A Faust app with the worker's agent, table and state, ready for ``faust.Worker``.
+
+    Args:
+        settings: Topics, partitions, retention, model label bound.
+        port: Web port of this worker (``/v1/report``, ``/v1/partial``, ``/metrics``).
+        arena_fn: Arena rows from the preference count table; ``None``: arena is ``[]``.
+    """
+
+    def __init__(self, settings: Settings, *, port: int, arena_fn: ArenaFn | None = None) -> None:
+        self.settings = settings
+        self.arena_fn = arena_fn
+        self.keepers: dict[int, PartitionKeeper] = {}
+        self.event_lag = EventTimeLag()
+        self.records = 0
+        self.ready = False
+        """Set once the state of the held partitions is rebuilt after an assignment."""
+        self.app = faust.App(
+            f"{settings.topic_prefix}-worker",
+            broker=f"kafka://{settings.bootstrap}",
+            value_serializer="raw",
+            key_serializer="raw",
+            store="memory://",
+            web_port=port,
+            topic_partitions=settings.partitions,
+            table_standby_replicas=0,
+            consumer_auto_offset_reset="earliest",
+            broker_rebalance_timeout=REBALANCE_TIMEOUT_S,
+            broker_session_timeout=SESSION_TIMEOUT_S,
+            broker_heartbeat_interval=HEARTBEAT_S,
+            web_in_thread=False,
+        )
+        self.events_topic = self.app.topic(
+            settings.events_topic,
+            partitions=settings.partitions,
+            key_type=bytes,
+            value_type=bytes,
+        )
+        self.dead_topic = self.app.topic(
+            settings.dead_topic,
+            partitions=settings.partitions,
+            key_type=bytes,
+            value_type=bytes,
+        )
+        self.table = self.app.Table(
+            TABLE_NAME,
+            partitions=settings.partitions,
+            key_type=bytes,
+            value_type=bytes,
+        )
+        self.table.on_recover(self._on_recovered)
+        self.collector = WorkerCollector(
+            self.states, self.consumer_lag, self.event_lag, settings.max_models
+        )
+        self.app.agent(self.events_topic, name="usersignals-events")(self._process)
+
+        from usersignals.streams.web import add_views
+
+        add_views(self)
+
+    # -- the agent -----------------------------------------------------------------------------
+
+    async def _process(self, stream: Any) -> None:
+        async for event in stream.events():
+            message = event.message
+            self.handle(message.partition, message.offset, message.value)
+
+    def handle(self, partition: int, offset: int, value: bytes | None) -> None:
+        """Processes one input record (called inside the agent, so table writes go to the
+        changelog partition of that record)."""
+        settings = self.settings
+        outcome = split_record(value, partition, settings.partitions)
+        for rejection in outcome.rejections:
+            letter = dead_letter(rejection, settings.events_topic, partition, offset)
+            self.dead_topic.send_soon(value=letter.value, headers=letter.headers)
+        for fwd in outcome.forward:
+            self.events_topic.send_soon(key=fwd.key, value=fwd.value, partition=fwd.partition)
+        keeper = self.keepers.get(partition)
+        if keeper is None:
+            keeper = self._rebuild([partition])[partition]
+        keeper.fold(self.table, offset, outcome.local, outcome.rejections)
+        if outcome.local:
+            self.event_lag.observe(outcome.local, datetime.now(UTC))
+        self.records += 1
+
+    # -- state after assignment ----------------------------------------------------------------
+
+    def held_partitions(self) -> set[int]:
+        """Partitions of the events topic assigned to this worker now."""
+        topic = self.settings.events_topic
+        return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == topic}
+
+    async def _on_recovered(self) -> None:
+        held = self.held_partitions()
+        await complete_recovery(self.app, self.table, held)
+        self.keepers.clear()
+        self.keepers.update(self._rebuild(held))
+        self.ready = True
+        log.info("state rebuilt for partitions %s", sorted(held))
+
+    def _rebuild(self, partitions: Iterable[int]) -> dict[int, PartitionKeeper]:
+        return rebuild_keepers(
+            list(self.table.data.items()), partitions, self.settings.retention_days
+        )
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def states(self) -> list[PartitionState]:
+        """The partition states held, in partition order."""
+        return [self.keepers[p].state for p in sorted(self.keepers)]
+
+    def consumer_lag(self) -> dict[int, int]:
+        """Records not yet processed per held partition (high watermark of the last fetch)."""
+        lag: dict[int, int] = {}
+        consumer = self.app.consumer
+        topic = self.settings.events_topic
+        for p, keeper in self.keepers.items():
+            with contextlib.suppress(Exception):
+                highwater = consumer.highwater(TP(topic, p))
+                if highwater is not None and keeper.position >= 0:
+                    lag[p] = max(highwater - keeper.position, 0)
+        return lag
+
+
+async def complete_recovery(app: faust.App, table: Any, partitions: Iterable[int]) -> int:
+    """Applies the changelog records Faust's recovery missed on tansu; returns how many.
+
+    Reads each changelog partition of ``partitions`` from one before the (too low) end offset
+    the broker lists, to the high watermark its fetches report. Re-applying records Faust has
+    applied already changes nothing (the changelog is last-write-wins per key).
+    """
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.structs import TopicPartition
+
+    topic = table.changelog_topic.get_topic_name()
+    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+    if not tps:
+        return 0
+    bootstrap = ",".join(f"{u.host}:{u.port or 9092}" for u in app.conf.broker)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None
+    )
+    await consumer.start()
+    store = table.data
+    key_partitions = getattr(store, "_key_partition", None)
+    applied = 0
+    deadline = asyncio.get_running_loop().time() + RECOVERY_TAIL_TIMEOUT_S
+    try:
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        pending = set()
+        for tp in tps:
+            if ends[tp] > 0:
+                consumer.seek(tp, max(ends[tp] - 1, 0))
+                pending.add(tp)
+        while pending and asyncio.get_running_loop().time() < deadline:
+            batch = await consumer.getmany(*pending, timeout_ms=1000)
+            for tp, records in batch.items():
+                for r in records:
+                    if r.value is None:
+                        store.pop(r.key, None)
+                    else:
+                        store[r.key] = r.value
+                        if key_partitions is not None and key_partition(r.key) is not None:
+                            key_partitions[r.key] = tp.partition
+                    applied += 1
+            for tp in list(pending):
+                highwater = consumer.highwater(tp)
+                if highwater is not None and await consumer.position(tp) >= highwater:
+                    pending.discard(tp)
+            if not batch:
+                await asyncio.sleep(0)
+    finally:
+        await consumer.stop()
+    return applied

@@ -1,0 +1,208 @@
+"""Prometheus exposition of a worker's live state (``/metrics``).
+
+Gauges are read from the partition states at scrape time (:func:`live_gauges`), so they are as
+exact as the report. A worker exposes the partitions it holds; with several workers, sum over
+instances in PromQL (users are disjoint across partitions, so sums stay exact).
+
+Label values are bounded: no user ids ever; model versions beyond ``max_models`` (the ones with
+the most votes win, then by name) fold into ``other``; an event without a model is ``none``.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from usersignals.ingest.contract import Event
+from usersignals.streams.folds import PartitionState
+from usersignals.streams.livereport import live_gauges
+
+__all__ = ["LAG_BUCKETS", "EventTimeLag", "WorkerCollector", "fold_models", "render"]
+
+LAG_BUCKETS: tuple[float, ...] = (
+    1.0,
+    5.0,
+    15.0,
+    60.0,
+    300.0,
+    900.0,
+    3600.0,
+    6 * 3600.0,
+    86400.0,
+    7 * 86400.0,
+    35 * 86400.0,
+    365 * 86400.0,
+)
+"""Upper bounds (seconds) of the event-time lag histogram: seconds to a year (backfills)."""
+
+OTHER = "other"
+NONE = "none"
+
+
+class EventTimeLag:
+    """A histogram of seconds from an event's ``ts`` to its processing, filled per record."""
+
+    def __init__(self, buckets: Sequence[float] = LAG_BUCKETS) -> None:
+        self.bounds = list(buckets)
+        self.counts = [0] * (len(self.bounds) + 1)
+        self.total = 0.0
+
+    def observe(self, events: Iterable[Event], now: datetime) -> None:
+        """Adds the lag of each event (one bisect per event, no lock, no await)."""
+        bounds, counts = self.bounds, self.counts
+        now_s = now.timestamp()
+        total = 0.0
+        for e in events:
+            lag = now_s - e.ts.timestamp()
+            counts[bisect_left(bounds, lag)] += 1
+            total += lag
+        self.total += total
+
+    def metric(self) -> HistogramMetricFamily:
+        buckets: list[tuple[str, float]] = []
+        running = 0
+        for bound, n in zip(self.bounds, self.counts, strict=False):
+            running += n
+            buckets.append((repr(bound), running))
+        running += self.counts[-1]
+        buckets.append(("+Inf", running))
+        return HistogramMetricFamily(
+            "usersignals_event_time_lag_seconds",
+            "Seconds from an event's ts to its processing by the worker.",
+            buckets=buckets,
+            sum_value=self.total,
+        )
+
+
+def fold_models(votes: dict[tuple[str | None, int], int], max_models: int) -> dict[str | None, str]:
+    """Label value of each model: the ``max_models`` most-voted keep their name, others fold."""
+    per_model: dict[str | None, int] = {}
+    for (model, _), n in votes.items():
+        per_model[model] = per_model.get(model, 0) + n
+    named = sorted((m for m in per_model if m is not None), key=lambda m: (-per_model[m], m))
+    labels: dict[str | None, str] = {
+        m: (m if i < max_models else OTHER) for i, m in enumerate(named)
+    }
+    labels[None] = NONE
+    return labels
+
+
+class WorkerCollector(Collector):
+    """Collects the ``usersignals_*`` metrics of one worker at scrape time.
+
+    Args:
+        states: Returns the partition states the worker holds now.
+        lag: Returns {partition: consumer lag in records} of the partitions it holds.
+        event_lag: The event-time lag histogram the agent fills.
+        max_models: Model label values before folding into ``other``.
+    """
+
+    def __init__(
+        self,
+        states: Callable[[], Sequence[PartitionState]],
+        lag: Callable[[], dict[int, int]],
+        event_lag: EventTimeLag,
+        max_models: int,
+    ) -> None:
+        self._states = states
+        self._lag = lag
+        self._event_lag = event_lag
+        self._max_models = max_models
+
+    def collect(self) -> Iterable[Metric]:
+        g: dict[str, Any] = live_gauges(list(self._states()))
+        events = CounterMetricFamily(
+            "usersignals_events", "Distinct valid events held, by type.", labels=["type"]
+        )
+        for t, n in sorted(g["events_by_type"].items()):
+            events.add_metric([t], n)
+        yield events
+        rejected = CounterMetricFamily(
+            "usersignals_events_rejected", "Rejected input, by reason.", labels=["reason"]
+        )
+        for reason, n in sorted(g["rejected"].items()):
+            rejected.add_metric([reason], n)
+        yield rejected
+        active = GaugeMetricFamily(
+            "usersignals_active_users",
+            "Distinct users active in the window ending on the newest event day.",
+            labels=["window"],
+        )
+        for window, key in (("1d", "dau"), ("7d", "wau"), ("30d", "mau")):
+            active.add_metric([window], g[key])
+        yield active
+        yield GaugeMetricFamily(
+            "usersignals_stickiness", "DAU / MAU on the newest event day.", value=g["stickiness"]
+        )
+        day = g["day"]
+        yield GaugeMetricFamily(
+            "usersignals_newest_event_day_timestamp_seconds",
+            "Midnight UTC of the newest event day the gauges refer to (0: no events).",
+            value=(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() if day else 0.0),
+        )
+        yield _votes(g["votes_total"], self._max_models)
+        flags = CounterMetricFamily(
+            "usersignals_risk_flags",
+            "Risk flags held, by category and severity.",
+            labels=["category", "severity"],
+        )
+        for (category, severity), n in sorted(g["risk_flags"].items(), key=_none_first):
+            flags.add_metric([category or NONE, severity or NONE], n)
+        yield flags
+        yield GaugeMetricFamily(
+            "usersignals_users_at_risk_weekly",
+            "Distinct users with a high or critical risk flag in the trailing 7 days.",
+            value=g["users_at_risk_weekly"],
+        )
+        yield CounterMetricFamily(
+            "usersignals_late_events",
+            "Events older than the retention horizon when they arrived (not folded).",
+            value=g["late"],
+        )
+        lag = GaugeMetricFamily(
+            "usersignals_consumer_lag",
+            "Records of the events topic not yet processed, per partition held.",
+            labels=["partition"],
+        )
+        for p, n in sorted(self._lag().items()):
+            lag.add_metric([str(p)], n)
+        yield lag
+        yield self._event_lag.metric()
+
+
+def _none_first(item: tuple[tuple[Any, ...], int]) -> tuple[str, ...]:
+    return tuple("" if v is None else str(v) for v in item[0])
+
+
+def _votes(votes: dict[tuple[str | None, int], int], max_models: int) -> GaugeMetricFamily:
+    labels = fold_models(votes, max_models)
+    folded: dict[tuple[str, str], int] = {}
+    for (model, rating), n in votes.items():
+        key = (labels[model], "up" if rating == 1 else "down")
+        folded[key] = folded.get(key, 0) + n
+    family = GaugeMetricFamily(
+        "usersignals_feedback_votes",
+        "Latest thumbs votes held (metrics.md rule), by model version and rating.",
+        labels=["model", "rating"],
+    )
+    for (label, thumb), count in sorted(folded.items()):
+        family.add_metric([label, thumb], count)
+    return family
+
+
+def render(collector: WorkerCollector) -> bytes:
+    """The text exposition format of one collector."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return generate_latest(registry)

@@ -1,0 +1,97 @@
+"""The worker's read side over HTTP (Faust's web server).
+
+- ``GET /v1/report``: the report JSON (``usersignals report --json`` shape) of the partitions
+  this worker holds: the full report when it holds them all.
+- ``GET /v1/partial``: phase one of the multi-worker protocol (``livereport``): the partitions
+  held and their day range. ``GET /v1/partial?from=YYYY-MM-DD&to=YYYY-MM-DD`` (or ``?empty=1``
+  when no worker holds any day): phase two, this worker's partial over that GLOBAL range.
+  ``usersignals report --live`` asks every worker and merges (``usersignals.cli.live``).
+- ``GET /v1/status``: partitions held, offset processed, lag, records, accepted and rejected.
+- ``GET /metrics``: Prometheus text exposition (:mod:`usersignals.streams.exposition`).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from usersignals.streams.exposition import render
+from usersignals.streams.livereport import (
+    global_range,
+    merge_partials,
+    partial_of,
+    preference_counts,
+)
+
+if TYPE_CHECKING:
+    from usersignals.streams.app import LiveWorker
+
+__all__ = ["add_views", "report_of", "status_of"]
+
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4"  # aiohttp adds the charset itself
+
+
+def report_of(worker: LiveWorker) -> dict[str, Any]:
+    """The report of the partitions ``worker`` holds (arena from the injected function)."""
+    states = worker.states()
+    rng = global_range(s.day_range() for s in states)
+    partial = partial_of(states, rng)
+    arena = worker.arena_fn(preference_counts([partial])) if worker.arena_fn else []
+    return merge_partials([partial], arena)
+
+
+def status_of(worker: LiveWorker) -> dict[str, Any]:
+    """Per held partition: next offset to process and lag; accepted and rejected totals."""
+    states = worker.states()
+    lag = worker.consumer_lag()
+    accepted = sum(sum(s.gauges()["events_by_type"].values()) for s in states)
+    rejected: dict[str, int] = {}
+    for s in states:
+        for reason, n in s.rejected().items():
+            rejected[reason] = rejected.get(reason, 0) + n
+    return {
+        "partitions": {
+            str(p): {"position": k.position, "lag": lag.get(p)}
+            for p, k in sorted(worker.keepers.items())
+        },
+        "ready": worker.ready,
+        "records": worker.records,
+        "accepted": accepted,
+        "rejected": dict(sorted(rejected.items())),
+        "late": sum(s.late for s in states),
+    }
+
+
+def add_views(worker: LiveWorker) -> None:
+    """Registers the read-side views on the worker's Faust app."""
+    app = worker.app
+
+    @app.page("/v1/report")
+    async def report(web: Any, request: Any) -> Any:
+        return web.json(report_of(worker))
+
+    @app.page("/v1/partial")
+    async def partial(web: Any, request: Any) -> Any:
+        states = worker.states()
+        held = sorted(worker.keepers)
+        query = request.query
+        if "from" in query and "to" in query:
+            rng = (date.fromisoformat(query["from"]), date.fromisoformat(query["to"]))
+            return web.json({"partitions": held, "partial": partial_of(states, rng)})
+        if "empty" in query:
+            return web.json({"partitions": held, "partial": partial_of(states, None)})
+        rng0 = global_range(s.day_range() for s in states)
+        return web.json(
+            {
+                "partitions": held,
+                "range": [rng0[0].isoformat(), rng0[1].isoformat()] if rng0 else None,
+            }
+        )
+
+    @app.page("/v1/status")
+    async def status(web: Any, request: Any) -> Any:
+        return web.json(status_of(worker))
+
+    @app.page("/metrics")
+    async def metrics(web: Any, request: Any) -> Any:
+        return web.bytes(render(worker.collector), content_type=METRICS_CONTENT_TYPE)
