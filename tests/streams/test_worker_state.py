@@ -1,0 +1,188 @@
+"""The worker's pure parts: persisted deltas, rebuild, pruning, record splitting, dead letters,
+Prometheus label folding. No broker: a dict stands in for the Faust table's storage."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.oracle import oracle_report
+from tests.test_oracle import ev, flag, vote
+from usersignals.ingest.contract import Event, Rejection, encode_batch
+from usersignals.ingest.partitioner import partition_for
+from usersignals.streams.changelog import (
+    PartitionKeeper,
+    decode_events,
+    encode_events,
+    event_key,
+    rebuild_keepers,
+    rejection_key,
+)
+from usersignals.streams.exposition import EventTimeLag, fold_models
+from usersignals.streams.livereport import live_report
+from usersignals.streams.records import dead_letter, split_record
+
+EVENTS = [
+    ev("e1", "用户", "09-01"),
+    vote("e2", 'a"b', "2026-09-01T00:00:00+00:00", "m1", 1, model=None),
+    flag("e3", "x,y", "2026-09-02T23:59:59.999000+00:00", "mania", "high", model="m-2"),
+    ev("e4", "u" * 140, "09-03", "preference", model_a="m1", model_b="m2", winner="tie"),
+    vote("e5", 'a"b', "09-04", "m1", 0),
+]
+
+
+def test_delta_encoding_keeps_every_metric_field_and_drops_the_rest() -> None:
+    assert decode_events(encode_events(EVENTS)) == [
+        msgspec.structs.replace(e, role=None) for e in EVENTS
+    ]
+
+
+def test_keys_name_partition_day_and_offset() -> None:
+    assert event_key(3, datetime(2026, 9, 1).date(), 42) == b"3/e/2026-09-01/00000000000000000042"
+    assert rejection_key(7, 5) == b"7/r/00000000000000000005"
+
+
+def test_one_key_per_record_and_day_and_rebuild_is_equal() -> None:
+    table: dict[bytes, bytes] = {}
+    keeper = PartitionKeeper(2, 35)
+    keeper.fold(table, 10, EVENTS[:3])
+    keeper.fold(table, 11, EVENTS[2:], [Rejection(reason="empty", message="m")])
+    assert sorted(table) == [
+        b"2/e/2026-09-01/00000000000000000010",
+        b"2/e/2026-09-02/00000000000000000010",
+        b"2/e/2026-09-03/00000000000000000011",
+        b"2/e/2026-09-04/00000000000000000011",
+        b"2/r/00000000000000000011",
+    ]
+    rebuilt = rebuild_keepers(table.items(), [2], 35)[2]
+    assert live_report([rebuilt.state]) == live_report([keeper.state])
+    assert rebuilt.state.rejected() == {"empty": 1}
+
+
+def test_redelivered_record_writes_nothing() -> None:
+    table: dict[bytes, bytes] = {}
+    keeper = PartitionKeeper(0, 35)
+    keeper.fold(table, 0, EVENTS, [Rejection(reason="empty", message="m")])
+    before = dict(table)
+    table.clear()
+    keeper.fold(table, 0, EVENTS, [Rejection(reason="empty", message="m")])
+    assert table == {}
+    assert len(before) == 5
+
+
+def test_prune_deletes_the_keys_of_dropped_days() -> None:
+    table: dict[bytes, bytes] = {}
+    keeper = PartitionKeeper(0, 2)
+    keeper.fold(table, 0, [ev("a", "u", "09-01"), ev("b", "u", "09-02")])
+    keeper.fold(table, 1, [ev("c", "u", "09-04")])
+    assert sorted(table) == [
+        b"0/e/2026-09-02/00000000000000000000",
+        b"0/e/2026-09-04/00000000000000000001",
+    ]
+
+
+def test_rebuild_after_a_shorter_retention_deletes_stale_keys_on_the_next_record() -> None:
+    table: dict[bytes, bytes] = {}
+    PartitionKeeper(0, 35).fold(table, 0, [ev("a", "u", "09-01"), ev("b", "u", "09-10")])
+    keeper = rebuild_keepers(table.items(), [0, 1], 3)[0]
+    assert keeper.state.day_range() == (datetime(2026, 9, 10).date(),) * 2
+    assert len(table) == 2
+    keeper.fold(table, 1, [])
+    assert list(table) == [b"0/e/2026-09-10/00000000000000000000"]
+
+
+def test_rebuild_ignores_other_partitions_keys() -> None:
+    table: dict[bytes, bytes] = {}
+    PartitionKeeper(1, 35).fold(table, 0, EVENTS)
+    table[b"not-ours"] = b"x"
+    keepers = rebuild_keepers(table.items(), [0], 35)
+    assert keepers[0].state.day_range() is None
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    picks=st.lists(st.integers(0, len(EVENTS) - 1), max_size=20),
+    cut=st.integers(0, 20),
+)
+def test_crash_and_replay_from_any_commit_equals_the_oracle(picks: list[int], cut: int) -> None:
+    """A crash after `cut` records: rebuild from the table, replay from an earlier offset."""
+    records = [[EVENTS[i]] for i in picks]
+    table: dict[bytes, bytes] = {}
+    first = PartitionKeeper(0, 35)
+    for off, rec in enumerate(records[:cut]):
+        first.fold(table, off, rec)
+    second = rebuild_keepers(table.items(), [0], 35)[0]
+    for off, rec in list(enumerate(records))[cut // 2 :]:
+        second.fold(table, off, rec)
+    flat = [e for rec in records for e in rec]
+    assert live_report([second.state]) | {"arena": []} == oracle_report(flat)
+
+
+def test_split_record_forwards_other_partitions_users_and_rejects_bad_elements() -> None:
+    users = ["alice", "bob", "carol", "dave"]
+    mine = partition_for("alice", 4)
+    events = [ev(f"e{i}", u, "09-01") for i, u in enumerate(users)]
+    value = encode_batch(events)[:-1] + b",7]"
+    out = split_record(value, mine, 4)
+    assert [e.user_id for e in out.local] == [u for u in users if partition_for(u, 4) == mine]
+    forwarded = {f.partition: f for f in out.forward}
+    for f in out.forward:
+        assert f.partition != mine
+    assert sorted(forwarded) == sorted({partition_for(u, 4) for u in users} - {mine})
+    assert [(r.reason, r.index, r.raw) for r in out.rejections] == [("not_object", 4, b"7")]
+
+
+def test_dead_letter_keeps_bytes_and_names_the_origin() -> None:
+    rejection = Rejection(reason="bad_value", message="bad 'x'", field="role", index=3, raw=b"{}")
+    letter = dead_letter(rejection, "p.events", 5, 1234)
+    assert letter.value == b"{}"
+    assert letter.headers == [
+        ("reason", b"bad_value"),
+        ("message", b"bad 'x'"),
+        ("field", b"role"),
+        ("source_topic", b"p.events"),
+        ("source_partition", b"5"),
+        ("source_offset", b"1234"),
+        ("index", b"3"),
+    ]
+    whole = dead_letter(Rejection(reason="empty", message="empty"), "t", 0, 0)
+    assert [k for k, _ in whole.headers] == [
+        "reason",
+        "message",
+        "source_topic",
+        "source_partition",
+        "source_offset",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("max_models", "expected"),
+    [
+        (3, {"a": "a", "b": "b", "c": "c", None: "none"}),
+        (2, {"a": "a", "b": "b", "c": "other", None: "none"}),
+        (1, {"a": "a", "b": "other", "c": "other", None: "none"}),
+    ],
+)
+def test_models_beyond_the_bound_fold_into_other(
+    max_models: int, expected: dict[str | None, str]
+) -> None:
+    votes = {("a", 1): 5, ("b", -1): 3, ("b", 1): 1, ("c", 1): 2, (None, 1): 9}
+    assert fold_models(votes, max_models) == expected
+
+
+def test_event_time_lag_buckets() -> None:
+    lag = EventTimeLag([10.0, 100.0])
+    now = datetime(2026, 9, 1, 12, tzinfo=UTC)
+    events = [
+        Event(
+            event_id=str(s), type="message", user_id="u", ts=now - timedelta(seconds=s), role="user"
+        )
+        for s in (5, 50, 500)
+    ]
+    lag.observe(events, now)
+    assert lag.counts == [1, 1, 1]
+    assert lag.total == 555.0

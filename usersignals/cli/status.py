@@ -1,0 +1,153 @@
+"""``usersignals status``: consumer lag per partition, and the events accepted and rejected.
+
+End offsets are the high watermarks a fetch reports: the embedded broker (tansu) answers
+ListOffsets(latest) with the base offset of the last record batch plus one, which would hide
+the tail of every partition. On Apache Kafka both agree.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from usersignals.cli._options import bootstrap_option, settings_from
+from usersignals.cli.live import get_json, worker_urls
+from usersignals.config import Settings
+
+__all__ = ["command", "end_offsets", "gather_status"]
+
+POLL_TIMEOUT_MS = 2000
+
+
+def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
+    """The offset after the last record of each partition (read from fetch responses)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        listed = consumer.end_offsets(tps)
+        ends = {tp.partition: int(listed[tp]) for tp in tps}
+        probe = [tp for tp in tps if listed[tp] > 0]
+        if probe:
+            consumer.assign(probe)
+            for tp in probe:
+                consumer.seek(tp, max(int(listed[tp]) - 1, 0))
+            for _ in range(5):
+                consumer.poll(timeout_ms=POLL_TIMEOUT_MS // 5, max_records=1)
+                highs = {tp: consumer.highwater(tp) for tp in probe}
+                if all(h is not None for h in highs.values()):
+                    break
+            for tp, high in highs.items():
+                if high is not None:
+                    ends[tp.partition] = max(ends[tp.partition], int(high))
+        return ends
+    finally:
+        consumer.close()
+
+
+def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
+    """Committed offsets of a consumer group (partitions without a commit left out)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        out: dict[int, int] = {}
+        for p in range(partitions):
+            offset = consumer.committed(TopicPartition(topic, p))
+            if offset is not None and offset >= 0:
+                out[p] = int(offset)
+        return out
+    finally:
+        consumer.close()
+
+
+def gather_status(settings: Settings, *, timeout: float = 5.0) -> dict[str, Any]:
+    """Offsets and lag per partition for the worker and loader groups, and worker counts."""
+    topic, n = settings.events_topic, settings.partitions
+    ends = end_offsets(settings.bootstrap, topic, n)
+    groups = {
+        "worker": f"{settings.topic_prefix}-worker",
+        "loader": f"{settings.topic_prefix}-loader",
+    }
+    committed = {
+        name: committed_offsets(settings.bootstrap, group, topic, n)
+        for name, group in groups.items()
+    }
+    partitions = []
+    for p in range(n):
+        row: dict[str, Any] = {"partition": p, "end_offset": ends[p]}
+        for name, offsets in committed.items():
+            row[f"{name}_committed"] = offsets.get(p)
+            row[f"{name}_lag"] = ends[p] - offsets.get(p, 0)
+        partitions.append(row)
+    workers: list[dict[str, Any]] = []
+    accepted = 0
+    rejected: dict[str, int] = {}
+    for url in worker_urls(settings):
+        try:
+            answer = get_json(f"{url}/v1/status", timeout)
+        except (OSError, ValueError) as exc:
+            workers.append({"url": url, "reachable": False, "error": str(exc)})
+            continue
+        workers.append({"url": url, "reachable": True, "partitions": sorted(answer["partitions"])})
+        accepted += answer["accepted"]
+        for reason, count in answer["rejected"].items():
+            rejected[reason] = rejected.get(reason, 0) + count
+    reachable = any(w["reachable"] for w in workers)
+    return {
+        "topic": topic,
+        "groups": groups,
+        "partitions": partitions,
+        "workers": workers,
+        "accepted": accepted if reachable else None,
+        "rejected": dict(sorted(rejected.items())) if reachable else None,
+    }
+
+
+@click.command("status")
+@bootstrap_option
+@click.option("--worker-url", default=None, help="Worker address(es), comma-separated.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def command(bootstrap: str | None, worker_url: str | None, as_json: bool) -> None:
+    """Consumer lag per partition, and the events accepted and rejected by the workers.
+
+    Accepted and rejected counts come from the running workers (/v1/status); when none
+    answers they are shown as unknown.
+
+    \b
+    Example:
+      usersignals status --json
+    """
+    settings = settings_from(bootstrap=bootstrap, worker_url=worker_url)
+    status = gather_status(settings)
+    if as_json:
+        click.echo(json.dumps(status, sort_keys=True))
+        return
+    click.echo(f"topic {status['topic']}")
+    click.echo(f"{'partition':>9} {'end':>10} {'worker':>10} {'lag':>8} {'loader':>10} {'lag':>8}")
+    for row in status["partitions"]:
+        click.echo(
+            f"{row['partition']:>9} {row['end_offset']:>10} "
+            f"{_show(row['worker_committed']):>10} {row['worker_lag']:>8} "
+            f"{_show(row['loader_committed']):>10} {row['loader_lag']:>8}"
+        )
+    for w in status["workers"]:
+        if w["reachable"]:
+            click.echo(f"worker {w['url']}: partitions {w['partitions']}")
+        else:
+            click.echo(f"worker {w['url']}: not reachable ({w['error']})")
+    if status["accepted"] is None:
+        click.echo("accepted/rejected: unknown (no worker reachable)")
+    else:
+        rejected = status["rejected"]
+        detail = ", ".join(f"{r} {n}" for r, n in rejected.items()) or "none"
+        click.echo(
+            f"accepted {status['accepted']} events; rejected {sum(rejected.values())} ({detail})"
+        )
+
+
+def _show(value: int | None) -> str:
+    return "-" if value is None else str(value)
