@@ -1,0 +1,59 @@
+"""``usersignals status`` against the real broker: true end offsets, lag, unreachable workers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import Kafka
+from tests.streams.workerproc import produce
+
+
+def test_status_json_shows_end_offsets_and_lag_without_a_worker(kafka: Kafka) -> None:
+    # several records in one producer batch: the broker's listed end offset is short
+    produced = produce(
+        kafka.bootstrap,
+        kafka.settings.events_topic,
+        [(3, None, b"x"), (3, None, b"y"), (3, None, b"w"), (5, None, b"z")],
+    )
+    assert produced.ends == {3: 3, 5: 1}
+    env = kafka.env() | {"USERSIGNALS_WORKER_URL": "http://127.0.0.1:9"}
+    out = subprocess.run(
+        [sys.executable, "-m", "usersignals", "status", "--json"],
+        env=env,
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
+    status = json.loads(out.stdout)
+    assert status["partitions"][3] == {
+        "partition": 3,
+        "end_offset": 3,
+        "worker_committed": None,
+        "worker_lag": 3,
+        "loader_committed": None,
+        "loader_lag": 3,
+    }
+    assert status["partitions"][5]["end_offset"] == 1
+    assert status["partitions"][0]["end_offset"] == 0
+    assert status["accepted"] is None
+    assert status["rejected"] is None
+    assert status["workers"][0]["reachable"] is False
+    assert status["groups"] == {
+        "worker": f"{kafka.settings.topic_prefix}-worker",
+        "loader": f"{kafka.settings.topic_prefix}-loader",
+    }
+
+
+def test_status_text_says_counts_are_unknown_without_a_worker(kafka: Kafka) -> None:
+    env = kafka.env() | {"USERSIGNALS_WORKER_URL": "http://127.0.0.1:9"}
+    out = subprocess.run(
+        [sys.executable, "-m", "usersignals", "status"],
+        env=env,
+        capture_output=True,
+        check=True,
+        timeout=60,
+        text=True,
+    )
+    assert "accepted/rejected: unknown (no worker reachable)" in out.stdout
