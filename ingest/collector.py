@@ -40,6 +40,7 @@ from typing import Any
 
 import msgspec
 from aiohttp import web
+from aiohttp.web_urldispatcher import _default_expect_handler  # sends "100 Continue"
 from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped,unused-ignore]
 from aiokafka.errors import KafkaError  # type: ignore[import-untyped,unused-ignore]
 from aiokafka.structs import TopicPartition  # type: ignore[import-untyped,unused-ignore]
@@ -197,7 +198,7 @@ class Collector:
     def app(self) -> web.Application:
         """The aiohttp application (routes and CORS)."""
         app = web.Application(middlewares=[self._cors], client_max_size=MAX_BODY_BYTES)
-        app.router.add_post("/v1/events", self.post_events)
+        app.router.add_post("/v1/events", self.post_events, expect_handler=self.expect)
         app.router.add_route("OPTIONS", "/v1/events", self.preflight)
         app.router.add_get("/healthz", self.healthz)
         return app
@@ -240,7 +241,8 @@ class Collector:
             if not self._in_flight:
                 self._idle.set()
 
-    async def _post_events(self, request: web.Request) -> web.Response:
+    def _refusal(self, request: web.Request) -> web.Response | None:
+        """The answer for a request refused on its headers alone (key, media type, size)."""
         problem = check_write_key(request.headers.get("Authorization"), self.settings.write_keys)
         if problem is not None:
             error = 'Bearer realm="usersignals"'
@@ -250,9 +252,28 @@ class Collector:
         problem = check_content_type(request.headers.get("Content-Type"))
         if problem is not None:
             return _error(415, "unsupported_media_type", problem)
+        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+            return _too_large()
+        return None
+
+    async def expect(self, request: web.Request) -> web.Response | None:
+        """``Expect: 100-continue``: refuse on the headers before the client uploads the body."""
+        refusal = self._refusal(request)
+        if refusal is None:
+            await _default_expect_handler(request)
+            return None
+        refusal.headers.update(
+            cors_headers(request.headers.get("Origin"), self.origins, preflight=False)
+        )
+        return refusal
+
+    async def _post_events(self, request: web.Request) -> web.Response:
+        refusal = self._refusal(request)
+        if refusal is not None:
+            return refusal
         body = await _read_limited(request, MAX_BODY_BYTES)
         if body is None:
-            return _error(413, "too_large", f"request body is larger than {MAX_BODY_BYTES} bytes")
+            return _too_large()
         if body.lstrip()[:1] == b"{":
             body = b"[" + body + b"]"
         now = datetime.now(UTC)
@@ -298,6 +319,10 @@ class Collector:
         return None
 
 
+def _too_large() -> web.Response:
+    return _error(413, "too_large", f"request body is larger than {MAX_BODY_BYTES} bytes")
+
+
 def _too_many(count: int) -> web.Response:
     return _error(
         413,
@@ -309,11 +334,9 @@ def _too_many(count: int) -> web.Response:
 async def _read_limited(request: web.Request, limit: int) -> bytes | None:
     """The request body, or ``None`` as soon as it is known to exceed ``limit`` bytes.
 
-    Checks ``Content-Length`` first and counts while reading, so a chunked body cannot
+    Counts while reading (``Content-Length`` was checked before), so a chunked body cannot
     smuggle more.
     """
-    if request.content_length is not None and request.content_length > limit:
-        return None
     buffer = bytearray()
     async for chunk in request.content.iter_chunked(_READ_CHUNK):
         buffer += chunk

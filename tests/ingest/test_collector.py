@@ -689,3 +689,41 @@ def test_count_over_500_is_413_even_when_elements_are_bad(collector: Running, co
             "message": f"a request may carry at most 500 events, got {count}",
         },
     )
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({**AUTH, "Content-Length": str((1 << 20) + 1)}, 413),
+        ({"Content-Type": "application/json", "Content-Length": "10"}, 401),
+        ({**AUTH, "Content-Type": "text/csv", "Content-Length": "10"}, 415),
+    ],
+)
+def test_expect_100_continue_refuses_before_the_upload(
+    collector: Running, headers: dict[str, str], status: int
+) -> None:
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    with socket.create_connection(("127.0.0.1", collector.port), timeout=10) as conn:
+        conn.sendall(
+            f"POST /v1/events HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n{head}\r\n".encode()
+        )
+        reply = conn.recv(65536)
+    assert reply.startswith(f"HTTP/1.1 {status} ".encode())
+
+
+def test_expect_100_continue_then_upload(collector: Running, corner: Kafka) -> None:
+    tag = _tag()
+    body = json.dumps([_event(f"{tag}-0", "u")]).encode()
+    with socket.create_connection(("127.0.0.1", collector.port), timeout=10) as conn:
+        conn.sendall(
+            b"POST /v1/events HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            b"Authorization: Bearer key-one\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+        )
+        assert conn.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        conn.sendall(body)
+        reply = b""
+        while chunk := conn.recv(65536):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert json.loads(reply.split(b"\r\n\r\n", 1)[1]) == {"accepted": [f"{tag}-0"], "rejected": []}
