@@ -1,0 +1,477 @@
+"""The SDK: a :class:`Tracker` checks each event where it is made and ships it to Kafka in batches.
+
+Guarantees, for the people who run it:
+
+- **Mistakes surface at the call.** Every method validates with the contract in the caller's
+  thread and raises :class:`~usersignals.ingest.contract.EventError` (the contract's exact
+  message, naming the field) before anything is queued.
+- **The caller is never blocked for long.** Accepted events wait in a bounded in-memory queue
+  (``max_queue`` events). When it is full a call waits at most ``max_block_ms``; after that the
+  event is written straight to the spool (it may then reach Kafka ahead of older events still
+  in memory), and if the spool is full too it is counted as ``failed`` and logged as an error.
+- **Batches per partition.** A background thread groups events by partition
+  (``partition_for(user_id, partitions)``) into records of at most ``batch_size`` events and
+  1 MiB, each sent to its partition explicitly, key = the first event's ``user_id``. It waits up
+  to ``linger_ms`` for a batch to fill.
+- **Nothing is dropped silently.** A retryable broker error is retried ``retries`` times with
+  exponential backoff and full jitter. When the broker cannot be reached (or the topic's
+  metadata cannot be had), records go to a bounded, checksummed, append-only spool file
+  (:mod:`usersignals.ingest.spool`, fsynced), and are resent from it, oldest first, before any
+  newer event, once the broker answers again, also by a later process on the same
+  ``spool_path``. Every outcome is counted (:class:`TrackerStats`).
+- **flush() means durable.** :meth:`Tracker.flush` returns ``True`` once every event handed over
+  before the call is acknowledged by Kafka (``acks=all``, idempotent producer) *or* fsynced to
+  the spool. Delivery is at least once: a crash between a send and its acknowledgement, or
+  between a resend and the spool's position update, can repeat events; consumers count an
+  ``event_id`` once.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import random
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from usersignals.config import Settings, UsersignalsError
+from usersignals.ingest.batching import Sender, SenderConfig, build_records
+from usersignals.ingest.contract import MAX_BATCH, Event, EventError, Rejection, validate
+from usersignals.ingest.spool import Spool, SpooledRecord, SpoolFullError
+
+__all__ = ["Tracker", "TrackerClosedError", "TrackerStats"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SPOOL_MAX_BYTES = 256 << 20
+
+
+class TrackerClosedError(UsersignalsError):
+    """An event was handed to a tracker that is closed."""
+
+    def __init__(self, event_id: str) -> None:
+        self.event_id = event_id
+        super().__init__(f"The tracker is closed; event {event_id!r} was not accepted")
+
+
+@dataclass(frozen=True, slots=True)
+class TrackerStats:
+    """Counters of a :class:`Tracker` (events unless said otherwise), taken at one moment.
+
+    Attributes:
+        accepted: Valid events handed to the tracker.
+        queued: Accepted events still in memory (not yet acknowledged, spooled or failed).
+        sent: Events acknowledged by Kafka, resends from the spool included.
+        retried: Events sent again after a retryable error.
+        spooled: Events written to the spool (each time it happened).
+        failed: Events that could be neither sent nor spooled (logged as errors).
+        spool_records: Records in the spool waiting to be resent.
+        spool_bytes: Bytes of those records.
+    """
+
+    accepted: int = 0
+    queued: int = 0
+    sent: int = 0
+    retried: int = 0
+    spooled: int = 0
+    failed: int = 0
+    spool_records: int = 0
+    spool_bytes: int = 0
+
+
+class Tracker:
+    """Validated, batched, durable delivery of events to the events topic.
+
+    Use as a context manager, or call :meth:`close`; an open tracker is also flushed when the
+    interpreter exits. All methods are safe to call from many threads.
+
+    Args:
+        bootstrap: Kafka bootstrap servers (default: ``settings.bootstrap``).
+        settings: Where the topic name, the bootstrap servers and the spool directory come from
+            (default: :meth:`Settings.load`).
+        topic: The events topic (default: ``settings.events_topic``).
+        linger_ms: How long an event may wait for its batch to fill.
+        batch_size: Most events per record (at most 1000).
+        max_queue: Most events held in memory.
+        max_block_ms: Longest a call waits when the queue is full.
+        spool_path: The spool file (default: ``<state_dir>/spool/<topic>.spool``).
+        spool_max_bytes: Size bound of the spool file.
+        spool_fsync: fsync every spool write (default); see :mod:`usersignals.ingest.spool`.
+        retries: Extra attempts for a record after a retryable error.
+        backoff_ms: First wait between attempts; doubles each time, with full jitter.
+        backoff_max_ms: Longest wait between attempts (also between reconnection attempts).
+        connect_timeout_ms: Longest wait for the broker or the topic's metadata per attempt.
+        delivery_timeout_ms: Longest wait for a record's acknowledgement before the broker is
+            treated as unreachable and the record is spooled.
+        partitions: The topic's partition count; discovered from metadata when ``None``.
+        close_timeout_s: How long :meth:`close` waits when called at interpreter exit.
+        producer_config: Extra ``kafka.KafkaProducer`` settings (override the defaults).
+    """
+
+    def __init__(
+        self,
+        bootstrap: str | None = None,
+        *,
+        settings: Settings | None = None,
+        topic: str | None = None,
+        linger_ms: int = 5,
+        batch_size: int = MAX_BATCH,
+        max_queue: int = 100_000,
+        max_block_ms: int = 1_000,
+        spool_path: Path | str | None = None,
+        spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES,
+        spool_fsync: bool = True,
+        retries: int = 3,
+        backoff_ms: int = 100,
+        backoff_max_ms: int = 5_000,
+        connect_timeout_ms: int = 5_000,
+        delivery_timeout_ms: int = 30_000,
+        partitions: int | None = None,
+        close_timeout_s: float = 10.0,
+        producer_config: Mapping[str, Any] | None = None,
+    ) -> None:
+        settings = settings or Settings.load()
+        self.topic = topic or settings.events_topic
+        self.bootstrap = bootstrap or settings.bootstrap
+        self.max_queue = max_queue
+        self.max_block_s = max_block_ms / 1000
+        self.close_timeout_s = close_timeout_s
+        path = Path(spool_path or settings.state_dir / "spool" / f"{self.topic}.spool")
+        self._spool = Spool(path, spool_max_bytes, fsync=spool_fsync)
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)
+        self._not_full = threading.Condition(lock)  # callers waiting for room in the queue
+        self._queue: deque[Event] = deque()
+        self._closed = False
+        self._accepted = 0
+        self._overflow_spooled = 0
+        self._overflow_failed = 0
+        self._failed_seen = 0
+        self._sender = Sender(
+            SenderConfig(
+                bootstrap=self.bootstrap,
+                topic=self.topic,
+                linger_s=linger_ms / 1000,
+                batch_size=max(1, min(batch_size, MAX_BATCH)),
+                retries=retries,
+                backoff_s=backoff_ms / 1000,
+                backoff_max_s=backoff_max_ms / 1000,
+                connect_timeout_ms=connect_timeout_ms,
+                delivery_timeout_ms=delivery_timeout_ms,
+                partitions=partitions,
+                producer_config=dict(producer_config or {}),
+            ),
+            queue=self._queue,
+            cond=self._cond,
+            not_full=self._not_full,
+            spool=self._spool,
+        )
+        self._sender.start()
+        ref = weakref.ref(self)
+        self._atexit = lambda: _close_at_exit(ref)
+        atexit.register(self._atexit)
+
+    # -- one method per event type --------------------------------------------------------
+
+    def session_start(
+        self,
+        user_id: str,
+        *,
+        session_id: str | None = None,
+        ts: datetime | str | int | None = None,
+        event_id: str | None = None,
+        model: str | None = None,
+        platform: str | None = None,
+        properties: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Records the start of a session; returns the event's ``event_id``.
+
+        Raises:
+            EventError: the event breaks the contract (the message names the field).
+            TrackerClosedError: the tracker is closed.
+        """
+        return self._track("session_start", user_id, locals())
+
+    def session_end(
+        self,
+        user_id: str,
+        *,
+        session_id: str | None = None,
+        duration_s: float | None = None,
+        ts: datetime | str | int | None = None,
+        event_id: str | None = None,
+        model: str | None = None,
+        platform: str | None = None,
+        properties: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Records the end of a session (``duration_s`` >= 0); returns the ``event_id``.
+
+        Raises:
+            EventError: the event breaks the contract (the message names the field).
+            TrackerClosedError: the tracker is closed.
+        """
+        return self._track("session_end", user_id, locals())
+
+    def message(
+        self,
+        user_id: str,
+        role: str,
+        *,
+        tokens: int | None = None,
+        message_id: str | None = None,
+        session_id: str | None = None,
+        ts: datetime | str | int | None = None,
+        event_id: str | None = None,
+        model: str | None = None,
+        platform: str | None = None,
+        properties: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Records one chat message (``role``: user, assistant, system, tool).
+
+        Raises:
+            EventError: the event breaks the contract (the message names the field).
+            TrackerClosedError: the tracker is closed.
+        """
+        return self._track("message", user_id, locals())
+
+    def feedback(
+        self,
+        user_id: str,
+        message_id: str,
+        rating: int,
+        *,
+        session_id: str | None = None,
+        ts: datetime | str | int | None = None,
+        event_id: str | None = None,
+        model: str | None = None,
+        platform: str | None = None,
+        properties: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Records a vote on a message: ``rating`` 1 (up), -1 (down) or 0 (withdrawn).
+
+        Raises:
+            EventError: the event breaks the contract (the message names the field).
+            TrackerClosedError: the tracker is closed.
+        """
+        return self._track("feedback", user_id, locals())
+
+    def preference(
+        self,
+        user_id: str,
+        model_a: str,
+        model_b: str,
+        winner: str,
+        *,
+        session_id: str | None = None,
+        ts: datetime | str | int | None = None,
+        event_id: str | None = None,
+        model: str | None = None,
+        platform: str | None = None,
+        properties: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Records a side-by-side vote (``winner``: a, b, tie, both_bad).
+
+        Raises:
+            EventError: the event breaks the contract (the message names the field).
+            TrackerClosedError: the tracker is closed.
+        """
+        return self._track("preference", user_id, locals())
+
+    def risk_flag(
+        self,
+        user_id: str,
+        category: str,
+        severity: str,
+        *,
+        source: str | None = None,
+        session_id: str | None = None,
+        ts: datetime | str | int | None = None,
+        event_id: str | None = None,
+        model: str | None = None,
+        platform: str | None = None,
+        properties: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Records a wellbeing risk flag (``category``, ``severity``, optional ``source``).
+
+        Raises:
+            EventError: the event breaks the contract (the message names the field).
+            TrackerClosedError: the tracker is closed.
+        """
+        return self._track("risk_flag", user_id, locals())
+
+    def track(self, event: Mapping[str, Any]) -> str:
+        """Records one raw event (a dict shaped like the wire JSON); returns its ``event_id``.
+
+        ``event_id`` and ``ts`` are filled in when missing, as for the typed methods.
+
+        Raises:
+            EventError: the event breaks the contract (the message names the field).
+            TrackerClosedError: the tracker is closed.
+        """
+        obj = dict(event)
+        if obj.get("event_id") is None:
+            obj["event_id"] = _event_id()
+        if obj.get("ts") is None:
+            obj["ts"] = datetime.now(UTC)
+        return self._accept(obj)
+
+    # -- delivery ---------------------------------------------------------------------------
+
+    @property
+    def stats(self) -> TrackerStats:
+        """The counters, as one consistent snapshot."""
+        with self._cond:
+            s = self._sender.counters
+            return TrackerStats(
+                accepted=self._accepted,
+                queued=self._accepted - self._overflow_spooled - self._overflow_failed - s.settled,
+                sent=s.sent,
+                retried=s.retried,
+                spooled=s.spooled + self._overflow_spooled,
+                failed=s.failed + self._overflow_failed,
+                spool_records=self._spool.pending_records,
+                spool_bytes=self._spool.pending_bytes,
+            )
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Waits until every event handed over so far is acknowledged by Kafka or spooled.
+
+        Returns:
+            ``True`` when all of them are acknowledged or fsynced to the spool and none
+            failed since the previous flush; ``False`` on timeout or after a failure.
+        """
+        with self._cond:
+            target = self._sender.enqueued
+            failed_before = self._failed_seen
+            ok = self._sender.wait_settled(target, timeout)
+            failed_now = self._sender.counters.failed + self._overflow_failed
+            self._failed_seen = failed_now
+            return ok and failed_now == failed_before
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Flushes, stops the background thread and releases the spool; idempotent.
+
+        Returns:
+            ``True`` when everything was acknowledged or spooled within ``timeout``; events
+            still in memory after it are spooled before the tracker stops.
+        """
+        with self._cond:
+            if self._closed:
+                return True
+            self._closed = True
+        atexit.unregister(self._atexit)
+        ok = self.flush(timeout)
+        self._sender.stop(timeout)
+        self._spool.close()
+        return ok
+
+    def __enter__(self) -> Tracker:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- the hot path -----------------------------------------------------------------------
+
+    def _track(self, type_: str, user_id: str, args: dict[str, Any]) -> str:
+        obj: dict[str, Any] = {"type": type_, "user_id": user_id}
+        for name, value in args.items():
+            if value is not None and name != "self" and name != "user_id":
+                obj[name] = value
+        if args["event_id"] is None:
+            obj["event_id"] = _event_id()
+        if args["ts"] is None:
+            obj["ts"] = datetime.now(UTC)
+        return self._accept(obj)
+
+    def _accept(self, obj: dict[str, Any]) -> str:
+        result = validate(obj)
+        if type(result) is Rejection:
+            raise EventError(result)
+        event: Event = result  # type: ignore[assignment]
+        cond = self._cond
+        with cond:
+            if self._closed:
+                raise TrackerClosedError(event.event_id)
+            queue = self._queue
+            if len(queue) >= self.max_queue and not self._wait_for_room():
+                self._accepted += 1
+                overflow = True
+            else:
+                if not queue:
+                    self._sender.first_at = time.monotonic()
+                queue.append(event)
+                self._accepted += 1
+                self._sender.enqueued += 1
+                if len(queue) == self._sender.wake_at:
+                    cond.notify_all()
+                return event.event_id
+        if overflow:
+            self._spill(event)
+        return event.event_id
+
+    def _wait_for_room(self) -> bool:
+        deadline = time.monotonic() + self.max_block_s
+        while len(self._queue) >= self.max_queue:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._cond.notify_all()
+            self._not_full.wait(left)
+        return True
+
+    def _spill(self, event: Event) -> None:
+        """Writes one event that found the queue full straight to the spool."""
+        record = build_records([event], self._sender.partitions)[0]
+        spooled = SpooledRecord(
+            value=record.value,
+            events=1,
+            key=record.key,
+            partition=record.partition,
+            partitions=record.partitions,
+        )
+        try:
+            self._spool.append([spooled.to_bytes()])
+        except SpoolFullError as exc:
+            log.error("Event %r lost: the queue is full and %s", event.event_id, exc)
+            with self._cond:
+                self._overflow_failed += 1
+            return
+        with self._cond:
+            self._overflow_spooled += 1
+            self._cond.notify_all()
+
+
+_random = random.Random()  # reseeded in forked children by the random module itself
+_CLEAR = ~((0xC000 << 48) | (0xF000 << 64))
+_SET = (0x8000 << 48) | (4 << 76)
+
+
+def _event_id() -> str:
+    """A random (version 4) UUID string.
+
+    Not :func:`uuid.uuid4`: its ``os.urandom`` system call releases the GIL on every event, and
+    winning it back from the sender threads costs a caller up to the interpreter's switch
+    interval (5 ms). Event ids need uniqueness, not secrecy.
+    """
+    h = f"{(_random.getrandbits(128) & _CLEAR) | _SET:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _close_at_exit(ref: weakref.ref[Tracker]) -> None:
+    tracker = ref()
+    if tracker is not None:
+        tracker.close(tracker.close_timeout_s)
