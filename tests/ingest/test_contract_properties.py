@@ -1,0 +1,251 @@
+"""Properties of the contract on generated input: it never raises, it counts every element,
+valid events survive a round trip, and the fast and precise decoding paths agree."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from usersignals.ingest import contract
+from usersignals.ingest.contract import (
+    CHOICES,
+    EVENT_TYPES,
+    MAX_BATCH,
+    REASONS,
+    REQUIRED_BY_TYPE,
+    Event,
+    Rejection,
+    decode_record,
+    encode_batch,
+    encode_event,
+    validate,
+)
+
+NOW = datetime(2026, 8, 4, 12, 0, tzinfo=UTC)
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# ------------------------------------------------------------------------------ strategies
+
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20)
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=30,
+)
+
+
+@st.composite
+def nested(draw: st.DrawFn) -> Any:
+    """A JSON value wrapped in 0 to 80 arrays/objects: around every depth limit."""
+    value = draw(json_values)
+    for _ in range(draw(st.integers(0, 80))):
+        value = [value] if draw(st.booleans()) else {"k": value}
+    return value
+
+
+odd_text = st.text(
+    st.characters(codec=None, categories=None), max_size=40
+)  # includes lone surrogates, controls, astral planes
+huge_text = st.integers(33_000, 40_000).map(lambda n: "x" * n)
+
+offsets = st.integers(-23 * 60 - 59, 23 * 60 + 59).map(lambda m: timezone(timedelta(minutes=m)))
+moments = st.datetimes(  # at most 24 h after NOW, often just before that limit
+    min_value=datetime(1, 1, 2), max_value=datetime(2026, 8, 5, 11, 59, 58), timezones=st.just(UTC)
+) | st.datetimes(
+    min_value=datetime(2026, 8, 5, 11),
+    max_value=datetime(2026, 8, 5, 11, 59, 58),
+    timezones=st.just(UTC),
+)
+future = st.datetimes(  # past the limit, some by a microsecond
+    min_value=datetime(2026, 8, 5, 12), max_value=datetime(9999, 12, 30), timezones=st.just(UTC)
+).filter(lambda m: m > NOW + timedelta(hours=24))
+
+
+@st.composite
+def timestamps(draw: st.DrawFn, late: bool = False) -> str | int:
+    moment: datetime = draw(future if late else moments)
+    if draw(st.integers(0, 4)) == 0:
+        return int((moment - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(milliseconds=1))
+    local = moment.astimezone(draw(offsets))
+    text = f"{local.year:04d}-{local:%m-%d}" + draw(st.sampled_from("Tt ")) + f"{local:%H:%M:%S}"
+    if draw(st.booleans()):  # any number of fraction digits
+        text += "." + draw(st.text("0123456789", min_size=1, max_size=12))
+    offset = local.strftime("%z")  # +hhmm
+    if offset == "+0000" and draw(st.booleans()):
+        return text + draw(st.sampled_from("Zz"))
+    return text + (offset if draw(st.integers(0, 5)) == 0 else offset[:3] + ":" + offset[3:])
+
+
+def text_of(low: int, high: int) -> st.SearchStrategy[str]:
+    return st.text(min_size=low, max_size=high)
+
+
+properties = st.dictionaries(st.text(max_size=8), json_values, max_size=5)
+
+
+@st.composite
+def valid_events(draw: st.DrawFn) -> dict[str, Any]:
+    etype = draw(st.sampled_from(EVENT_TYPES))
+    event: dict[str, Any] = {
+        "event_id": draw(text_of(1, 128)),
+        "type": etype,
+        "user_id": draw(text_of(1, 512) | st.sampled_from(["u-1", "用户", "🙂", '"q",'])),
+        "ts": draw(timestamps().filter(lambda t: not isinstance(t, str) or "T" in t.upper())),
+    }
+    optional: dict[str, st.SearchStrategy[Any]] = {
+        "session_id": text_of(0, 256),
+        "model": text_of(0, 128),
+        "platform": st.sampled_from(CHOICES["platform"]),
+        "properties": properties,
+        "received_at": moments.map(lambda m: m.isoformat()),
+    }
+    by_type: dict[str, st.SearchStrategy[Any]] = {
+        "duration_s": st.floats(min_value=0, allow_infinity=False) | st.integers(0, 10**6),
+        "role": st.sampled_from(CHOICES["role"]),
+        "tokens": st.integers(0, 2**63 - 1),
+        "message_id": text_of(1, 256),
+        "rating": st.sampled_from((1, -1, 0)),
+        "model_a": st.just("m-a"),
+        "model_b": st.just("m-b"),
+        "winner": st.sampled_from(CHOICES["winner"]),
+        "category": st.sampled_from(CHOICES["category"]),
+        "severity": st.sampled_from(CHOICES["severity"]),
+        "source": st.sampled_from(CHOICES["source"]),
+    }
+    for name in REQUIRED_BY_TYPE[etype]:
+        event[name] = draw(by_type[name])
+    for name, strategy in {**optional, **by_type}.items():
+        if name not in event and draw(st.integers(0, 3)) == 0:
+            event[name] = draw(strategy)
+    if draw(st.integers(0, 5)) == 0:
+        event[draw(st.text(min_size=1, max_size=10).filter(lambda k: k not in contract.FIELDS))] = (
+            draw(json_values)
+        )
+    return event
+
+
+@st.composite
+def mutated_events(draw: st.DrawFn) -> dict[str, Any]:
+    """A valid event, or one with a field dropped, nulled or set to an arbitrary value."""
+    event = draw(valid_events())
+    for _ in range(draw(st.integers(0, 2))):
+        name = draw(st.sampled_from(contract.FIELDS))
+        choice = draw(st.integers(0, 3))
+        if choice == 0:
+            event.pop(name, None)
+        elif choice == 1:
+            event[name] = None
+        elif choice == 2:
+            event[name] = draw(json_values | odd_text | nested() | timestamps(late=True))
+        else:
+            event[name] = draw(
+                st.text(max_size=3)
+                | st.integers(-2, 2)
+                | st.sampled_from(
+                    [v for names in CHOICES.values() for v in names] + list(EVENT_TYPES)
+                )
+            )
+    return event
+
+
+# ------------------------------------------------------------------------------ properties
+
+
+def _assert_well_formed(events: list[Event], rejections: list[Rejection]) -> None:
+    assert all(isinstance(e, Event) for e in events)
+    assert all(isinstance(r, Rejection) and r.reason in REASONS for r in rejections)
+    assert all(not r.message.startswith("Unreadable") for r in rejections)
+    for e in events:
+        assert e.ts.tzinfo is UTC
+        encode_event(e)  # every accepted event can be sent on
+
+
+@SETTINGS
+@given(st.binary(max_size=300) | st.binary(max_size=3).map(lambda b: b"[" * 5000 + b))
+def test_arbitrary_bytes_never_raise(raw: bytes) -> None:
+    events, rejections = decode_record(raw, now=NOW)
+    _assert_well_formed(events, rejections)
+
+
+@SETTINGS
+@given(
+    st.lists(json_values | nested() | odd_text | huge_text | mutated_events(), max_size=12)
+    | nested()
+    | mutated_events()
+)
+def test_arbitrary_json_never_raises_and_counts_every_element(value: Any) -> None:
+    raw = json.dumps(value).encode()
+    events, rejections = decode_record(raw, now=NOW)
+    _assert_well_formed(events, rejections)
+    whole = [r for r in rejections if r.index is None]
+    if whole:  # the record could not be read, or is one event
+        assert (events, len(rejections)) == ([], 1)
+    if isinstance(value, list) and 1 <= len(value) <= MAX_BATCH and not whole:
+        assert len(events) + len(rejections) == len(value)
+        assert [r.index for r in rejections] == sorted({r.index for r in rejections})
+    if isinstance(value, dict):
+        assert len(events) + len(rejections) == 1
+
+
+@SETTINGS
+@given(json_values | nested() | mutated_events() | st.builds(object) | st.just(float("nan")))
+def test_validate_never_raises(value: Any) -> None:
+    result = validate(value, now=NOW)
+    assert isinstance(result, Event | Rejection)
+    if isinstance(result, Rejection):
+        assert result.reason in REASONS and not result.message.startswith("Unreadable")
+
+
+@SETTINGS
+@given(st.lists(valid_events(), min_size=1, max_size=20))
+def test_valid_events_round_trip(dicts: list[dict[str, Any]]) -> None:
+    events = [validate(d, now=NOW) for d in dicts]
+    assert all(isinstance(e, Event) for e in events), events
+    valid: list[Event] = [e for e in events if isinstance(e, Event)]
+    for event in valid:
+        assert decode_record(encode_event(event), now=NOW) == ([event], [])
+        assert validate(json.loads(encode_event(event)), now=NOW) == event
+    assert decode_record(encode_batch(valid), now=NOW) == (valid, [])
+
+
+@SETTINGS
+@given(st.lists(mutated_events(), min_size=1, max_size=8))
+def test_fast_and_precise_paths_agree(dicts: list[dict[str, Any]]) -> None:
+    raw = json.dumps(dicts).encode()
+    fast = contract._decode_fast(raw, NOW)
+    precise = contract._decode_precise(raw, NOW)
+    if fast is not None:
+        assert precise == (fast, [])
+    elif not precise[1]:
+        # the fast path leaves only unknown fields and epoch-millisecond ts to the precise one
+        assert any(set(d) - set(contract.FIELDS) or type(d.get("ts")) is int for d in dicts), (
+            precise
+        )
+
+
+@SETTINGS
+@given(mutated_events())
+def test_validate_agrees_with_decoding_the_json(event: dict[str, Any]) -> None:
+    raw = json.dumps(event).encode()
+    decoded = decode_record(raw, now=NOW)
+    result = validate(event, now=NOW)
+    if isinstance(result, Event):
+        assert decoded == ([result], [])
+    elif decoded[1] and decoded[1][0].reason not in ("not_json", "too_large", "too_deep"):
+        assert decoded == (
+            [],
+            [Rejection(reason=result.reason, message=result.message, field=result.field, raw=raw)],
+        )
