@@ -273,7 +273,6 @@ class PartitionState:
         risk: list[list[Any]] = []
         prefs: dict[tuple[str | None, str | None, str | None], int] = {}
         types: dict[str, int] = {}
-        weeks: dict[str, list[DayState]] = {}
         for o in kept:
             d = days[o]
             iso = date.fromordinal(o).isoformat()
@@ -283,12 +282,6 @@ class PartitionState:
                 risk.append([iso, rk[0], rk[1], flags, len(d.risk_users[rk])])
             add_counts(prefs, d.prefs)
             add_counts(types, d.types)
-            weeks.setdefault(iso_week(date.fromordinal(o)), []).append(d)
-        flattery: list[list[Any]] = []
-        week_users: dict[str, int] = {}
-        for week, wdays in weeks.items():
-            week_users[week] = len(set().union(*(d.users for d in wdays)))
-            flattery.extend(flattery_rows(week, wdays))
         return {
             "range": [day_range[0].isoformat(), day_range[1].isoformat()] if day_range else None,
             "active": active,
@@ -296,12 +289,30 @@ class PartitionState:
             "types": types,
             "feedback": feedback,
             "risk": risk,
-            "flattery": flattery,
-            "week_users": week_users,
+            **self.weekly(day_range),
             "preferences": [[*k, n] for k, n in prefs.items()],
             "rejected": self.rejected(),
             "late": self.late,
         }
+
+    def weekly(self, day_range: tuple[date, date] | None) -> dict[str, Any]:
+        """The flattery-watch part of :meth:`partial` alone (cheap enough for every scrape).
+
+        Returns:
+            ``flattery``: [model, week, thumbs up, thumbs down, active users, risk flags, users
+            at risk] rows; ``week_users``: {week: distinct users active in it} (the shares'
+            denominator). Only days of ``day_range`` count.
+        """
+        lo, hi = (day_range[0].toordinal(), day_range[1].toordinal()) if day_range else (1, 0)
+        weeks: dict[str, list[DayState]] = {}
+        for o in sorted(o for o in self._days if lo <= o <= hi):
+            weeks.setdefault(iso_week(date.fromordinal(o)), []).append(self._days[o])
+        flattery: list[list[Any]] = []
+        week_users: dict[str, int] = {}
+        for week, wdays in weeks.items():
+            week_users[week] = len(set().union(*(d.users for d in wdays)))
+            flattery.extend(flattery_rows(week, wdays))
+        return {"flattery": flattery, "week_users": week_users}
 
     def gauges(self, day: date | None = None) -> dict[str, Any]:
         """What the Prometheus exposition needs, at ``day`` (default: the newest day).

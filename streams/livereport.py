@@ -102,7 +102,13 @@ def live_gauges(states: Sequence[PartitionState]) -> dict[str, Any]:
     flattery: list[dict[str, Any]] = []
     if newest is not None:
         start = newest - timedelta(days=newest.weekday() + 7)
-        flattery = merge_partials([s.partial((start, newest)) for s in states])["flattery_watch"]
+        counts: dict[tuple[Any, ...], list[int]] = {}
+        week_users: dict[str, int] = {}
+        for s in states:
+            part = s.weekly((start, newest))
+            _add_rows(counts, part["flattery"], 2)
+            _add(week_users, part["week_users"].items())
+        flattery = _flattery(counts, week_users)
     total["flattery"] = flattery
     return total
 
