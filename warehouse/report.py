@@ -19,10 +19,14 @@ from datetime import date
 from typing import Any
 
 import duckdb
+from rich.console import Console
+from rich.table import Table
 
 __all__ = [
     "REPORT_COLUMNS",
     "REPORT_KEYS",
+    "TITLES",
+    "render_report",
     "warehouse_report",
 ]
 
@@ -37,6 +41,18 @@ REPORT_KEYS = (
     "flattery_watch",
 )
 """Keys of the report object, in order."""
+
+TITLES = {
+    "active_users": "Active users (DAU, WAU, MAU, stickiness = DAU/MAU)",
+    "events_by_day": "Events per day",
+    "feedback_by_model": "Feedback by model (latest vote per user and message)",
+    "risk_flags_daily": "Risk flags per day",
+    "users_at_risk_weekly": "Users with a high or critical flag in the last 7 days",
+    "rejected": "Rejected input by reason",
+    "arena": "Arena ratings (Elo scale, 95 % interval)",
+    "flattery_watch": "Flattery watch (per model and ISO week)",
+}
+"""Headings of the report's tables when printed."""
 
 REPORT_COLUMNS = (
     "event_id",
@@ -170,3 +186,36 @@ def warehouse_report(
         return report
     finally:
         cur.close()
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else ""
+    if isinstance(value, float):
+        return f"{value:,.6g}" if abs(value) < 1e6 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def render_report(report: dict[str, Any], console: Console | None = None) -> None:
+    """Prints the report's tables (rich tables on a terminal, plain text when piped)."""
+    out = console or Console()
+    if console is None and not out.is_terminal:
+        out = Console(width=240)  # piped: keep wide tables on one line each
+    for key in REPORT_KEYS:
+        rows = report.get(key, [])
+        if not rows:
+            out.print(f"[bold]{TITLES[key]}[/bold]: no rows\n")
+            continue
+        out.print(f"[bold]{TITLES[key]}[/bold]")
+        table = Table()
+        for name, value in rows[0].items():
+            numeric = isinstance(value, int | float) and not isinstance(value, bool)
+            table.add_column(name, justify="right" if numeric else "left")
+        for row in rows:
+            table.add_row(*(_cell(v) for v in row.values()))
+        out.print(table)
+        out.print()

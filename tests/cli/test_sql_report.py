@@ -1,0 +1,223 @@
+"""``usersignals sql`` and ``usersignals report`` as processes, over a small real warehouse."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+
+from tests.warehouse.parquetfixtures import write_warehouse
+from usersignals.ingest.contract import Event
+from usersignals.warehouse.db import connect
+from usersignals.warehouse.report import warehouse_report
+
+T0 = datetime(2026, 9, 1, 12, tzinfo=UTC)
+CHROMIUM = "/usr/bin/chromium"
+
+
+def _events() -> list[Event]:
+    out = []
+    for i, (user, day) in enumerate([("ann", 0), ("bo", 0), ("ann", 1), ("cy", 3), ("bo", 3)]):
+        out.append(
+            Event(
+                event_id=f"e{i}",
+                type="message",
+                user_id=user,
+                role="user",
+                ts=T0 + timedelta(days=day),
+                model="m-1",
+            )
+        )
+    out.append(
+        Event(
+            event_id="f1",
+            type="feedback",
+            user_id="ann",
+            message_id="x",
+            rating=1,
+            ts=T0 + timedelta(days=1),
+            model="m-1",
+        )
+    )
+    out.append(
+        Event(
+            event_id="r1",
+            type="risk_flag",
+            user_id="cy",
+            category="mania",
+            severity="high",
+            ts=T0 + timedelta(days=3),
+        )
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cli") / "warehouse"
+    write_warehouse(root, _events(), rejected=["not_json"])
+    return root
+
+
+def usersignals(
+    warehouse: Path, *args: str, stdin: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, USERSIGNALS_WAREHOUSE=str(warehouse), COLUMNS="200")
+    proc = subprocess.run(
+        [sys.executable, "-m", "usersignals", *args],
+        input=stdin if stdin is not None else "",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+QUERY = "SELECT day, dau, wau FROM active_users ORDER BY day"
+
+
+def test_sql_prints_a_plain_table_when_piped(warehouse: Path) -> None:
+    out = usersignals(warehouse, "sql", QUERY).stdout
+    assert out == (
+        "day         dau  wau\n"
+        "----------  ---  ---\n"
+        "2026-09-01  2    2\n"
+        "2026-09-02  1    2\n"
+        "2026-09-03  0    2\n"
+        "2026-09-04  2    3\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("fmt", "expected"),
+    [
+        ("csv", "day,dau,wau\n2026-09-01,2,2\n2026-09-02,1,2\n2026-09-03,0,2\n2026-09-04,2,3\n"),
+        (
+            "json",
+            '[{"day": "2026-09-01", "dau": 2, "wau": 2}, {"day": "2026-09-02", "dau": 1, '
+            '"wau": 2}, {"day": "2026-09-03", "dau": 0, "wau": 2}, {"day": "2026-09-04", '
+            '"dau": 2, "wau": 3}]\n',
+        ),
+    ],
+)
+def test_sql_formats(warehouse: Path, fmt: str, expected: str) -> None:
+    assert usersignals(warehouse, "sql", "--format", fmt, QUERY).stdout == expected
+
+
+def test_sql_parquet_goes_to_a_file(warehouse: Path, tmp_path: Path) -> None:
+    out = tmp_path / "au.parquet"
+    usersignals(warehouse, "sql", "--format", "parquet", "--out", str(out), QUERY)
+    table = pq.read_table(out)
+    assert table.column_names == ["day", "dau", "wau"]
+    assert table.column("dau").to_pylist() == [2, 1, 0, 2]
+
+
+def test_sql_parquet_needs_out(warehouse: Path) -> None:
+    proc = usersignals(warehouse, "sql", "--format", "parquet", QUERY, check=False)
+    assert proc.returncode == 2
+    assert "Error: --format parquet needs --out FILE" in proc.stderr
+
+
+def test_sql_bad_query_is_an_error(warehouse: Path) -> None:
+    proc = usersignals(warehouse, "sql", "SELECT nope FROM events", check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith('Error: Binder Error: Referenced column "nope" not found')
+
+
+def test_sql_cannot_write_files_outside(warehouse: Path, tmp_path: Path) -> None:
+    target = tmp_path / "leak.csv"
+    proc = usersignals(warehouse, "sql", f"COPY (SELECT 1) TO '{target}'", check=False)
+    assert proc.returncode == 1
+    assert "Permission Error" in proc.stderr
+    assert not target.exists()
+
+
+def test_shell_reads_statements_from_stdin(warehouse: Path) -> None:
+    script = "SELECT count(*) AS n\nFROM events;\n.tables\nSELECT 1 AS one;\n.quit\nSELECT 3;\n"
+    out = usersignals(warehouse, "sql", stdin=script).stdout
+    assert out.startswith("n\n-\n7\nname\n-")
+    names = out.split("name\n", 1)[1].splitlines()[1:]
+    assert "active_users" in names
+    assert "flattery_watch" in names
+    assert out.endswith("one\n---\n1\n")
+
+
+def test_shell_reports_errors_and_goes_on(warehouse: Path) -> None:
+    proc = usersignals(warehouse, "sql", stdin="SELECT nope;\nSELECT 2 AS two;\n", check=False)
+    assert proc.returncode == 1
+    assert proc.stdout.startswith("error: Binder Error")
+    assert proc.stdout.endswith("two\n---\n2\n")
+
+
+def test_report_json_is_the_warehouse_report(warehouse: Path) -> None:
+    got: dict[str, Any] = json.loads(usersignals(warehouse, "report", "--json").stdout)
+    con = connect(warehouse)
+    assert got == json.loads(json.dumps(warehouse_report(con)))
+    assert got["rejected"] == [{"reason": "not_json", "count": 1}]
+
+
+def test_report_from_to(warehouse: Path) -> None:
+    proc = usersignals(warehouse, "report", "--json", "--from", "2026-09-02", "--to", "2026-09-03")
+    got = json.loads(proc.stdout)
+    assert got["active_users"] == [
+        {"day": "2026-09-02", "dau": 1, "wau": 2, "mau": 2, "stickiness": 0.5},
+        {"day": "2026-09-03", "dau": 0, "wau": 2, "mau": 2, "stickiness": 0.0},
+    ]
+    assert got["feedback_by_model"] == [
+        {"day": "2026-09-02", "model": "m-1", "thumbs_up": 1, "thumbs_down": 0}
+    ]
+
+
+def test_report_prints_tables(warehouse: Path) -> None:
+    out = usersignals(warehouse, "report").stdout
+    assert "Active users (DAU, WAU, MAU, stickiness = DAU/MAU)" in out
+    assert "Risk flags per day" in out
+    assert "2026-09-04" in out
+
+
+def test_report_html_renders_in_chromium(warehouse: Path, tmp_path: Path) -> None:
+    page = tmp_path / "report.html"
+    usersignals(warehouse, "report", "--html", str(page))
+    text = page.read_text(encoding="utf-8")
+    assert text.count("<svg") == 2
+    assert "http" not in text.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("chromium is not installed (make system-deps)")
+    shot = tmp_path / "report.png"
+    subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--screenshot={shot}",
+            "--window-size=1280,2000",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    from PIL import Image
+
+    image = Image.open(shot).convert("L")
+    low, high = image.getextrema()
+    assert image.size == (1280, 2000)
+    assert high - low > 100  # dark text and lines on a white page, not a blank one
