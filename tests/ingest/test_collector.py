@@ -488,14 +488,23 @@ def test_help_shows_an_example() -> None:
 
 
 def test_without_write_keys_every_request_writes_and_sigterm_exits_0(kafka: Kafka) -> None:
-    running = start_collector(kafka.env())
+    origins = "https://chat.example, https://admin.example"
+    running = start_collector({**kafka.env(), "USERSIGNALS_COLLECTOR_ALLOW_ORIGIN": origins})
     try:
         assert running.seen[0] == (
             "warning: no write keys configured (USERSIGNALS_WRITE_KEYS); every request may write"
         )
         tag = _tag()
-        answer = post(running.url, [_event(f"{tag}-0", "u")], {"Content-Type": "application/json"})
+        headers = {"Content-Type": "application/json", "Origin": "https://admin.example"}
+        answer = post(running.url, [_event(f"{tag}-0", "u")], headers)
         assert (answer.status, answer.body) == (200, {"accepted": [f"{tag}-0"], "rejected": []})
+        assert answer.headers["access-control-allow-origin"] == "https://admin.example"
+        assert answer.headers["vary"] == "Origin"
+        other = request(
+            running.url, "OPTIONS", "/v1/events", headers={"Origin": "https://x.example"}
+        )
+        assert other.status == 204
+        assert "access-control-allow-origin" not in other.headers
     finally:
         assert running.stop() == 0
     assert running.stderr_until("collector stopped", 5)[-1] == "collector stopped"
@@ -545,7 +554,9 @@ def test_kafka_down_is_503_with_retry_after(tmp_path: Any) -> None:
         try:
             headers = {"Content-Type": "application/json"}
             assert post(running.url, [_event("up-0", "u")], headers).status == 200
-            own.stop()
+            assert own.process is not None
+            own.process.kill()  # the broker crashes
+            own.process.wait(10)
             health = request(running.url, "GET", "/healthz")
             assert (health.status, health.body) == (503, {"status": "kafka_unavailable"})
             answer = post(running.url, [_event("down-0", "u")], headers)
