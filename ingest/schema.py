@@ -1,6 +1,8 @@
 """The JSON Schema (draft 2020-12) of one event, generated from the contract's own tables.
 
 Client teams validate against it in their own language; ``usersignals schema`` prints it.
+Date-times are checked by ``pattern``, not ``format: date-time``: the contract also takes a
+space for ``T`` and offsets without a colon, which a strict RFC 3339 format checker refuses.
 Some rules of the contract are beyond JSON Schema; the schema's descriptions name them, and
 ``tests/ingest/test_schema.py`` checks that schema and contract agree on everything else.
 """
@@ -25,6 +27,8 @@ from usersignals.ingest.timestamps import RFC3339_PATTERN
 __all__ = ["INEXPRESSIBLE", "SCHEMA_ID", "build_schema"]
 
 SCHEMA_ID = "https://usersignals.dev/schemas/event/v1.json"
+MIN_EPOCH_MS = -62135596800000  # 0001-01-01T00:00:00Z
+MAX_EPOCH_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
 
 INEXPRESSIBLE = (
     f"an event is at most {MAX_EVENT_BYTES} bytes of UTF-8 JSON",
@@ -36,6 +40,8 @@ INEXPRESSIBLE = (
     f"{MAX_RECORD_BYTES} bytes, nested at most 64 levels deep",
     "strings must be valid Unicode (no lone surrogates) and numbers must fit: integers of "
     "at most 4300 digits, floats finite",
+    "integer fields (epoch-millisecond 'ts', 'tokens', 'rating') must be written as JSON "
+    "integers: 1.0 is not accepted where 1 is",
 )
 """Rules of the contract that this schema does not check (also listed in its description)."""
 
@@ -92,12 +98,12 @@ def _field(name: str) -> dict[str, Any]:
     elif name == "ts":
         nullable = {
             "oneOf": [
-                {"type": "string", "format": "date-time", "pattern": RFC3339_PATTERN},
-                {"type": "integer"},
+                {"type": "string", "pattern": RFC3339_PATTERN},
+                {"type": "integer", "minimum": MIN_EPOCH_MS, "maximum": MAX_EPOCH_MS},
             ]
         }
     elif name == "received_at":
-        nullable = {"type": "string", "format": "date-time", "pattern": RFC3339_PATTERN}
+        nullable = {"type": "string", "pattern": RFC3339_PATTERN}
     elif name == "properties":
         nullable = {
             "type": "object",

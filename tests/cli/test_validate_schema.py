@@ -1,0 +1,105 @@
+"""``usersignals validate`` and ``usersignals schema``, run as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from usersignals.ingest.contract import json_schema
+
+GOOD = '{"event_id":"e1","type":"message","user_id":"u","ts":"2026-08-03T10:00:00Z","role":"user"}'
+LINES = [
+    GOOD,
+    "",
+    '[1,{"event_id":"e2","type":"feedback","user_id":"u","ts":0,"message_id":"m","rating":2},'
+    + GOOD
+    + "]",
+    "nope",
+    '{"event_id":"e3","type":"message","user_id":"u","ts":"2026-08-06T10:00:00Z","role":"user"}',
+]
+NOW = ["--now", "2026-08-04T12:00:00Z"]
+
+
+def usersignals(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "usersignals", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_validate_reports_each_rejection_and_exits_1(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(LINES) + "\n")
+    done = usersignals("validate", str(path), *NOW)
+    assert done.returncode == 1
+    assert done.stderr == ""
+    assert done.stdout.splitlines() == [
+        "line 3, index 0: not_object: Not a JSON object: 1 (an event is one)",
+        "line 3, index 1: bad_value: Invalid 'rating': 2 (must be 1, -1 or 0)",
+        "line 4: not_json: Not JSON: JSON is malformed: invalid character (byte 4)",
+        "line 5: bad_timestamp: Invalid 'ts': '2026-08-06T10:00:00Z' (more than 24 h after "
+        "receipt)",
+        "4 lines: 2 events valid, 4 rejected (bad_timestamp 1, bad_value 1, not_json 1, "
+        "not_object 1)",
+    ]
+
+
+def test_validate_json_from_stdin() -> None:
+    done = usersignals("validate", "-", "--json", *NOW, stdin="\n".join(LINES[:3]))
+    assert done.returncode == 1
+    assert json.loads(done.stdout) == {
+        "lines": 2,
+        "events": 2,
+        "rejected": 2,
+        "reasons": {"bad_value": 1, "not_object": 1},
+        "rejections": [
+            {
+                "line": 3,
+                "index": 0,
+                "reason": "not_object",
+                "field": None,
+                "message": "Not a JSON object: 1 (an event is one)",
+            },
+            {
+                "line": 3,
+                "index": 1,
+                "reason": "bad_value",
+                "field": "rating",
+                "message": "Invalid 'rating': 2 (must be 1, -1 or 0)",
+            },
+        ],
+    }
+
+
+def test_validate_clean_file_exits_0(tmp_path: Path) -> None:
+    path = tmp_path / "ok.jsonl"
+    path.write_text(GOOD + "\r\n" + f"[{GOOD},{GOOD}]\n")
+    done = usersignals("validate", str(path))
+    assert (done.returncode, done.stdout) == (0, "2 lines: 3 events valid, 0 rejected\n")
+
+
+def test_validate_bad_now_is_a_usage_error() -> None:
+    done = usersignals("validate", "-", "--now", "yesterday", stdin="")
+    assert done.returncode == 2
+    assert "Invalid value for '--now': 'yesterday' (not an RFC 3339 date-time)" in done.stderr
+
+
+def test_help_shows_examples() -> None:
+    for command in ("validate", "schema"):
+        done = usersignals(command, "--help")
+        assert done.returncode == 0
+        assert "Example:" in done.stdout
+        assert f"usersignals {command}" in done.stdout.split("Example:")[1]
+
+
+def test_schema_prints_the_contract_schema() -> None:
+    done = usersignals("schema")
+    assert done.returncode == 0
+    assert json.loads(done.stdout) == json_schema()
+    assert done.stdout.startswith('{\n  "$schema": "https://json-schema.org/draft/2020-12/schema"')
