@@ -49,7 +49,7 @@ def _svg_frame(width: int, height: int, title: str, body: list[str]) -> str:
 def _nice_step(top: float) -> int:
     """A round tick step (1, 2 or 5 times a power of ten) giving about four ticks up to top."""
     raw = max(top / 4, 1.0)
-    power = 10 ** (len(str(int(raw))) - 1)
+    power: int = 10 ** (len(str(int(raw))) - 1)
     for factor in (1, 2, 5, 10):
         if factor * power >= raw:
             return factor * power
