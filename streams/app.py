@@ -135,9 +135,9 @@ class LiveWorker:
         keeper = self.keepers.get(partition)
         if keeper is None:
             keeper = self._rebuild([partition])[partition]
-        keeper.fold(self.table, offset, outcome.local, outcome.rejections)
-        if outcome.local:
-            self.event_lag.observe(outcome.local, datetime.now(UTC))
+        new = keeper.fold(self.table, offset, outcome.local, outcome.rejections)
+        if new:
+            self.event_lag.observe(new, datetime.now(UTC))
         self.records += 1
 
     # -- state after assignment ----------------------------------------------------------------

@@ -1,0 +1,113 @@
+"""Debian's real Prometheus scrapes a real worker; PromQL gives back the exact DAU (issue 4, 6)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Kafka
+from tests.oracle import oracle_report
+from tests.streams.workerproc import (
+    BAD_RECORDS,
+    batch_records,
+    generate_wire,
+    produce,
+    running_worker,
+    wait_caught_up,
+)
+from usersignals.broker import free_port, wait_for_port
+
+PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
+N = 8
+
+pytestmark = pytest.mark.skipif(
+    not os.access(PROMETHEUS, os.X_OK), reason="Debian's prometheus is not installed"
+)
+
+
+def query(port: int, promql: str) -> list[dict[str, Any]]:
+    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        body = json.loads(resp.read())
+    assert body["status"] == "success"
+    return list(body["data"]["result"])
+
+
+def test_prometheus_scrapes_the_exact_dau(kafka: Kafka, tmp_path: Path) -> None:
+    wire = generate_wire(seed=5)
+    bad = [(0, None, v) for v in BAD_RECORDS]
+    produced = produce(
+        kafka.bootstrap, kafka.settings.events_topic, [*batch_records(wire, N, 10), *bad]
+    )
+    expected = oracle_report(produced.events_in_log_order(), produced.rejected())
+    last = expected["active_users"][-1]
+    with running_worker(kafka.env(), tmp_path) as worker:
+        wait_caught_up(
+            [worker],
+            kafka.bootstrap,
+            f"{kafka.settings.topic_prefix}-worker",
+            kafka.settings.events_topic,
+            produced.ends,
+            N,
+        )
+        text = worker.get("/metrics")
+        assert "user_id" not in text
+        assert "u001" not in text
+        port = free_port()
+        config = tmp_path / "prometheus.yml"
+        config.write_text(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+            "scrape_configs:\n  - job_name: usersignals\n    static_configs:\n"
+            f"      - targets: ['127.0.0.1:{worker.port}']\n"
+        )
+        log = (tmp_path / "prometheus.log").open("wb")
+        prom = subprocess.Popen(
+            [
+                PROMETHEUS,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        try:
+            assert wait_for_port("127.0.0.1", port, 30)
+            deadline = time.monotonic() + 60
+            result: list[dict[str, Any]] = []
+            while time.monotonic() < deadline:
+                result = query(port, 'usersignals_active_users{window="1d"}')
+                if result:
+                    break
+                time.sleep(0.5)
+            assert [float(r["value"][1]) for r in result] == [float(last["dau"])]
+            mau = query(port, 'usersignals_active_users{window="30d"}')
+            assert [float(r["value"][1]) for r in mau] == [float(last["mau"])]
+            rejected = query(port, "sum(usersignals_events_rejected_total)")
+            assert [float(r["value"][1]) for r in rejected] == [
+                float(sum(produced.rejected().values()))
+            ]
+            lag = query(port, "sum(usersignals_consumer_lag)")
+            assert [float(r["value"][1]) for r in lag] == [0.0]
+            events = query(port, "usersignals_event_time_lag_seconds_count")
+            assert [float(r["value"][1]) for r in events] == [
+                float(sum(r["events"] for r in expected["events_by_day"]))
+            ]
+        finally:
+            prom.send_signal(signal.SIGTERM)
+            try:
+                prom.wait(30)
+            except subprocess.TimeoutExpired:
+                prom.kill()
+                prom.wait()
