@@ -35,7 +35,8 @@ con.sql("SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY 1").pl
 # %% [markdown]
 # ## Daily, weekly and monthly active users
 #
-# `.pl()` hands DuckDB's result to polars through Arrow (`.arrow()` gives the Arrow table).
+# `.pl()` hands DuckDB's result to polars through Arrow (`.to_arrow_table()` gives the Arrow
+# table itself).
 
 # %%
 active = con.sql("SELECT day, dau, wau, mau, stickiness FROM active_users ORDER BY day").pl()

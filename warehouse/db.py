@@ -9,8 +9,8 @@ again to see newer loads.
 Results convert without copying where the types allow::
 
     con = connect("warehouse")
-    con.sql("SELECT * FROM active_users").pl()      # polars DataFrame (via Arrow)
-    con.sql("SELECT * FROM feedback_by_model").arrow()  # pyarrow Table
+    con.sql("SELECT * FROM active_users").pl()                   # polars DataFrame
+    con.sql("SELECT * FROM feedback_by_model").to_arrow_table()  # pyarrow Table
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ __all__ = [
 ]
 
 VIEWS = (
+    "event_copies",
     "events",
     "user_days",
     "events_by_day",
@@ -136,6 +137,7 @@ def connect(path: Path | str | None = None, *, read_only: bool = True) -> duckdb
     dead = [str(p) for p in live_deadletter_files(root)]
     con = duckdb.connect(":memory:")
     con.execute("SET parquet_metadata_cache = true")
+    con.execute("SET TimeZone = 'UTC'")  # casts of ts to DATE give the UTC day, as metrics do
     if events:
         con.execute(_source("events_raw", events))
     else:

@@ -171,6 +171,7 @@ def warehouse_report(
     cur = con.cursor()
     try:
         columns = ", ".join(REPORT_COLUMNS)
+        cur.execute("CREATE TEMP TABLE event_copies AS SELECT * FROM main.event_copies")
         cur.execute(f"CREATE TEMP TABLE events AS SELECT {columns} FROM main.events")
         report: dict[str, Any] = {}
         for key in REPORT_KEYS:

@@ -6,21 +6,24 @@
 -- Days are UTC calendar days of ts (the loader stores them in column day).
 -- Ratios are left unrounded here; the report rounds them the way the live path does.
 
--- Each event_id once: the first copy in log order (source_partition, source_offset,
--- batch_index) wins. Ids are first grouped by a 64-bit hash (cheap); only rows whose hash
--- repeats are compared exactly, so a hash collision costs a little time, never a wrong count.
-CREATE VIEW events AS
+-- The log positions of every copy of an event_id but the first (source_partition,
+-- source_offset, batch_index): few rows. Ids are grouped by a 64-bit hash first (cheap); only
+-- rows whose hash repeats are compared exactly, so a hash collision costs time, never a count.
+CREATE VIEW event_copies AS
 WITH repeated AS (
     SELECT hash(event_id) AS h FROM events_raw GROUP BY h HAVING count(*) > 1
 )
-SELECT * FROM events_raw WHERE hash(event_id) NOT IN (SELECT h FROM repeated)
-UNION ALL
-SELECT * FROM (
-    SELECT * FROM events_raw WHERE hash(event_id) IN (SELECT h FROM repeated)
-    QUALIFY row_number() OVER (
-        PARTITION BY event_id ORDER BY source_partition, source_offset, batch_index
-    ) = 1
-);
+SELECT source_partition, source_offset, batch_index
+FROM events_raw
+WHERE hash(event_id) IN (SELECT h FROM repeated)
+QUALIFY row_number() OVER (
+    PARTITION BY event_id ORDER BY source_partition, source_offset, batch_index
+) > 1;
+
+-- Each event_id once: the first copy in log order wins.
+CREATE VIEW events AS
+SELECT * FROM events_raw
+ANTI JOIN event_copies USING (source_partition, source_offset, batch_index);
 
 -- One row per (user, day) with any valid event: the basis of DAU/WAU/MAU.
 CREATE VIEW user_days AS
