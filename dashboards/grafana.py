@@ -1,0 +1,750 @@
+"""Grafana dashboards of usersignals as data: engagement and wellbeing side by side per model.
+
+Two dashboards, built from a few frozen dataclasses so that each panel says only what it shows:
+
+* ``usersignals-live``: the stream workers' series in Prometheus (events, rejections, active
+  users, votes, risk flags, lag) and the flattery watch's recording rules.
+* ``usersignals-history``: the warehouse views through Grafana's DuckDB datasource
+  (``motherduck-duckdb-datasource``), whose ``initSql`` creates the views over the Parquet files
+  (:func:`duckdb_init_sql`), so every panel's SQL is a query over the warehouse's own views.
+
+:func:`build_dashboards` returns the dashboard JSON objects, :func:`write_dashboards` writes them
+and the provisioning files. The committed files under ``grafana/`` are its output.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from usersignals.warehouse.arena import ARENA_COUNTS_SQL
+from usersignals.warehouse.db import views_script
+
+__all__ = [
+    "DUCKDB",
+    "GRAFANA_DIR",
+    "PROMETHEUS",
+    "PROVISIONED_DASHBOARDS",
+    "PROVISIONED_WAREHOUSE",
+    "Datasource",
+    "Panel",
+    "PromQuery",
+    "Row",
+    "SqlQuery",
+    "build_dashboards",
+    "dashboard",
+    "dashboards_yaml",
+    "datasources_yaml",
+    "duckdb_init_sql",
+    "expand_macros",
+    "panel_specs",
+    "queries",
+    "rendered_files",
+    "write_dashboards",
+]
+
+GRAFANA_DIR = Path(__file__).with_name("grafana")
+"""Where the generated dashboards and provisioning files are committed."""
+
+PROVISIONED_WAREHOUSE = "/var/lib/grafana/warehouse"
+"""The warehouse volume's mount point inside the Grafana container."""
+
+PROVISIONED_DASHBOARDS = "/var/lib/grafana/dashboards/usersignals"
+"""Where the Grafana container finds the dashboard JSON files."""
+
+SCHEMA_VERSION = 41
+
+
+@dataclass(frozen=True)
+class Datasource:
+    """A provisioned datasource, referred to by plugin type and a fixed uid."""
+
+    type: str
+    uid: str
+    name: str
+
+    def ref(self) -> dict[str, str]:
+        return {"type": self.type, "uid": self.uid}
+
+
+PROMETHEUS = Datasource("prometheus", "usersignals-prometheus", "usersignals Prometheus")
+DUCKDB = Datasource("motherduck-duckdb-datasource", "usersignals-duckdb", "usersignals warehouse")
+
+
+@dataclass(frozen=True)
+class PromQuery:
+    """A PromQL target; ``legend`` is Grafana's legend template (``{{model}}``)."""
+
+    expr: str
+    legend: str = ""
+    instant: bool = False
+
+    datasource = PROMETHEUS
+
+    def target(self, ref_id: str) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "refId": ref_id,
+            "datasource": PROMETHEUS.ref(),
+            "editorMode": "code",
+            "expr": self.expr,
+            "range": not self.instant,
+            "instant": self.instant,
+            "format": "table" if self.instant else "time_series",
+        }
+        if self.legend:
+            out["legendFormat"] = self.legend
+        return out
+
+
+@dataclass(frozen=True)
+class SqlQuery:
+    """A DuckDB target over the warehouse views.
+
+    ``columns`` are the result's column names, in order (the tests run every query and compare).
+    ``time_series`` results have a ``time`` column first, ascending, and string columns as
+    labels (Grafana turns such a long frame into one series per label set).
+    """
+
+    sql: str
+    columns: tuple[str, ...]
+    format: Literal["time_series", "table"] = "table"
+
+    datasource = DUCKDB
+
+    def target(self, ref_id: str) -> dict[str, Any]:
+        return {
+            "refId": ref_id,
+            "datasource": DUCKDB.ref(),
+            "editorMode": "code",
+            "format": self.format,
+            "rawQuery": True,
+            "rawSql": self.sql,
+        }
+
+
+Query = PromQuery | SqlQuery
+Kind = Literal["timeseries", "table", "stat"]
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One panel: a visualisation of one or more queries of the same datasource."""
+
+    title: str
+    kind: Kind
+    queries: tuple[Query, ...]
+    description: str = ""
+    unit: str = ""
+    width: int = 12
+    height: int = 8
+
+    def json(self, panel_id: int, x: int, y: int) -> dict[str, Any]:
+        defaults: dict[str, Any] = {}
+        if self.unit:
+            defaults["unit"] = self.unit
+        if self.kind == "timeseries":
+            defaults["custom"] = {"drawStyle": "line", "lineWidth": 1, "fillOpacity": 10}
+        out: dict[str, Any] = {
+            "type": self.kind,
+            "id": panel_id,
+            "title": self.title,
+            "datasource": self.queries[0].datasource.ref(),
+            "gridPos": {"h": self.height, "w": self.width, "x": x, "y": y},
+            "targets": [q.target(chr(ord("A") + i)) for i, q in enumerate(self.queries)],
+            "options": _OPTIONS[self.kind],
+            "fieldConfig": {"defaults": defaults, "overrides": []},
+        }
+        if self.description:
+            out["description"] = self.description
+        return out
+
+
+@dataclass(frozen=True)
+class Row:
+    """A titled row; the panels after it, up to the next row, belong to it."""
+
+    title: str
+
+
+_OPTIONS: dict[str, dict[str, Any]] = {
+    "timeseries": {
+        "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True, "calcs": []},
+        "tooltip": {"mode": "multi", "sort": "desc"},
+    },
+    "table": {"frameIndex": 0, "showHeader": True, "cellHeight": "sm"},
+    "stat": {
+        "graphMode": "area",
+        "colorMode": "value",
+        "justifyMode": "auto",
+        "textMode": "auto",
+        "wideLayout": True,
+        "showPercentChange": False,
+        "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+        "percentChangeColorMode": "standard",
+        "orientation": "auto",
+    },
+}
+
+
+def dashboard(
+    uid: str,
+    title: str,
+    description: str,
+    items: Sequence[Panel | Row],
+    *,
+    time_from: str,
+    refresh: str = "",
+) -> dict[str, Any]:
+    """A classic dashboard JSON object; panels flow left to right, 24 grid columns a line."""
+    panels: list[dict[str, Any]] = []
+    x = y = line_height = 0
+    for panel_id, item in enumerate(items, start=1):
+        if isinstance(item, Row) or x + item.width > 24:
+            x, y, line_height = 0, y + line_height, 0
+        if isinstance(item, Row):
+            panels.append(
+                {
+                    "type": "row",
+                    "id": panel_id,
+                    "title": item.title,
+                    "collapsed": False,
+                    "gridPos": {"h": 1, "w": 24, "x": 0, "y": y},
+                    "panels": [],
+                }
+            )
+            y += 1
+            continue
+        panels.append(item.json(panel_id, x, y))
+        x += item.width
+        line_height = max(line_height, item.height)
+    out: dict[str, Any] = {
+        "uid": uid,
+        "title": title,
+        "description": description,
+        "tags": ["usersignals"],
+        "timezone": "utc",
+        "editable": True,
+        "graphTooltip": 1,
+        "time": {"from": time_from, "to": "now"},
+        "schemaVersion": SCHEMA_VERSION,
+        "version": 1,
+        "templating": {"list": []},
+        "annotations": {
+            "list": [
+                {
+                    "builtIn": 1,
+                    "datasource": {"type": "grafana", "uid": "-- Grafana --"},
+                    "enable": True,
+                    "hide": True,
+                    "iconColor": "rgba(0, 211, 255, 1)",
+                    "name": "Annotations & Alerts",
+                    "type": "dashboard",
+                }
+            ]
+        },
+        "panels": panels,
+    }
+    if refresh:
+        out["refresh"] = refresh
+    return out
+
+
+# ---------------------------------------------------------------- live (Prometheus)
+
+_RATE = "5m"
+
+
+def _live_items() -> list[Panel | Row]:
+    up_rate = "model:usersignals_thumbs_up_rate:7d"
+    per_1k = "model:usersignals_risk_flags_per_1k:7d"
+    items: list[Panel | Row] = [
+        Row("Now"),
+        Panel("DAU", "stat", (PromQuery('sum(usersignals_active_users{window="1d"})'),), width=4),
+        Panel("WAU", "stat", (PromQuery('sum(usersignals_active_users{window="7d"})'),), width=4),
+        Panel("MAU", "stat", (PromQuery('sum(usersignals_active_users{window="30d"})'),), width=4),
+        Panel(
+            "Stickiness (DAU / MAU)",
+            "stat",
+            (
+                PromQuery(
+                    'sum(usersignals_active_users{window="1d"})'
+                    ' / (sum(usersignals_active_users{window="30d"}) > 0)'
+                ),
+            ),
+            description="Summed over workers first: users are disjoint across partitions.",
+            unit="percentunit",
+            width=4,
+        ),
+        Panel(
+            "Users at risk (7 days)",
+            "stat",
+            (PromQuery("sum(usersignals_users_at_risk_weekly)"),),
+            description="Distinct users with a high or critical risk flag in the last 7 days.",
+            width=4,
+        ),
+        Panel(
+            "Flattery alerts firing",
+            "stat",
+            (
+                PromQuery(
+                    'count(ALERTS{alertname="UsersignalsFlatteryRising", alertstate="firing"})'
+                    " or vector(0)"
+                ),
+            ),
+            description="Model versions whose thumbs-up rate and risk flags per 1k both rose.",
+            width=4,
+        ),
+        Row("Engagement and wellbeing per model version (trailing 7 days)"),
+        Panel(
+            "Thumbs-up rate by model",
+            "timeseries",
+            (PromQuery(up_rate, "{{model}}"),),
+            description="Latest votes up / (up + down) per model (recording rule).",
+            unit="percentunit",
+        ),
+        Panel(
+            "Risk flags per 1,000 active users by model",
+            "timeseries",
+            (PromQuery(per_1k, "{{model}}"),),
+            description="Read beside the thumbs-up rate: rising together is the alert.",
+        ),
+        Panel(
+            "Active users by model",
+            "timeseries",
+            (PromQuery("sum by (model) (usersignals_active_users_by_model)", "{{model}}"),),
+        ),
+        Panel(
+            "Risk flags by model",
+            "timeseries",
+            (PromQuery("model:usersignals_risk_flags:increase7d", "{{model}}"),),
+        ),
+        Row("Users"),
+        Panel(
+            "Active users",
+            "timeseries",
+            (PromQuery("sum by (window) (usersignals_active_users)", "{{window}}"),),
+        ),
+        Panel(
+            "Feedback votes by model (held)",
+            "timeseries",
+            (
+                PromQuery(
+                    "sum by (model, rating) (usersignals_feedback_votes)", "{{model}} {{rating}}"
+                ),
+            ),
+        ),
+        Panel(
+            "Risk flags by category and severity (held)",
+            "timeseries",
+            (
+                PromQuery(
+                    "sum by (category, severity) (usersignals_risk_flags_total)",
+                    "{{category}} {{severity}}",
+                ),
+            ),
+        ),
+        Panel(
+            "Users at risk, weekly",
+            "timeseries",
+            (PromQuery("sum(usersignals_users_at_risk_weekly)", "users"),),
+        ),
+        Row("Pipeline"),
+        Panel(
+            "Events per second by type",
+            "timeseries",
+            (PromQuery(f"sum by (type) (rate(usersignals_events_total[{_RATE}]))", "{{type}}"),),
+            unit="ops",
+        ),
+        Panel(
+            "Rejected per second by reason",
+            "timeseries",
+            (
+                PromQuery(
+                    f"sum by (reason) (rate(usersignals_events_rejected_total[{_RATE}]))",
+                    "{{reason}}",
+                ),
+            ),
+            unit="ops",
+        ),
+        Panel(
+            "Consumer lag by partition",
+            "timeseries",
+            (PromQuery("sum by (partition) (usersignals_consumer_lag)", "{{partition}}"),),
+            description="Records of the events topic not yet processed.",
+        ),
+        Panel(
+            "Event-time lag",
+            "timeseries",
+            tuple(
+                PromQuery(
+                    f"histogram_quantile({q}, sum by (le) "
+                    f"(rate(usersignals_event_time_lag_seconds_bucket[{_RATE}])))",
+                    f"p{round(q * 100)}",
+                )
+                for q in (0.5, 0.9, 0.99)
+            ),
+            description="Seconds from an event's ts to its processing (quantiles).",
+            unit="s",
+        ),
+        Panel(
+            "Late events per second",
+            "timeseries",
+            (PromQuery(f"sum(rate(usersignals_late_events_total[{_RATE}]))", "late"),),
+            description="Older than the retention horizon on arrival: in the warehouse only.",
+            unit="ops",
+        ),
+    ]
+    return items
+
+
+# ---------------------------------------------------------------- history (DuckDB)
+
+_DAYS = "$__timeFilter(day)"
+_TIME = "CAST(day AS TIMESTAMP) AS time"
+_MONDAY = "CAST(strptime(week || '-1', '%G-W%V-%u') AS DATE)"
+_WEEKS = f"{_MONDAY} + 6 >= CAST($__timeFrom() AS DATE) AND {_MONDAY} <= CAST($__timeTo() AS DATE)"
+
+
+def _arena_sql() -> str:
+    """The arena count table exactly as the ratings are fitted, from the range's first day."""
+    return (
+        ARENA_COUNTS_SQL.strip()
+        .replace("$since", "$__timeFrom()")
+        .replace("CAST($cap AS BIGINT)", "CAST(NULL AS BIGINT)")
+    )
+
+
+def _flattery(column: str) -> SqlQuery:
+    return SqlQuery(
+        f"SELECT CAST({_MONDAY} AS TIMESTAMP) AS time, model, {column}\n"
+        f"FROM flattery_watch\nWHERE {_WEEKS}\nORDER BY time, model",
+        ("time", "model", column),
+        "time_series",
+    )
+
+
+def _history_items() -> list[Panel | Row]:
+    items: list[Panel | Row] = [
+        Row("Flattery watch: engagement and wellbeing per model version and ISO week"),
+        Panel(
+            "Thumbs-up rate by model, weekly",
+            "timeseries",
+            (_flattery("thumbs_up_rate"),),
+            unit="percentunit",
+        ),
+        Panel(
+            "Risk flags per 1,000 active users by model, weekly",
+            "timeseries",
+            (_flattery("risk_flags_per_1k"),),
+        ),
+        Panel(
+            "Flattery watch",
+            "table",
+            (
+                SqlQuery(
+                    "SELECT model, week, thumbs_up, thumbs_down, thumbs_up_rate, active_users,\n"
+                    "       active_share, risk_flags, risk_flags_per_1k, users_at_risk, flag\n"
+                    f"FROM flattery_watch\nWHERE {_WEEKS}\nORDER BY model, week",
+                    (
+                        "model",
+                        "week",
+                        "thumbs_up",
+                        "thumbs_down",
+                        "thumbs_up_rate",
+                        "active_users",
+                        "active_share",
+                        "risk_flags",
+                        "risk_flags_per_1k",
+                        "users_at_risk",
+                        "flag",
+                    ),
+                ),
+            ),
+            description="flag: thumbs-up rate and risk flags per 1k both above the week before.",
+            width=24,
+            height=10,
+        ),
+        Row("Users"),
+        Panel(
+            "Active users",
+            "timeseries",
+            (
+                SqlQuery(
+                    f"SELECT {_TIME}, dau, wau, mau\nFROM active_users\n"
+                    f"WHERE {_DAYS}\nORDER BY time",
+                    ("time", "dau", "wau", "mau"),
+                    "time_series",
+                ),
+            ),
+        ),
+        Panel(
+            "Stickiness (DAU / MAU)",
+            "timeseries",
+            (
+                SqlQuery(
+                    f"SELECT {_TIME}, stickiness\nFROM active_users\nWHERE {_DAYS}\nORDER BY time",
+                    ("time", "stickiness"),
+                    "time_series",
+                ),
+            ),
+            unit="percentunit",
+        ),
+        Panel(
+            "Feedback by model (latest vote per user and message)",
+            "timeseries",
+            (
+                SqlQuery(
+                    f"SELECT {_TIME}, coalesce(model, 'none') AS model, thumbs_up, thumbs_down\n"
+                    f"FROM feedback_by_model\nWHERE {_DAYS}\nORDER BY time, model",
+                    ("time", "model", "thumbs_up", "thumbs_down"),
+                    "time_series",
+                ),
+            ),
+        ),
+        Panel(
+            "Events per day",
+            "timeseries",
+            (
+                SqlQuery(
+                    f"SELECT {_TIME}, events\nFROM events_by_day\nWHERE {_DAYS}\nORDER BY time",
+                    ("time", "events"),
+                    "time_series",
+                ),
+            ),
+        ),
+        Row("Wellbeing"),
+        Panel(
+            "Risk flags per day by category and severity",
+            "timeseries",
+            (
+                SqlQuery(
+                    f"SELECT {_TIME}, coalesce(category, 'none') AS category,\n"
+                    "       coalesce(severity, 'none') AS severity, flags\n"
+                    f"FROM risk_flags_daily\nWHERE {_DAYS}\nORDER BY time, category, severity",
+                    ("time", "category", "severity", "flags"),
+                    "time_series",
+                ),
+            ),
+        ),
+        Panel(
+            "Users at risk, weekly",
+            "timeseries",
+            (
+                SqlQuery(
+                    f"SELECT {_TIME}, users\nFROM users_at_risk_weekly\n"
+                    f"WHERE {_DAYS}\nORDER BY time",
+                    ("time", "users"),
+                    "time_series",
+                ),
+            ),
+            description="Distinct users with a high or critical flag in the 7 days to each day.",
+        ),
+        Row("Arena and input"),
+        Panel(
+            "Arena votes (the count table the ratings are fitted to)",
+            "table",
+            (SqlQuery(_arena_sql(), ("model_a", "model_b", "winner", "votes")),),
+            description="Ratings with intervals: usersignals arena (a fit, not SQL).",
+        ),
+        Panel(
+            "Rejected input by reason (whole warehouse)",
+            "table",
+            (
+                SqlQuery(
+                    "SELECT reason, count\nFROM rejected\nWHERE count > 0\nORDER BY reason",
+                    ("reason", "count"),
+                ),
+            ),
+        ),
+    ]
+    return items
+
+
+def panel_specs() -> dict[str, list[Panel | Row]]:
+    """The panels and rows of each dashboard, by dashboard uid, as the builder's values."""
+    return {"usersignals-live": _live_items(), "usersignals-history": _history_items()}
+
+
+def build_dashboards() -> dict[str, dict[str, Any]]:
+    """The dashboards, by file name (``usersignals-live.json``, ``usersignals-history.json``)."""
+    specs = panel_specs()
+    live = dashboard(
+        "usersignals-live",
+        "usersignals: live",
+        "Stream workers' exact live metrics: engagement and wellbeing per model version.",
+        specs["usersignals-live"],
+        time_from="now-6h",
+        refresh="30s",
+    )
+    history = dashboard(
+        "usersignals-history",
+        "usersignals: history",
+        "The warehouse's metric views: per model version, approval beside risk, week by week.",
+        specs["usersignals-history"],
+        time_from="now-90d",
+    )
+    return {f"{d['uid']}.json": d for d in (live, history)}
+
+
+# ---------------------------------------------------------------- DuckDB datasource plugin
+
+_MACRO = re.compile(r"\$__(timeFilter|timeFrom|timeTo)\b(?:\(([^()]*)\))?")
+
+
+def expand_macros(sql: str, start: datetime, end: datetime) -> str:
+    """The SQL the DuckDB datasource plugin runs for a dashboard range [start, end].
+
+    The plugin (``motherduck-duckdb-datasource``) expands ``$__timeFrom()`` / ``$__timeTo()`` to
+    quoted RFC 3339 UTC instants and ``$__timeFilter(col)`` to ``col >= 'from' AND
+    col <= 'to'`` (grafana-plugin-sdk-go's default); other macros are not used here.
+    """
+
+    def instant(t: datetime) -> str:
+        return "'" + t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") + "'"
+
+    def one(m: re.Match[str]) -> str:
+        name, arg = m.group(1), (m.group(2) or "").strip()
+        if name == "timeFilter":
+            return f"{arg} >= {instant(start)} AND {arg} <= {instant(end)}"
+        return instant(start if name == "timeFrom" else end)
+
+    return _MACRO.sub(one, sql)
+
+
+def duckdb_init_sql(warehouse: str | Path = PROVISIONED_WAREHOUSE) -> str:
+    """The datasource's ``initSql``: the warehouse views over the Parquet files by glob.
+
+    The plugin runs it on every new connection of one in-memory database, so every view is
+    created with ``CREATE OR REPLACE``.
+    """
+    script = re.sub(r"\bCREATE VIEW\b", "CREATE OR REPLACE VIEW", views_script(warehouse))
+    return "\n".join(line.rstrip() for line in script.strip().splitlines()) + "\n"
+
+
+class _Literal(str):
+    """A string written as a YAML ``|`` block (its lines kept verbatim)."""
+
+
+def _scalar(value: object) -> str:
+    # JSON scalars are YAML flow scalars; strings come out double-quoted and escaped.
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _emit(value: object, indent: int) -> list[str]:
+    """YAML lines of the small shapes provisioning files use (mappings, lists, scalars)."""
+    pad = " " * indent
+    lines: list[str] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, _Literal):
+                lines.append(f"{pad}{key}: |")
+                lines.extend(f"{pad}  {line}" if line else "" for line in item.splitlines())
+            elif isinstance(item, dict | list):
+                lines.append(f"{pad}{key}:")
+                lines.extend(_emit(item, indent + 2))
+            else:
+                lines.append(f"{pad}{key}: {_scalar(item)}")
+    elif isinstance(value, list):
+        for item in value:
+            nested = _emit(item, indent + 2)
+            lines.append(f"{pad}- {nested[0].lstrip()}")
+            lines.extend(nested[1:])
+    return lines
+
+
+def _yaml(header: str, data: dict[str, Any]) -> str:
+    return header + "\n".join(_emit(data, 0)) + "\n"
+
+
+def datasources_yaml(
+    warehouse: str = PROVISIONED_WAREHOUSE, prometheus_url: str = "http://prometheus:9090"
+) -> str:
+    """Grafana datasource provisioning: Prometheus and DuckDB over the warehouse volume."""
+    # Grafana expands $NAME in provisioning files; $$ is a literal dollar.
+    init = duckdb_init_sql(warehouse).replace("$", "$$")
+    data = {
+        "apiVersion": 1,
+        "datasources": [
+            {
+                "name": PROMETHEUS.name,
+                "uid": PROMETHEUS.uid,
+                "type": PROMETHEUS.type,
+                "access": "proxy",
+                "url": prometheus_url,
+                "isDefault": True,
+                "editable": False,
+                "jsonData": {"timeInterval": "15s"},
+            },
+            {
+                "name": DUCKDB.name,
+                "uid": DUCKDB.uid,
+                "type": DUCKDB.type,
+                "access": "proxy",
+                "isDefault": False,
+                "editable": False,
+                "jsonData": {"path": "", "initSql": _Literal(init)},
+            },
+        ],
+    }
+    header = (
+        "# Generated by usersignals.dashboards.grafana (write_dashboards); do not edit.\n"
+        "# DuckDB runs in memory; initSql creates the warehouse views over the Parquet files.\n"
+    )
+    return _yaml(header, data)
+
+
+def dashboards_yaml(path: str = PROVISIONED_DASHBOARDS) -> str:
+    """Grafana dashboard provisioning: the JSON files in ``path``, in a usersignals folder."""
+    data = {
+        "apiVersion": 1,
+        "providers": [
+            {
+                "name": "usersignals",
+                "orgId": 1,
+                "folder": "usersignals",
+                "type": "file",
+                "disableDeletion": True,
+                "allowUiUpdates": False,
+                "updateIntervalSeconds": 60,
+                "options": {"path": path},
+            }
+        ],
+    }
+    header = "# Generated by usersignals.dashboards.grafana (write_dashboards); do not edit.\n"
+    return _yaml(header, data)
+
+
+def _dump(obj: Any) -> str:
+    return json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
+
+
+def rendered_files() -> dict[str, str]:
+    """Every generated file's text, by path relative to :data:`GRAFANA_DIR`."""
+    files = {name: _dump(d) for name, d in build_dashboards().items()}
+    files["provisioning/datasources.yml"] = datasources_yaml()
+    files["provisioning/dashboards.yml"] = dashboards_yaml()
+    return files
+
+
+def write_dashboards(directory: str | Path = GRAFANA_DIR) -> list[Path]:
+    """Writes the dashboards and provisioning files under ``directory``; returns their paths."""
+    root = Path(directory)
+    written: list[Path] = []
+    for name, text in rendered_files().items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def queries(board: dict[str, Any]) -> Iterable[tuple[dict[str, Any], dict[str, Any]]]:
+    """(panel, target) of every query panel of a dashboard JSON object."""
+    for panel in board["panels"]:
+        for target in panel.get("targets", []):
+            yield panel, target

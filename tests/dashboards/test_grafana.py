@@ -1,0 +1,327 @@
+"""Grafana dashboards: schema-valid, committed as generated, every query run for real.
+
+SQL targets run in DuckDB over a warehouse written in the loader's layout, through the same
+``initSql`` the provisioned datasource runs, with the plugin's macros expanded. PromQL targets
+run in Debian's Prometheus over series backfilled with ``promtool``, the recording rules
+backfilled from the real rules file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import jsonschema
+import pytest
+import yaml
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT7
+
+from tests.oracle import oracle_report
+from tests.warehouse.parquetfixtures import write_warehouse
+from usersignals.dashboards.grafana import (
+    DUCKDB,
+    GRAFANA_DIR,
+    PROMETHEUS,
+    SqlQuery,
+    build_dashboards,
+    duckdb_init_sql,
+    expand_macros,
+    panel_specs,
+    queries,
+    rendered_files,
+)
+from usersignals.ingest.contract import Event
+from usersignals.warehouse.db import VIEWS, connect
+
+SCHEMAS = Path(__file__).resolve().parents[2].parent / "shared" / "schemas" / "grafana"
+BOARDS = build_dashboards()
+
+
+def _registry() -> Registry:
+    resources = [
+        (p.name, Resource.from_contents(json.loads(p.read_text()), default_specification=DRAFT7))
+        for p in sorted(SCHEMAS.glob("*.jsonschema.json"))
+    ]
+    return Registry().with_resources(resources)
+
+
+def _validator(ref: str) -> jsonschema.Draft7Validator:
+    return jsonschema.Draft7Validator({"$ref": ref}, registry=_registry())
+
+
+# ---------------------------------------------------------------- the JSON itself
+
+
+@pytest.mark.skipif(not SCHEMAS.is_dir(), reason="../shared/schemas/grafana is not beside the repo")
+@pytest.mark.parametrize("name", sorted(BOARDS))
+def test_dashboard_validates_against_the_grafana_schemas(name: str) -> None:
+    board = BOARDS[name]
+    _validator("dashboard.jsonschema.json").validate(board)
+    prometheus = _validator("prometheus.jsonschema.json")
+    for panel in board["panels"]:
+        if panel["type"] == "row":
+            continue
+        _validator(f"{panel['type']}.jsonschema.json#/definitions/Options").validate(
+            panel["options"]
+        )
+        custom = panel["fieldConfig"]["defaults"].get("custom")
+        if custom is not None:
+            _validator(f"{panel['type']}.jsonschema.json#/definitions/FieldConfig").validate(custom)
+        for target in panel["targets"]:
+            assert target["datasource"] == panel["datasource"]
+            if target["datasource"]["type"] == "prometheus":
+                prometheus.validate(target)
+
+
+def test_a_broken_panel_fails_the_schema() -> None:
+    with pytest.raises(jsonschema.ValidationError) as exc:
+        _validator("table.jsonschema.json#/definitions/Options").validate({"frameIndex": 0})
+    assert exc.value.message == "'showHeader' is a required property"
+
+
+def test_layout_ids_and_datasources() -> None:
+    live, history = BOARDS["usersignals-live.json"], BOARDS["usersignals-history.json"]
+    for board, source in ((live, PROMETHEUS), (history, DUCKDB)):
+        ids = [p["id"] for p in board["panels"]]
+        assert ids == list(range(1, len(ids) + 1))
+        for panel in board["panels"]:
+            pos = panel["gridPos"]
+            assert pos["x"] + pos["w"] <= 24
+            if panel["type"] != "row":
+                assert panel["datasource"] == source.ref()
+    assert [p["title"] for p in live["panels"] if p["type"] == "row"] == [
+        "Now",
+        "Engagement and wellbeing per model version (trailing 7 days)",
+        "Users",
+        "Pipeline",
+    ]
+    # the product point: approval and risk per model, side by side on one line
+    side = {p["title"]: p["gridPos"] for p in history["panels"]}
+    up = side["Thumbs-up rate by model, weekly"]
+    risk = side["Risk flags per 1,000 active users by model, weekly"]
+    assert (up["y"], up["x"], risk["y"], risk["x"]) == (1, 0, 1, 12)
+
+
+def test_committed_files_are_the_generated_ones() -> None:
+    for name, text in rendered_files().items():
+        assert (GRAFANA_DIR / name).read_text(encoding="utf-8") == text, name
+    committed = {str(p.relative_to(GRAFANA_DIR)) for p in GRAFANA_DIR.rglob("*") if p.is_file()}
+    assert committed == set(rendered_files())
+
+
+def test_provisioning_names_the_dashboards_datasources() -> None:
+    sources = yaml.safe_load((GRAFANA_DIR / "provisioning/datasources.yml").read_text())
+    by_uid = {s["uid"]: s for s in sources["datasources"]}
+    assert by_uid[PROMETHEUS.uid]["url"] == "http://prometheus:9090"
+    assert by_uid[DUCKDB.uid]["type"] == "motherduck-duckdb-datasource"
+    assert by_uid[DUCKDB.uid]["jsonData"]["path"] == ""
+    assert by_uid[DUCKDB.uid]["jsonData"]["initSql"] == duckdb_init_sql()
+    providers = yaml.safe_load((GRAFANA_DIR / "provisioning/dashboards.yml").read_text())
+    assert providers["providers"][0]["options"] == {
+        "path": "/var/lib/grafana/dashboards/usersignals"
+    }
+
+
+# ---------------------------------------------------------------- macros
+
+START = datetime(2026, 3, 2, tzinfo=UTC)
+END = datetime(2026, 3, 15, 23, 59, 59, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("sql", "expanded"),
+    [
+        ("$__timeFrom()", "'2026-03-02T00:00:00Z'"),
+        ("$__timeTo()", "'2026-03-15T23:59:59Z'"),
+        (
+            "WHERE $__timeFilter(day)",
+            "WHERE day >= '2026-03-02T00:00:00Z' AND day <= '2026-03-15T23:59:59Z'",
+        ),
+        ("$__timeFilter( ts )", "ts >= '2026-03-02T00:00:00Z' AND ts <= '2026-03-15T23:59:59Z'"),
+        ("$__timeFromX", "$__timeFromX"),
+        ("$since", "$since"),
+    ],
+)
+def test_expand_macros(sql: str, expanded: str) -> None:
+    assert expand_macros(sql, START, END) == expanded
+
+
+# ---------------------------------------------------------------- SQL in DuckDB
+
+
+def _e(i: int, kind: str, user: str, day: int, **fields: Any) -> Event:
+    ts = datetime(2026, 3, day, 12, 0, i % 60, tzinfo=UTC)
+    return Event(event_id=f"e{i:03d}", type=kind, user_id=user, ts=ts, **fields)
+
+
+def _events() -> list[Event]:
+    """Two ISO weeks (2026-W10 from Mar 2, W11 from Mar 9): m2 gains approval and risk."""
+    out: list[Event] = []
+    n = iter(range(1000))
+    for day in (2, 3, 9, 10):
+        for user in ("u1", "u2", "u3"):
+            model = "m1" if user == "u1" else "m2"
+            out.append(_e(next(n), "message", user, day, model=model, role="user"))
+    votes = [("u2", 2, -1), ("u3", 3, 1), ("u2", 9, 1), ("u3", 10, 1), ("u1", 3, 1)]
+    for user, day, rating in votes:
+        model = "m1" if user == "u1" else "m2"
+        out.append(
+            _e(
+                next(n),
+                "feedback",
+                user,
+                day,
+                model=model,
+                rating=rating,
+                message_id=f"{user}{day}",
+            )
+        )
+    flags = [("u2", 3, "low"), ("u2", 9, "high"), ("u3", 10, "critical")]
+    for user, day, severity in flags:
+        out.append(
+            _e(next(n), "risk_flag", user, day, model="m2", category="self_harm", severity=severity)
+        )
+    for winner in ("a", "a", "tie"):
+        out.append(_e(next(n), "preference", "u1", 10, model_a="m1", model_b="m2", winner=winner))
+    out.append(out[0])  # a redelivered copy counts once
+    return out
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Event]]:
+    root = tmp_path_factory.mktemp("warehouse")
+    logged = write_warehouse(root, _events(), rejected=["not_json", "not_json", "too_large"])
+    return root, logged
+
+
+def _sql_specs() -> list[SqlQuery]:
+    return [
+        q
+        for item in panel_specs()["usersignals-history"]
+        for q in getattr(item, "queries", ())
+        if isinstance(q, SqlQuery)
+    ]
+
+
+def _run(con: duckdb.DuckDBPyConnection, q: SqlQuery) -> tuple[list[str], list[tuple[Any, ...]]]:
+    cur = con.execute(expand_macros(q.sql, START, END))
+    return [d[0] for d in cur.description], cur.fetchall()
+
+
+def test_every_history_target_is_a_builder_query() -> None:
+    sqls = [t["rawSql"] for _, t in queries(BOARDS["usersignals-history.json"])]
+    assert sqls == [q.sql for q in _sql_specs()]
+    assert len(sqls) == 11
+    for sql in sqls:
+        read = set(re.findall(r"\bFROM\s+(\w+)", sql))
+        assert read <= set(VIEWS) | {"flattery_watch", "votes"}, sql
+
+
+@pytest.mark.parametrize("via", ["connect", "initSql"])
+def test_every_sql_target_runs_and_returns_its_columns(
+    warehouse: tuple[Path, list[Event]], via: str
+) -> None:
+    root, _ = warehouse
+    if via == "connect":
+        con = connect(root)
+    else:  # the provisioned datasource: in-memory DuckDB, initSql on each new connection
+        con = duckdb.connect()
+        con.execute(duckdb_init_sql(root))
+        con.execute(duckdb_init_sql(root))
+    for q in _sql_specs():
+        columns, rows = _run(con, q)
+        assert tuple(columns) == q.columns, q.sql
+        assert rows, q.sql
+        if q.format == "time_series":
+            times = [r[0] for r in rows]
+            assert times == sorted(times)
+
+
+def _by_sql(fragment: str) -> SqlQuery:
+    (q,) = [q for q in _sql_specs() if fragment in q.sql]
+    return q
+
+
+def _dated(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    return [(r[0].date().isoformat(), *r[1:]) for r in rows]
+
+
+def test_sql_targets_equal_the_oracle(warehouse: tuple[Path, list[Event]]) -> None:
+    root, logged = warehouse
+    con = connect(root)
+    report = oracle_report(logged, {"not_json": 2, "too_large": 1})
+    _, active = _run(con, _by_sql("dau, wau, mau"))
+    assert _dated(active) == [
+        (r["day"], r["dau"], r["wau"], r["mau"]) for r in report["active_users"]
+    ]
+    assert len(active) == 9  # Mar 2 .. Mar 10, gap days included
+    _, stickiness = _run(con, _by_sql("stickiness"))
+    assert [round(r[1], 6) for r in stickiness] == [r["stickiness"] for r in report["active_users"]]
+    _, feedback = _run(con, _by_sql("FROM feedback_by_model"))
+    assert _dated(feedback) == [
+        (r["day"], r["model"] or "none", r["thumbs_up"], r["thumbs_down"])
+        for r in report["feedback_by_model"]
+    ]
+    _, flags = _run(con, _by_sql("FROM risk_flags_daily"))
+    assert _dated(flags) == [
+        (r["day"], r["category"], r["severity"], r["flags"]) for r in report["risk_flags_daily"]
+    ]
+    _, at_risk = _run(con, _by_sql("FROM users_at_risk_weekly"))
+    assert _dated(at_risk) == [(r["day"], r["users"]) for r in report["users_at_risk_weekly"]]
+    _, events = _run(con, _by_sql("FROM events_by_day"))
+    assert _dated(events) == [(r["day"], r["events"]) for r in report["events_by_day"]]
+    columns, watch = _run(con, _by_sql("thumbs_up, thumbs_down, thumbs_up_rate"))
+    rounded = ("thumbs_up_rate", "active_share", "risk_flags_per_1k")
+    assert [
+        {
+            c: (round(v, 6) if c in rounded and v is not None else v)
+            for c, v in zip(columns, r, strict=True)
+        }
+        for r in watch
+    ] == report["flattery_watch"]
+    _, rejected = _run(con, _by_sql("FROM rejected"))
+    assert rejected == [("not_json", 2), ("too_large", 1)]
+
+
+def test_the_side_by_side_weekly_series(warehouse: tuple[Path, list[Event]]) -> None:
+    con = connect(warehouse[0])
+    _, up = _run(con, _by_sql("model, thumbs_up_rate\n"))
+    _, risk = _run(con, _by_sql("model, risk_flags_per_1k\n"))
+    monday = [datetime(2026, 3, 2), datetime(2026, 3, 9)]
+    assert up == [
+        (monday[0], "m1", 1.0),
+        (monday[0], "m2", 0.5),
+        (monday[1], "m1", None),
+        (monday[1], "m2", 1.0),
+    ]
+    assert risk == [
+        (monday[0], "m1", 0.0),
+        (monday[0], "m2", 500.0),
+        (monday[1], "m1", 0.0),
+        (monday[1], "m2", 1000.0),
+    ]
+
+
+def test_arena_counts_follow_the_range(warehouse: tuple[Path, list[Event]]) -> None:
+    con = connect(warehouse[0])
+    q = _by_sql("model_a, model_b, winner")
+    assert _run(con, q)[1] == [("m1", "m2", "a", 2), ("m1", "m2", "tie", 1)]
+    late = con.execute(expand_macros(q.sql, datetime(2026, 3, 11, tzinfo=UTC), END))
+    assert late.fetchall() == []
+
+
+def test_the_time_range_bounds_the_days(warehouse: tuple[Path, list[Event]]) -> None:
+    con = connect(warehouse[0])
+    q = _by_sql("FROM events_by_day")
+    sql = expand_macros(
+        q.sql, datetime(2026, 3, 3, 6, tzinfo=UTC), datetime(2026, 3, 9, tzinfo=UTC)
+    )
+    assert [(r[0].date(), r[1]) for r in con.execute(sql).fetchall()] == [
+        (date(2026, 3, 3), 6),
+        (date(2026, 3, 9), 5),
+    ]
