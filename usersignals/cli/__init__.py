@@ -77,7 +77,8 @@ def cli() -> None:
 def main() -> None:
     """Entry point: runs the CLI and turns project errors into a message and exit code 2."""
     try:
-        cli.main(standalone_mode=False)
+        # Without standalone mode click returns ctx.exit(n)'s code instead of exiting.
+        rc = cli.main(standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
@@ -89,3 +90,5 @@ def main() -> None:
     except UsersignalsError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    if isinstance(rc, int) and rc:
+        sys.exit(rc)
