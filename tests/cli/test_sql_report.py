@@ -221,3 +221,33 @@ def test_report_html_renders_in_chromium(warehouse: Path, tmp_path: Path) -> Non
     low, high = image.getextrema()
     assert image.size == (1280, 2000)
     assert high - low > 100  # dark text and lines on a white page, not a blank one
+
+
+@pytest.mark.parametrize(
+    ("lo", "hi", "days"),
+    [
+        (None, None, ["2026-09-01", "2026-09-02", "2026-09-03"]),
+        ("2026-09-02", None, ["2026-09-02", "2026-09-03"]),
+        (None, "2026-09-01", ["2026-09-01"]),
+        ("2026-09-02", "2026-09-02", ["2026-09-02"]),
+    ],
+)
+def test_filter_days_of_a_live_report(lo: str | None, hi: str | None, days: list[str]) -> None:
+    from datetime import date
+
+    from usersignals.cli.report import filter_days
+
+    report = {
+        "events_by_day": [
+            {"day": d, "events": 1} for d in ("2026-09-01", "2026-09-02", "2026-09-03")
+        ],
+        "arena": [{"model": "m", "rating": 1000.0}],
+        "rejected": [],
+    }
+    got = filter_days(
+        report,
+        date.fromisoformat(lo) if lo else None,
+        date.fromisoformat(hi) if hi else None,
+    )
+    assert [r["day"] for r in got["events_by_day"]] == days
+    assert got["arena"] == report["arena"]
