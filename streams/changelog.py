@@ -2,10 +2,12 @@
 
 A partition's :class:`~usersignals.streams.folds.PartitionState` is rebuilt from what
 :meth:`PartitionState.apply` returned (the events that were new), so only those are stored:
-one table key per (partition, event day, input offset), holding a compact msgpack list of the
-fields the metrics read. That is at most one changelog message per input record and event
-day, and a day behind the retention horizon is dropped by deleting its keys. Rejections are
-stored the same way under one key per rejected input record.
+one table key per (partition, input offset), holding a compact msgpack list of the
+fields the metrics read: one changelog message per input record with new events (a Faust
+table write costs far more than folding a batch, so not one per event or per day). A day
+behind the retention horizon is dropped by rewriting the keys holding its events without
+them (deleting a key left empty); live traffic puts a record's events on one or two days, so
+that is mostly deletes. Rejections are stored under one key per rejected input record.
 
 Every key starts with its partition number: Faust writes a table update to the changelog
 partition of the record being processed, and keys of partition ``p`` are only ever written
@@ -19,7 +21,7 @@ tests), so this module has no Kafka in it.
 from __future__ import annotations
 
 from collections.abc import Iterable, MutableMapping, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 import msgspec
@@ -38,17 +40,14 @@ __all__ = [
 
 Table = MutableMapping[bytes, bytes]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ONE_US = timedelta(microseconds=1)
-
 
 class _Slim(msgspec.Struct, array_like=True, frozen=True):
-    """The fields of an event that some metric reads; ``ts`` in epoch microseconds."""
+    """The fields of an event that some metric reads (``ts`` as a msgpack timestamp)."""
 
     event_id: str
     type: str
     user_id: str
-    ts: int
+    ts: datetime
     model: str | None = None
     message_id: str | None = None
     rating: int | None = None
@@ -68,11 +67,11 @@ def encode_events(events: Sequence[Event]) -> bytes:
     """Compact bytes of the metric fields of ``events`` (other fields are left out)."""
     return _ENCODER.encode(
         [
-            _Slim(
+            (
                 e.event_id,
                 e.type,
                 e.user_id,
-                (e.ts - _EPOCH) // _ONE_US,
+                e.ts,
                 e.model,
                 e.message_id,
                 e.rating,
@@ -94,7 +93,7 @@ def decode_events(data: bytes) -> list[Event]:
             event_id=s.event_id,
             type=s.type,
             user_id=s.user_id,
-            ts=_EPOCH + timedelta(microseconds=s.ts),
+            ts=s.ts,
             model=s.model,
             message_id=s.message_id,
             rating=s.rating,
@@ -108,9 +107,9 @@ def decode_events(data: bytes) -> list[Event]:
     ]
 
 
-def event_key(partition: int, day: date, offset: int) -> bytes:
-    """Table key of the new events of one input record on one event day."""
-    return f"{partition}/e/{day.isoformat()}/{offset:020d}".encode()
+def event_key(partition: int, offset: int) -> bytes:
+    """Table key of the new events of one input record."""
+    return f"{partition}/e/{offset:020d}".encode()
 
 
 def rejection_key(partition: int, offset: int) -> bytes:
@@ -137,8 +136,8 @@ class PartitionKeeper:
         self.state = PartitionState(retention_days)
         self.position = -1
         """The offset after the last input record folded in this process (-1: none yet)."""
-        self._day_keys: dict[date, list[bytes]] = {}
-        self._stale: list[bytes] = []  # keys of pruned days not deleted from the table yet
+        self._day_keys: dict[date, set[bytes]] = {}
+        self._pending: set[date] = set()  # pruned days whose keys are not rewritten yet
 
     def fold(
         self,
@@ -153,10 +152,9 @@ class PartitionKeeper:
             The events that were new (duplicates and late events left out).
         """
         p = self.partition
-        if self._stale:
-            for key in self._stale:
-                table.pop(key, None)
-            self._stale = []
+        if self._pending:
+            self._drop(table, self._pending)
+            self._pending = set()
         if rejections:
             keys = [((p, offset, r.index), r.reason) for r in rejections]
             if self.state.add_rejections(keys):
@@ -165,13 +163,14 @@ class PartitionKeeper:
                 )
         delta = self.state.apply(events) if events else []
         if delta:
-            by_day: dict[date, list[Event]] = {}
-            for e in delta:
-                by_day.setdefault(e.ts.date(), []).append(e)
-            for day, evs in by_day.items():
-                key = event_key(p, day, offset)
-                table[key] = encode_events(evs)
-                self._day_keys.setdefault(day, []).append(key)
+            key = event_key(p, offset)
+            table[key] = encode_events(delta)
+            day_keys = self._day_keys
+            for day in {e.ts.date() for e in delta}:
+                found = day_keys.get(day)
+                if found is None:
+                    found = day_keys[day] = set()
+                found.add(key)
         if self.state.needs_prune:
             self.prune(table)
         self.position = offset + 1
@@ -180,32 +179,45 @@ class PartitionKeeper:
     def prune(self, table: Table) -> list[date]:
         """Drops the days behind the retention horizon, in the state and in the table."""
         dropped = self.state.prune()
-        for day in dropped:
-            for key in self._day_keys.pop(day, ()):
-                table.pop(key, None)
+        self._drop(table, set(dropped))
         return dropped
+
+    def _drop(self, table: Table, days: set[date]) -> None:
+        """Deletes the dropped days' events from their keys (a key left empty is deleted)."""
+        keys: set[bytes] = set()
+        for day in days:
+            keys |= self._day_keys.pop(day, set())
+        for key in sorted(keys):
+            value = table.get(key)
+            if value is None:
+                continue
+            kept = [e for e in decode_events(value) if e.ts.date() not in days]
+            if kept:
+                table[key] = encode_events(kept)
+            else:
+                del table[key]
 
     def restore(self, items: Iterable[tuple[bytes, bytes]]) -> None:
         """Rebuilds the state from this partition's table items (any order)."""
         p = self.partition
-        batches: list[list[Event]] = []
+        events: list[Event] = []
         rejections: list[tuple[tuple[int, int, int | None], str]] = []
         for key, value in items:
-            parts = key.decode().split("/")
-            if parts[1] == "e":
-                day = date.fromisoformat(parts[2])
-                self._day_keys.setdefault(day, []).append(key)
-                batches.append(decode_events(value))
-            elif parts[1] == "r":
-                offset = int(parts[2])
+            kind, _, rest = key.decode().split("/", 1)[1].partition("/")
+            if kind == "e":
+                record = decode_events(value)
+                events.extend(record)
+                for day in {e.ts.date() for e in record}:
+                    self._day_keys.setdefault(day, set()).add(key)
+            elif kind == "r":
+                offset = int(rest)
                 rejections.extend(
                     ((p, offset, index), reason)
                     for index, reason in _REJECTIONS_DECODER.decode(value)
                 )
-        self.state.restore(e for batch in batches for e in batch)
+        self.state.restore(events)
         self.state.add_rejections(rejections)
-        for day in self.state.prune():
-            self._stale.extend(self._day_keys.pop(day, ()))
+        self._pending = set(self.state.prune())
 
 
 def rebuild_keepers(

@@ -6,7 +6,8 @@
   held and their day range. ``GET /v1/partial?from=YYYY-MM-DD&to=YYYY-MM-DD`` (or ``?empty=1``
   when no worker holds any day): phase two, this worker's partial over that GLOBAL range.
   ``usersignals report --live`` asks every worker and merges (``usersignals.cli.live``).
-- ``GET /v1/status``: partitions held, offset processed, lag, records, accepted and rejected.
+- ``GET /v1/status``: partitions held, offset processed, lag, records, accepted and rejected
+  (``?counts=0`` leaves the counts out: cheap enough to poll while the worker is busy).
 - ``GET /metrics``: Prometheus text exposition (:mod:`usersignals.streams.exposition`).
 """
 
@@ -40,9 +41,10 @@ def report_of(worker: LiveWorker) -> dict[str, Any]:
     return merge_partials([partial], arena)
 
 
-def status_of(worker: LiveWorker) -> dict[str, Any]:
-    """Per held partition: next offset to process and lag; accepted and rejected totals."""
-    states = worker.states()
+def status_of(worker: LiveWorker, *, counts: bool = True) -> dict[str, Any]:
+    """Per held partition: next offset to process and lag; accepted (distinct valid events
+    held) and rejected totals, unless ``counts`` is false (a cheap answer for polling)."""
+    states = worker.states() if counts else []
     lag = worker.consumer_lag()
     accepted = sum(sum(s.gauges()["events_by_type"].values()) for s in states)
     rejected: dict[str, int] = {}
@@ -90,7 +92,7 @@ def add_views(worker: LiveWorker) -> None:
 
     @app.page("/v1/status")
     async def status(web: Any, request: Any) -> Any:
-        return web.json(status_of(worker))
+        return web.json(status_of(worker, counts=request.query.get("counts") != "0"))
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:

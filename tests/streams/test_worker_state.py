@@ -41,22 +41,24 @@ def test_delta_encoding_keeps_every_metric_field_and_drops_the_rest() -> None:
     ]
 
 
-def test_keys_name_partition_day_and_offset() -> None:
-    assert event_key(3, datetime(2026, 9, 1).date(), 42) == b"3/e/2026-09-01/00000000000000000042"
+def test_keys_name_partition_and_offset() -> None:
+    assert event_key(3, 42) == b"3/e/00000000000000000042"
     assert rejection_key(7, 5) == b"7/r/00000000000000000005"
 
 
-def test_one_key_per_record_and_day_and_rebuild_is_equal() -> None:
+def test_one_key_per_record_and_rebuild_is_equal() -> None:
     table: dict[bytes, bytes] = {}
     keeper = PartitionKeeper(2, 35)
     keeper.fold(table, 10, EVENTS[:3])
     keeper.fold(table, 11, EVENTS[2:], [Rejection(reason="empty", message="m")])
     assert sorted(table) == [
-        b"2/e/2026-09-01/00000000000000000010",
-        b"2/e/2026-09-02/00000000000000000010",
-        b"2/e/2026-09-03/00000000000000000011",
-        b"2/e/2026-09-04/00000000000000000011",
+        b"2/e/00000000000000000010",
+        b"2/e/00000000000000000011",
         b"2/r/00000000000000000011",
+    ]
+    assert [e.event_id for e in decode_events(table[b"2/e/00000000000000000011"])] == [
+        "e4",
+        "e5",
     ]
     rebuilt = rebuild_keepers(table.items(), [2], 35)[2]
     assert live_report([rebuilt.state]) == live_report([keeper.state])
@@ -71,18 +73,17 @@ def test_redelivered_record_writes_nothing() -> None:
     table.clear()
     keeper.fold(table, 0, EVENTS, [Rejection(reason="empty", message="m")])
     assert table == {}
-    assert len(before) == 5
+    assert len(before) == 2
 
 
-def test_prune_deletes_the_keys_of_dropped_days() -> None:
+def test_prune_rewrites_keys_without_dropped_days_and_deletes_empty_ones() -> None:
     table: dict[bytes, bytes] = {}
     keeper = PartitionKeeper(0, 2)
     keeper.fold(table, 0, [ev("a", "u", "09-01"), ev("b", "u", "09-02")])
-    keeper.fold(table, 1, [ev("c", "u", "09-04")])
-    assert sorted(table) == [
-        b"0/e/2026-09-02/00000000000000000000",
-        b"0/e/2026-09-04/00000000000000000001",
-    ]
+    keeper.fold(table, 1, [ev("z", "u", "08-30")])
+    keeper.fold(table, 2, [ev("c", "u", "09-04")])
+    assert sorted(table) == [b"0/e/00000000000000000000", b"0/e/00000000000000000002"]
+    assert [e.event_id for e in decode_events(table[b"0/e/00000000000000000000"])] == ["b"]
 
 
 def test_rebuild_after_a_shorter_retention_deletes_stale_keys_on_the_next_record() -> None:
@@ -90,9 +91,10 @@ def test_rebuild_after_a_shorter_retention_deletes_stale_keys_on_the_next_record
     PartitionKeeper(0, 35).fold(table, 0, [ev("a", "u", "09-01"), ev("b", "u", "09-10")])
     keeper = rebuild_keepers(table.items(), [0, 1], 3)[0]
     assert keeper.state.day_range() == (datetime(2026, 9, 10).date(),) * 2
-    assert len(table) == 2
+    assert len(decode_events(table[b"0/e/00000000000000000000"])) == 2
     keeper.fold(table, 1, [])
-    assert list(table) == [b"0/e/2026-09-10/00000000000000000000"]
+    assert list(table) == [b"0/e/00000000000000000000"]
+    assert [e.event_id for e in decode_events(table[b"0/e/00000000000000000000"])] == ["b"]
 
 
 def test_rebuild_ignores_other_partitions_keys() -> None:
