@@ -8,8 +8,16 @@ backfilled from the real rules file.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import signal
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +31,7 @@ from referencing.jsonschema import DRAFT7
 
 from tests.oracle import oracle_report
 from tests.warehouse.parquetfixtures import write_warehouse
+from usersignals.broker import free_port
 from usersignals.dashboards.grafana import (
     DUCKDB,
     GRAFANA_DIR,
@@ -35,11 +44,14 @@ from usersignals.dashboards.grafana import (
     queries,
     rendered_files,
 )
+from usersignals.dashboards.rules import LIVE_SERIES, RECORDED_SERIES, RULES_FILE
 from usersignals.ingest.contract import Event
+from usersignals.streams.exposition import EventTimeLag, WorkerCollector, render
 from usersignals.warehouse.db import VIEWS, connect
 
 SCHEMAS = Path(__file__).resolve().parents[2].parent / "shared" / "schemas" / "grafana"
 BOARDS = build_dashboards()
+PROMETHEUS_BIN = "/usr/bin/prometheus"
 
 
 def _registry() -> Registry:
@@ -325,3 +337,383 @@ def test_the_time_range_bounds_the_days(warehouse: tuple[Path, list[Event]]) -> 
         (date(2026, 3, 3), 6),
         (date(2026, 3, 9), 5),
     ]
+
+
+# ---------------------------------------------------------------- PromQL in Prometheus
+
+T = 1_700_000_100
+"""The newest sample (a multiple of 300 s, so the rules' 5 m evaluations land on samples)."""
+Q = T - 600
+"""Every panel is evaluated here (a recorded sample exists exactly at Q)."""
+FINE = range(T - 3600, T + 1, 60)
+COARSE = range(T - 8 * 86400, T + 1, 300)
+SINCE = T - 8 * 86400
+
+Labels = tuple[tuple[str, str], ...]
+
+
+def _counter(per_second: float) -> Any:
+    return lambda t: per_second * (t - SINCE)
+
+
+def _const(value: float) -> Any:
+    return lambda t: value
+
+
+# (family, type, sample name, labels, value at t, timestamps)
+SERIES: list[tuple[str, str, str, dict[str, str], Any, range]] = [
+    (
+        "usersignals_events",
+        "counter",
+        "usersignals_events_total",
+        {"type": "message", "instance": "a"},
+        _counter(10),
+        FINE,
+    ),
+    (
+        "usersignals_events",
+        "counter",
+        "usersignals_events_total",
+        {"type": "feedback", "instance": "a"},
+        _counter(2),
+        FINE,
+    ),
+    (
+        "usersignals_events",
+        "counter",
+        "usersignals_events_total",
+        {"type": "message", "instance": "b"},
+        _counter(5),
+        FINE,
+    ),
+    (
+        "usersignals_events_rejected",
+        "counter",
+        "usersignals_events_rejected_total",
+        {"reason": "not_json", "instance": "a"},
+        _counter(0.5),
+        FINE,
+    ),
+    (
+        "usersignals_late_events",
+        "counter",
+        "usersignals_late_events_total",
+        {"instance": "a"},
+        _counter(0.25),
+        FINE,
+    ),
+    *[
+        (
+            "usersignals_active_users",
+            "gauge",
+            "usersignals_active_users",
+            {"window": w, "instance": i},
+            _const(v),
+            FINE,
+        )
+        for i, counts in (("a", (30, 90, 150)), ("b", (20, 60, 100)))
+        for w, v in zip(("1d", "7d", "30d"), counts, strict=True)
+    ],
+    (
+        "usersignals_users_at_risk_weekly",
+        "gauge",
+        "usersignals_users_at_risk_weekly",
+        {"instance": "a"},
+        _const(3),
+        FINE,
+    ),
+    (
+        "usersignals_users_at_risk_weekly",
+        "gauge",
+        "usersignals_users_at_risk_weekly",
+        {"instance": "b"},
+        _const(4),
+        FINE,
+    ),
+    *[
+        (
+            "usersignals_feedback_votes",
+            "gauge",
+            "usersignals_feedback_votes",
+            {"model": m, "rating": r, "instance": i},
+            _const(v),
+            FINE,
+        )
+        for i, m, r, v in (
+            ("a", "m1", "up", 40),
+            ("a", "m1", "down", 10),
+            ("b", "m1", "up", 20),
+            ("b", "m2", "down", 5),
+        )
+    ],
+    *[
+        (
+            "usersignals_risk_flags",
+            "counter",
+            "usersignals_risk_flags_total",
+            {"category": c, "severity": s, "instance": i},
+            _const(v),
+            FINE,
+        )
+        for i, c, s, v in (
+            ("a", "self_harm", "high", 4),
+            ("b", "self_harm", "high", 2),
+            ("b", "medical", "low", 3),
+        )
+    ],
+    *[
+        (
+            "usersignals_consumer_lag",
+            "gauge",
+            "usersignals_consumer_lag",
+            {"partition": p, "instance": i},
+            _const(v),
+            FINE,
+        )
+        for i, p, v in (("a", "0", 5), ("a", "1", 0), ("b", "2", 12))
+    ],
+    # the series the flattery rules read (dashboards.rules.LIVE_SERIES)
+    *[
+        (
+            "usersignals_feedback_votes_7d",
+            "gauge",
+            "usersignals_feedback_votes_7d",
+            {"model": m, "rating": r, "instance": i},
+            _const(v),
+            FINE,
+        )
+        for i, m, r, v in (
+            ("a", "m1", "up", 20),
+            ("a", "m1", "down", 10),
+            ("b", "m1", "up", 10),
+            ("b", "m2", "up", 5),
+            ("b", "m2", "down", 15),
+        )
+    ],
+    *[
+        (
+            "usersignals_active_users_by_model",
+            "gauge",
+            "usersignals_active_users_by_model",
+            {"model": m, "instance": i},
+            _const(v),
+            FINE,
+        )
+        for i, m, v in (("a", "m1", 120), ("a", "m2", 50), ("b", "m1", 80))
+    ],
+    *[
+        (
+            "usersignals_risk_flags_by_model",
+            "counter",
+            "usersignals_risk_flags_by_model_total",
+            {"model": m, "instance": i},
+            _counter(v / (7 * 86400)),
+            COARSE,
+        )
+        for i, m, v in (("a", "m1", 28), ("b", "m1", 14), ("a", "m2", 7))
+    ],
+]
+LAG_RATES = {"1.0": 10, "5.0": 20, "+Inf": 20}
+"""Event-time lag histogram of worker a, per second: half the events within 1 s, all within 5."""
+
+
+def _openmetrics() -> str:
+    def labels(d: dict[str, str]) -> str:
+        return "{" + ",".join(f'{k}="{v}"' for k, v in d.items()) + "}"
+
+    lines: list[str] = []
+    family = ""
+    for name, kind, sample, tags, value, times in SERIES:
+        if name != family:
+            lines.append(f"# TYPE {name} {kind}")
+            family = name
+        lines.extend(f"{sample}{labels(tags)} {value(t)!r} {t}" for t in times)
+    lines.append("# TYPE usersignals_event_time_lag_seconds histogram")
+    for t in FINE:
+        for le, rate in LAG_RATES.items():
+            n = rate * (t - SINCE)
+            lines.append(
+                f'usersignals_event_time_lag_seconds_bucket{{instance="a",le="{le}"}} {n} {t}'
+            )
+        lines.append(
+            f'usersignals_event_time_lag_seconds_count{{instance="a"}} {20 * (t - SINCE)} {t}'
+        )
+        lines.append(
+            f'usersignals_event_time_lag_seconds_sum{{instance="a"}} {30 * (t - SINCE)} {t}'
+        )
+    return "\n".join([*lines, "# EOF", ""])
+
+
+def _key(**labels: str) -> Labels:
+    return tuple(sorted(labels.items()))
+
+
+EXPECTED: dict[str, dict[Labels, float]] = {
+    'sum(usersignals_active_users{window="1d"})': {(): 50},
+    'sum(usersignals_active_users{window="7d"})': {(): 150},
+    'sum(usersignals_active_users{window="30d"})': {(): 250},
+    'sum(usersignals_active_users{window="1d"}) / (sum(usersignals_active_users{window="30d"}) > 0)': {  # noqa: E501
+        (): 0.2
+    },
+    "sum(usersignals_users_at_risk_weekly)": {(): 7},
+    'count(ALERTS{alertname="UsersignalsFlatteryRising", alertstate="firing"}) or vector(0)': {
+        (): 0
+    },
+    "model:usersignals_thumbs_up_rate:7d": {_key(model="m1"): 0.75, _key(model="m2"): 0.25},
+    "model:usersignals_risk_flags_per_1k:7d": {_key(model="m1"): 210, _key(model="m2"): 140},
+    "sum by (model) (usersignals_active_users_by_model)": {
+        _key(model="m1"): 200,
+        _key(model="m2"): 50,
+    },
+    "model:usersignals_risk_flags:increase7d": {_key(model="m1"): 42, _key(model="m2"): 7},
+    "sum by (window) (usersignals_active_users)": {
+        _key(window="1d"): 50,
+        _key(window="7d"): 150,
+        _key(window="30d"): 250,
+    },
+    "sum by (model, rating) (usersignals_feedback_votes)": {
+        _key(model="m1", rating="up"): 60,
+        _key(model="m1", rating="down"): 10,
+        _key(model="m2", rating="down"): 5,
+    },
+    "sum by (category, severity) (usersignals_risk_flags_total)": {
+        _key(category="self_harm", severity="high"): 6,
+        _key(category="medical", severity="low"): 3,
+    },
+    "sum by (type) (rate(usersignals_events_total[5m]))": {
+        _key(type="message"): 15,
+        _key(type="feedback"): 2,
+    },
+    "sum by (reason) (rate(usersignals_events_rejected_total[5m]))": {_key(reason="not_json"): 0.5},
+    "sum by (partition) (usersignals_consumer_lag)": {
+        _key(partition="0"): 5,
+        _key(partition="1"): 0,
+        _key(partition="2"): 12,
+    },
+    "histogram_quantile(0.5, sum by (le) (rate(usersignals_event_time_lag_seconds_bucket[5m])))": {
+        (): 1.0
+    },
+    "histogram_quantile(0.9, sum by (le) (rate(usersignals_event_time_lag_seconds_bucket[5m])))": {
+        (): 4.2
+    },
+    "histogram_quantile(0.99, sum by (le) (rate(usersignals_event_time_lag_seconds_bucket[5m])))": {
+        (): 4.92
+    },
+    "sum(rate(usersignals_late_events_total[5m]))": {(): 0.25},
+}
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"prometheus exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"prometheus at {url} not ready after {timeout} s")
+
+
+@contextlib.contextmanager
+def _prometheus(root: Path, data: Path) -> Iterator[str]:
+    """Debian's Prometheus on a free loopback port over ``data``; stopped by PID."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = (root / "prometheus.log").open("ab")
+    proc = subprocess.Popen(
+        [
+            PROMETHEUS_BIN,
+            f"--config.file={root / 'prometheus.yml'}",
+            f"--storage.tsdb.path={data}",
+            "--storage.tsdb.retention.time=100y",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=log,
+    )
+    try:
+        _wait_ready(url, proc)
+        yield url
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        log.close()
+
+
+def _promtool(*args: str) -> None:
+    subprocess.run(["promtool", *args], check=True, capture_output=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    root = tmp_path_factory.mktemp("prometheus")
+    (root / "prometheus.yml").write_text("global:\n  evaluation_interval: 1m\n")
+    (root / "series.om").write_text(_openmetrics())
+    data = root / "data"
+    _promtool("tsdb", "create-blocks-from", "openmetrics", str(root / "series.om"), str(data))
+    # Backfilled rules read only the data, not each other's output: a second pass over the
+    # first pass's blocks fills the rules that read recorded series (per 1k reads increase7d).
+    for backfill in range(2):
+        recorded = root / f"recorded{backfill}"
+        with _prometheus(root, data) as url:
+            _promtool(
+                "tsdb", "create-blocks-from", "rules", "--quiet",
+                f"--start={T - 1800}", f"--end={T}", f"--url={url}",
+                f"--output-dir={recorded}", str(RULES_FILE),
+            )  # fmt: skip
+        for block in recorded.iterdir():
+            block.rename(data / block.name)
+    with _prometheus(root, data) as url:
+        yield url
+
+
+def _query(url: str, expr: str) -> dict[Labels, float]:
+    query = urllib.parse.urlencode({"query": expr, "time": str(Q)})
+    with urllib.request.urlopen(f"{url}/api/v1/query?{query}", timeout=30) as response:
+        body = json.load(response)
+    assert body["status"] == "success", body
+    return {
+        tuple(sorted((k, v) for k, v in r["metric"].items() if k != "__name__")): float(
+            r["value"][1]
+        )
+        for r in body["data"]["result"]
+    }
+
+
+def _exprs() -> list[str]:
+    return [t["expr"] for _, t in queries(BOARDS["usersignals-live.json"])]
+
+
+def test_every_live_target_has_expected_values() -> None:
+    assert set(_exprs()) == set(EXPECTED)
+
+
+def test_live_targets_read_only_exposed_series() -> None:
+    collector = WorkerCollector(lambda: [], lambda: {}, EventTimeLag(), 20)
+    # the text format names counters with their _total suffix already
+    suffixes = {"counter": ("",), "gauge": ("",), "histogram": ("_bucket", "_count", "_sum")}
+    exposed = {
+        name + suffix
+        for name, kind in re.findall(r"^# TYPE (\S+) (\S+)$", render(collector).decode(), re.M)
+        for suffix in suffixes[kind]
+    }
+    live = {s.name + ("_total" if s.kind == "counter" else "") for s in LIVE_SERIES}
+    read = {
+        name for expr in _exprs() for name in re.findall(r"\b(usersignals_\w+|model:[\w:]+)", expr)
+    }
+    assert read <= exposed | live | set(RECORDED_SERIES)
+    assert set(RECORDED_SERIES) <= read
+
+
+@pytest.mark.skipif(not Path(PROMETHEUS_BIN).exists(), reason="Debian's prometheus is missing")
+@pytest.mark.parametrize("expr", sorted(EXPECTED))
+def test_live_target_evaluates_in_prometheus(prometheus: str, expr: str) -> None:
+    got = _query(prometheus, expr)
+    assert got == pytest.approx(EXPECTED[expr], rel=1e-9)
