@@ -339,9 +339,10 @@ class Sender:
         return chunk
 
     def _dispatch(self, chunk: list[Event]) -> None:
-        entry = self._ledger[-1]
-        records = build_records(chunk, self.partitions, self.config.batch_size)
-        if self._producer is None or len(self.spool):
+        with self.cond:  # the connector sets both together
+            entry, producer, partitions = self._ledger[-1], self._producer, self.partitions
+        records = build_records(chunk, partitions, self.config.batch_size)
+        if producer is None or len(self.spool):
             self._spool_records(records)
             self._settle(entry, 0)
             return
@@ -443,16 +444,23 @@ class Sender:
             self._settle(flight.entry, failed if i == 0 else 0)
 
     def _spool_records(self, records: list[Record]) -> None:
-        events = sum(r.events for r in records)
+        """Appends records in order; once one does not fit, it and the rest are lost (logged)."""
+        spooled = lost = 0
         try:
             self.spool.append([r.spooled().to_bytes() for r in records])
-        except SpoolFullError as exc:
-            log.error("%d events lost: Kafka is unavailable and %s", events, exc)
-            with self.cond:
-                self.counters.failed += events
-            return
+            spooled = sum(r.events for r in records)
+        except SpoolFullError:
+            for i, record in enumerate(records):
+                try:
+                    self.spool.append([record.spooled().to_bytes()])
+                except SpoolFullError as exc:
+                    lost = sum(r.events for r in records[i:])
+                    log.error("%d events lost: Kafka is unavailable and %s", lost, exc)
+                    break
+                spooled += record.events
         with self.cond:
-            self.counters.spooled += events
+            self.counters.spooled += spooled
+            self.counters.failed += lost
 
     def _drain_spool(self) -> None:
         """Resends the oldest spooled records; commits the prefix Kafka acknowledged."""

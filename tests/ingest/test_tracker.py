@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -111,7 +112,9 @@ def test_fills_event_id_and_ts(kafka: Kafka, tmp_path: Path) -> None:
         assert tracker.flush(30)
     events = events_of(read_records(kafka.bootstrap, kafka.settings.events_topic, 2))
     assert [e.event_id for e in events] == [first, second]
-    assert first != second and len(first) == 36 and first[14] == "4"
+    assert first != second
+    assert uuid.UUID(first).version == 4
+    assert str(uuid.UUID(first)) == first
     assert all(before <= e.ts <= datetime.now(UTC) for e in events)
 
 

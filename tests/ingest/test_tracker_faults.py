@@ -1,0 +1,164 @@
+"""The SDK when things break: no broker yet, a killed process, a restart on the same spool."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Kafka
+from tests.ingest.test_tracker import events_of, read_records
+from usersignals.broker import EmbeddedBroker, free_port
+from usersignals.config import Settings
+from usersignals.ingest.batching import build_records
+from usersignals.ingest.contract import partition_for, validate
+from usersignals.ingest.spool import HEADER_BYTES
+from usersignals.ingest.tracker import Tracker, TrackerStats
+
+TS = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def wait_until(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return bool(predicate())
+
+
+@pytest.mark.slow
+def test_spools_until_the_broker_comes_then_resends_in_order(tmp_path: Path) -> None:
+    port = free_port()
+    settings = Settings.load(
+        environ={}, bootstrap=f"127.0.0.1:{port}", topic_prefix="late", state_dir=tmp_path
+    )
+    n = 3_000
+    tracker = Tracker(settings=settings, connect_timeout_ms=300, backoff_ms=50, backoff_max_ms=500)
+    try:
+        for i in range(n):
+            tracker.message(f"user-{i % 37}", "user", event_id=f"e{i:05d}", ts=TS)
+        assert tracker.flush(30) is True  # durably spooled: nobody listens on the port
+        assert tracker.stats.spooled == n
+        assert tracker.stats.sent == 0
+        with EmbeddedBroker(port=port, partitions=8, topics=settings.topics) as broker:
+            assert wait_until(lambda: tracker.stats.sent == n, 60), tracker.stats
+            stats = tracker.stats
+            assert stats.accepted == n
+            assert (stats.spooled, stats.failed, stats.queued, stats.spool_records) == (n, 0, 0, 0)
+            records = read_records(broker.bootstrap, settings.events_topic, n)
+    finally:
+        tracker.close(5)
+    events = events_of(records)
+    assert sorted(e.event_id for e in events) == [f"e{i:05d}" for i in range(n)]
+    for p in range(8):
+        in_partition = [e.event_id for part, _, _, evs in records if part == p for e in evs]
+        assert in_partition == sorted(in_partition)
+        assert in_partition == [
+            f"e{i:05d}" for i in range(n) if partition_for(f"user-{i % 37}", 8) == p
+        ]
+
+
+CHILD = """
+import sys
+from datetime import UTC, datetime
+from usersignals.ingest.tracker import Tracker
+n = int(sys.argv[1])
+tracker = Tracker(spool_path=sys.argv[2], connect_timeout_ms=500, backoff_max_ms=500)
+for i in range(n):
+    tracker.message(f"user-{i % 101}", "assistant", event_id=f"k{i}",
+                    ts=datetime(2026, 3, 1, tzinfo=UTC))
+ok = tracker.flush(60)
+print("flushed" if ok else "NOT flushed", tracker.stats.sent, tracker.stats.spooled, flush=True)
+import time
+time.sleep(600)
+"""
+
+
+def run_and_kill(env: dict[str, str], n: int, spool: Path) -> str:
+    """Runs the child until it reports its flush, then SIGKILLs it; returns its report."""
+    with open(spool.with_suffix(".log"), "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(n), str(spool)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+    assert proc.stdout is not None
+    with proc.stdout:
+        try:
+            line = proc.stdout.readline().strip()
+        finally:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    return line if line.startswith("flushed") else line + spool.with_suffix(".log").read_text()
+
+
+@pytest.mark.slow
+def test_flushed_events_survive_sigkill(kafka: Kafka, tmp_path: Path) -> None:
+    n = 20_000
+    report = run_and_kill(kafka.env(), n, tmp_path / "child.spool")
+    assert report == f"flushed {n} 0"
+    events = events_of(read_records(kafka.bootstrap, kafka.settings.events_topic, n))
+    assert sorted(e.event_id for e in events) == sorted(f"k{i}" for i in range(n))
+
+
+@pytest.mark.slow
+def test_a_new_tracker_resends_what_a_killed_one_spooled(kafka: Kafka, tmp_path: Path) -> None:
+    n = 5_000
+    spool = tmp_path / "child.spool"
+    env = kafka.env()
+    env["USERSIGNALS_BOOTSTRAP"] = f"127.0.0.1:{free_port()}"  # nothing there: the child spools
+    assert run_and_kill(env, n, spool) == f"flushed 0 {n}"
+    with Tracker(settings=kafka.settings, spool_path=spool) as tracker:
+        assert wait_until(lambda: tracker.stats.sent == n, 60), tracker.stats
+        assert tracker.stats == TrackerStats(sent=n)
+    events = events_of(read_records(kafka.bootstrap, kafka.settings.events_topic, n))
+    assert sorted(e.event_id for e in events) == sorted(f"k{i}" for i in range(n))
+    assert spool.stat().st_size == 0
+
+
+def test_full_spool_counts_failed(tmp_path: Path) -> None:
+    settings = Settings.load(
+        environ={}, bootstrap=f"127.0.0.1:{free_port()}", topic_prefix="full", state_dir=tmp_path
+    )
+    with Tracker(
+        settings=settings, spool_max_bytes=2_000, connect_timeout_ms=200, batch_size=10
+    ) as tracker:
+        for i in range(100):
+            tracker.message("u", "user", event_id=f"f{i:03d}", ts=TS)
+        assert tracker.flush(30) is False  # some events could not be kept anywhere
+        stats = tracker.stats
+    record = build_records(
+        [
+            validate(
+                {
+                    "type": "message",
+                    "user_id": "u",
+                    "role": "user",
+                    "event_id": f"f{i:03d}",
+                    "ts": TS,
+                }
+            )
+            for i in range(10)
+        ],
+        0,
+        10,
+    )[0]
+    frame_bytes = HEADER_BYTES + len(record.spooled().to_bytes())
+    fit = 2_000 // frame_bytes
+    assert stats == TrackerStats(
+        accepted=100,
+        spooled=10 * fit,
+        failed=100 - 10 * fit,
+        spool_records=fit,
+        spool_bytes=fit * frame_bytes,
+    )
