@@ -1,9 +1,10 @@
-"""Grafana dashboards of usersignals as data: engagement and wellbeing side by side per model.
+"""Grafana dashboards as data: a small typed builder, its JSON, and the provisioning files.
 
-Two dashboards, built from a few frozen dataclasses so that each panel says only what it shows:
+Frozen dataclasses (:class:`Datasource`, :class:`PromQuery`, :class:`SqlQuery`, :class:`Panel`,
+:class:`Row`) let each panel say only what it shows; :func:`dashboard` lays them out on Grafana's
+24-column grid. The two dashboards themselves are declared in :mod:`.panels`:
 
-* ``usersignals-live``: the stream workers' series in Prometheus (events, rejections, active
-  users, votes, risk flags, lag) and the flattery watch's recording rules.
+* ``usersignals-live``: the stream workers' series in Prometheus.
 * ``usersignals-history``: the warehouse views through Grafana's DuckDB datasource
   (``motherduck-duckdb-datasource``), whose ``initSql`` creates the views over the Parquet files
   (:func:`duckdb_init_sql`), so every panel's SQL is a query over the warehouse's own views.
@@ -22,7 +23,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from usersignals.warehouse.arena import ARENA_COUNTS_SQL
 from usersignals.warehouse.db import views_script
 
 __all__ = [
@@ -254,341 +254,21 @@ def dashboard(
     return out
 
 
-# ---------------------------------------------------------------- live (Prometheus)
-
-_RATE = "5m"
-
-
-def _live_items() -> list[Panel | Row]:
-    up_rate = "model:usersignals_thumbs_up_rate:7d"
-    per_1k = "model:usersignals_risk_flags_per_1k:7d"
-    items: list[Panel | Row] = [
-        Row("Now"),
-        Panel("DAU", "stat", (PromQuery('sum(usersignals_active_users{window="1d"})'),), width=4),
-        Panel("WAU", "stat", (PromQuery('sum(usersignals_active_users{window="7d"})'),), width=4),
-        Panel("MAU", "stat", (PromQuery('sum(usersignals_active_users{window="30d"})'),), width=4),
-        Panel(
-            "Stickiness (DAU / MAU)",
-            "stat",
-            (
-                PromQuery(
-                    'sum(usersignals_active_users{window="1d"})'
-                    ' / (sum(usersignals_active_users{window="30d"}) > 0)'
-                ),
-            ),
-            description="Summed over workers first: users are disjoint across partitions.",
-            unit="percentunit",
-            width=4,
-        ),
-        Panel(
-            "Users at risk (7 days)",
-            "stat",
-            (PromQuery("sum(usersignals_users_at_risk_weekly)"),),
-            description="Distinct users with a high or critical risk flag in the last 7 days.",
-            width=4,
-        ),
-        Panel(
-            "Flattery alerts firing",
-            "stat",
-            (
-                PromQuery(
-                    'count(ALERTS{alertname="UsersignalsFlatteryRising", alertstate="firing"})'
-                    " or vector(0)"
-                ),
-            ),
-            description="Model versions whose thumbs-up rate and risk flags per 1k both rose.",
-            width=4,
-        ),
-        Row("Engagement and wellbeing per model version (trailing 7 days)"),
-        Panel(
-            "Thumbs-up rate by model",
-            "timeseries",
-            (PromQuery(up_rate, "{{model}}"),),
-            description="Latest votes up / (up + down) per model (recording rule).",
-            unit="percentunit",
-        ),
-        Panel(
-            "Risk flags per 1,000 active users by model",
-            "timeseries",
-            (PromQuery(per_1k, "{{model}}"),),
-            description="Read beside the thumbs-up rate: rising together is the alert.",
-        ),
-        Panel(
-            "Active users by model",
-            "timeseries",
-            (PromQuery("sum by (model) (usersignals_active_users_by_model)", "{{model}}"),),
-        ),
-        Panel(
-            "Risk flags by model",
-            "timeseries",
-            (PromQuery("model:usersignals_risk_flags:increase7d", "{{model}}"),),
-        ),
-        Row("Users"),
-        Panel(
-            "Active users",
-            "timeseries",
-            (PromQuery("sum by (window) (usersignals_active_users)", "{{window}}"),),
-        ),
-        Panel(
-            "Feedback votes by model (held)",
-            "timeseries",
-            (
-                PromQuery(
-                    "sum by (model, rating) (usersignals_feedback_votes)", "{{model}} {{rating}}"
-                ),
-            ),
-        ),
-        Panel(
-            "Risk flags by category and severity (held)",
-            "timeseries",
-            (
-                PromQuery(
-                    "sum by (category, severity) (usersignals_risk_flags_total)",
-                    "{{category}} {{severity}}",
-                ),
-            ),
-        ),
-        Panel(
-            "Users at risk, weekly",
-            "timeseries",
-            (PromQuery("sum(usersignals_users_at_risk_weekly)", "users"),),
-        ),
-        Row("Pipeline"),
-        Panel(
-            "Events per second by type",
-            "timeseries",
-            (PromQuery(f"sum by (type) (rate(usersignals_events_total[{_RATE}]))", "{{type}}"),),
-            unit="ops",
-        ),
-        Panel(
-            "Rejected per second by reason",
-            "timeseries",
-            (
-                PromQuery(
-                    f"sum by (reason) (rate(usersignals_events_rejected_total[{_RATE}]))",
-                    "{{reason}}",
-                ),
-            ),
-            unit="ops",
-        ),
-        Panel(
-            "Consumer lag by partition",
-            "timeseries",
-            (PromQuery("sum by (partition) (usersignals_consumer_lag)", "{{partition}}"),),
-            description="Records of the events topic not yet processed.",
-        ),
-        Panel(
-            "Event-time lag",
-            "timeseries",
-            tuple(
-                PromQuery(
-                    f"histogram_quantile({q}, sum by (le) "
-                    f"(rate(usersignals_event_time_lag_seconds_bucket[{_RATE}])))",
-                    f"p{round(q * 100)}",
-                )
-                for q in (0.5, 0.9, 0.99)
-            ),
-            description="Seconds from an event's ts to its processing (quantiles).",
-            unit="s",
-        ),
-        Panel(
-            "Late events per second",
-            "timeseries",
-            (PromQuery(f"sum(rate(usersignals_late_events_total[{_RATE}]))", "late"),),
-            description="Older than the retention horizon on arrival: in the warehouse only.",
-            unit="ops",
-        ),
-    ]
-    return items
-
-
-# ---------------------------------------------------------------- history (DuckDB)
-
-_DAYS = "$__timeFilter(day)"
-_TIME = "CAST(day AS TIMESTAMP) AS time"
-_MONDAY = "CAST(strptime(week || '-1', '%G-W%V-%u') AS DATE)"
-_WEEKS = f"{_MONDAY} + 6 >= CAST($__timeFrom() AS DATE) AND {_MONDAY} <= CAST($__timeTo() AS DATE)"
-
-
-def _arena_sql() -> str:
-    """The arena count table exactly as the ratings are fitted, from the range's first day."""
-    return (
-        ARENA_COUNTS_SQL.strip()
-        .replace("$since", "$__timeFrom()")
-        .replace("CAST($cap AS BIGINT)", "CAST(NULL AS BIGINT)")
-    )
-
-
-def _flattery(column: str) -> SqlQuery:
-    return SqlQuery(
-        f"SELECT CAST({_MONDAY} AS TIMESTAMP) AS time, model, {column}\n"
-        f"FROM flattery_watch\nWHERE {_WEEKS}\nORDER BY time, model",
-        ("time", "model", column),
-        "time_series",
-    )
-
-
-def _history_items() -> list[Panel | Row]:
-    items: list[Panel | Row] = [
-        Row("Flattery watch: engagement and wellbeing per model version and ISO week"),
-        Panel(
-            "Thumbs-up rate by model, weekly",
-            "timeseries",
-            (_flattery("thumbs_up_rate"),),
-            unit="percentunit",
-        ),
-        Panel(
-            "Risk flags per 1,000 active users by model, weekly",
-            "timeseries",
-            (_flattery("risk_flags_per_1k"),),
-        ),
-        Panel(
-            "Flattery watch",
-            "table",
-            (
-                SqlQuery(
-                    "SELECT model, week, thumbs_up, thumbs_down, thumbs_up_rate, active_users,\n"
-                    "       active_share, risk_flags, risk_flags_per_1k, users_at_risk, flag\n"
-                    f"FROM flattery_watch\nWHERE {_WEEKS}\nORDER BY model, week",
-                    (
-                        "model",
-                        "week",
-                        "thumbs_up",
-                        "thumbs_down",
-                        "thumbs_up_rate",
-                        "active_users",
-                        "active_share",
-                        "risk_flags",
-                        "risk_flags_per_1k",
-                        "users_at_risk",
-                        "flag",
-                    ),
-                ),
-            ),
-            description="flag: thumbs-up rate and risk flags per 1k both above the week before.",
-            width=24,
-            height=10,
-        ),
-        Row("Users"),
-        Panel(
-            "Active users",
-            "timeseries",
-            (
-                SqlQuery(
-                    f"SELECT {_TIME}, dau, wau, mau\nFROM active_users\n"
-                    f"WHERE {_DAYS}\nORDER BY time",
-                    ("time", "dau", "wau", "mau"),
-                    "time_series",
-                ),
-            ),
-        ),
-        Panel(
-            "Stickiness (DAU / MAU)",
-            "timeseries",
-            (
-                SqlQuery(
-                    f"SELECT {_TIME}, stickiness\nFROM active_users\nWHERE {_DAYS}\nORDER BY time",
-                    ("time", "stickiness"),
-                    "time_series",
-                ),
-            ),
-            unit="percentunit",
-        ),
-        Panel(
-            "Feedback by model (latest vote per user and message)",
-            "timeseries",
-            (
-                SqlQuery(
-                    f"SELECT {_TIME}, coalesce(model, 'none') AS model, thumbs_up, thumbs_down\n"
-                    f"FROM feedback_by_model\nWHERE {_DAYS}\nORDER BY time, model",
-                    ("time", "model", "thumbs_up", "thumbs_down"),
-                    "time_series",
-                ),
-            ),
-        ),
-        Panel(
-            "Events per day",
-            "timeseries",
-            (
-                SqlQuery(
-                    f"SELECT {_TIME}, events\nFROM events_by_day\nWHERE {_DAYS}\nORDER BY time",
-                    ("time", "events"),
-                    "time_series",
-                ),
-            ),
-        ),
-        Row("Wellbeing"),
-        Panel(
-            "Risk flags per day by category and severity",
-            "timeseries",
-            (
-                SqlQuery(
-                    f"SELECT {_TIME}, coalesce(category, 'none') AS category,\n"
-                    "       coalesce(severity, 'none') AS severity, flags\n"
-                    f"FROM risk_flags_daily\nWHERE {_DAYS}\nORDER BY time, category, severity",
-                    ("time", "category", "severity", "flags"),
-                    "time_series",
-                ),
-            ),
-        ),
-        Panel(
-            "Users at risk, weekly",
-            "timeseries",
-            (
-                SqlQuery(
-                    f"SELECT {_TIME}, users\nFROM users_at_risk_weekly\n"
-                    f"WHERE {_DAYS}\nORDER BY time",
-                    ("time", "users"),
-                    "time_series",
-                ),
-            ),
-            description="Distinct users with a high or critical flag in the 7 days to each day.",
-        ),
-        Row("Arena and input"),
-        Panel(
-            "Arena votes (the count table the ratings are fitted to)",
-            "table",
-            (SqlQuery(_arena_sql(), ("model_a", "model_b", "winner", "votes")),),
-            description="Ratings with intervals: usersignals arena (a fit, not SQL).",
-        ),
-        Panel(
-            "Rejected input by reason (whole warehouse)",
-            "table",
-            (
-                SqlQuery(
-                    "SELECT reason, count\nFROM rejected\nWHERE count > 0\nORDER BY reason",
-                    ("reason", "count"),
-                ),
-            ),
-        ),
-    ]
-    return items
+# The declarations import this builder, so they are imported when first asked for.
 
 
 def panel_specs() -> dict[str, list[Panel | Row]]:
     """The panels and rows of each dashboard, by dashboard uid, as the builder's values."""
-    return {"usersignals-live": _live_items(), "usersignals-history": _history_items()}
+    from usersignals.dashboards import panels
+
+    return panels.panel_specs()
 
 
 def build_dashboards() -> dict[str, dict[str, Any]]:
     """The dashboards, by file name (``usersignals-live.json``, ``usersignals-history.json``)."""
-    specs = panel_specs()
-    live = dashboard(
-        "usersignals-live",
-        "usersignals: live",
-        "Stream workers' exact live metrics: engagement and wellbeing per model version.",
-        specs["usersignals-live"],
-        time_from="now-6h",
-        refresh="30s",
-    )
-    history = dashboard(
-        "usersignals-history",
-        "usersignals: history",
-        "The warehouse's metric views: per model version, approval beside risk, week by week.",
-        specs["usersignals-history"],
-        time_from="now-90d",
-    )
-    return {f"{d['uid']}.json": d for d in (live, history)}
+    from usersignals.dashboards import panels
+
+    return panels.build_dashboards()
 
 
 # ---------------------------------------------------------------- DuckDB datasource plugin
