@@ -28,23 +28,28 @@ Decisions the spec leaves open, taken here:
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
 
 from usersignals.config import UsersignalsError
 from usersignals.ingest.partitioner import partition_for
-from usersignals.ingest.timestamps import (
-    TimestampError,
-    format_ts,
-    parse_epoch_ms,
-    parse_rfc3339,
-    to_utc,
+from usersignals.ingest.rules import (
+    CHOICES,
+    EVENT_TYPES,
+    MAX_FUTURE,
+    MAX_PROPERTIES_DEPTH,
+    MAX_TOKENS,
+    REQUIRED_BY_TYPE,
+    TEXT_LIMITS,
+    Rejected,
+    check_event,
 )
+from usersignals.ingest.rules import RATINGS as RATINGS
+from usersignals.ingest.timestamps import TimestampError, format_ts, to_utc
 
 __all__ = [
     "CHOICES",
@@ -73,56 +78,17 @@ __all__ = [
 MAX_EVENT_BYTES = 32 * 1024
 MAX_RECORD_BYTES = 1 << 20
 MAX_BATCH = 1000
-MAX_PROPERTIES_DEPTH = 8
 MAX_READ_DEPTH = 64
 """Nesting (outside strings) beyond which a record is not read at all."""
-MAX_FUTURE = timedelta(hours=24)
-MAX_TOKENS = (1 << 63) - 1
 
-EVENT_TYPES = ("session_start", "session_end", "message", "feedback", "preference", "risk_flag")
 REASONS = (
     "empty", "too_large", "not_utf8", "too_deep", "not_json", "bad_batch", "not_object",
     "missing_field", "bad_type", "bad_value", "bad_timestamp", "unknown_type",
 )  # fmt: skip
-CHOICES: dict[str, tuple[str, ...]] = {
-    "platform": ("web", "ios", "android", "desktop", "api"),
-    "role": ("user", "assistant", "system", "tool"),
-    "winner": ("a", "b", "tie", "both_bad"),
-    "category": (
-        "self_harm",
-        "suicidal_ideation",
-        "mania",
-        "psychosis",
-        "delusion",
-        "emotional_dependence",
-        "sycophancy",
-        "other",
-    ),
-    "severity": ("low", "medium", "high", "critical"),
-    "source": ("classifier", "moderator", "user_report"),
-}
-TEXT_LIMITS: dict[str, tuple[int, int]] = {
-    "event_id": (1, 128),
-    "user_id": (1, 512),
-    "session_id": (0, 256),
-    "model": (0, 128),
-    "message_id": (1, 256),
-    "model_a": (1, 128),
-    "model_b": (1, 128),
-}
-REQUIRED_BY_TYPE: dict[str, tuple[str, ...]] = {
-    "session_start": (),
-    "session_end": (),
-    "message": ("role",),
-    "feedback": ("message_id", "rating"),
-    "preference": ("model_a", "model_b", "winner"),
-    "risk_flag": ("category", "severity"),
-}
-RATINGS = (1, -1, 0)
 
 
 # Constrained field types: msgspec checks these while decoding (the fast path); the precise
-# path in _check_event enforces the same rules with messages. Keep the two in step. Choice
+# path (rules.check_event) enforces the same rules with messages. Keep the two in step. Choice
 # fields stay plain str here (a regex per field would halve decoding speed); the fast path
 # checks them against sets.
 _EventId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
@@ -216,7 +182,6 @@ _PLATFORMS, _ROLES, _WINNERS, _CATEGORIES, _SEVERITIES, _SOURCES = (
 )
 _STRINGS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 _NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 # ---------------------------------------------------------------------------------- decoding
@@ -378,15 +343,6 @@ def _nesting_exceeds(raw: bytes, limit: int) -> bool:
 # -------------------------------------------------------------------------------- validation
 
 
-class _Rejected(Exception):
-    """Internal: carries a rejection out of the field checks."""
-
-    def __init__(self, reason: str, message: str, field: str | None) -> None:
-        self.reason = reason
-        self.message = message
-        self.field = field
-
-
 def validate(obj: Mapping[str, Any], *, now: datetime | None = None) -> Event | Rejection:
     """Checks one parsed event against the contract.
 
@@ -399,193 +355,11 @@ def validate(obj: Mapping[str, Any], *, now: datetime | None = None) -> Event | 
         Never raises.
     """
     try:
-        return Event(**_check_event(obj, now or datetime.now(UTC)))
-    except _Rejected as exc:
+        return Event(**check_event(obj, now or datetime.now(UTC), FIELDS, _KNOWN))
+    except Rejected as exc:
         return Rejection(reason=exc.reason, message=exc.message, field=exc.field)
     except Exception as exc:  # never raise on input, whatever it is
         return Rejection(reason="bad_value", message=f"Unreadable event ({type(exc).__name__})")
-
-
-def _check_event(obj: object, now: datetime) -> dict[str, Any]:
-    if not isinstance(obj, Mapping):
-        raise _Rejected("not_object", f"Not a JSON object: {_show(obj)} (an event is one)", None)
-    given: dict[str, Any] = {}
-    extra: dict[str, Any] = {}
-    for key, value in obj.items():
-        if not isinstance(key, str):
-            raise _Rejected("bad_type", f"Invalid field name: {_show(key)} (not a string)", None)
-        if key in _KNOWN:
-            if value is not None:
-                given[key] = value
-        else:
-            extra[key] = value
-    out: dict[str, Any] = {}
-    for name in ("event_id", "type", "user_id", "ts"):
-        if name not in given:
-            raise _Rejected("missing_field", f"Missing {name!r} (required)", name)
-    etype = given["type"]
-    if not isinstance(etype, str) or etype not in EVENT_TYPES:
-        reason = "unknown_type" if isinstance(etype, str) else "bad_type"
-        raise _Rejected(reason, _invalid("type", etype, _choices(EVENT_TYPES)), "type")
-    for name in FIELDS:
-        if name in given:
-            out[name] = _check_field(name, given[name], now)
-        elif name in REQUIRED_BY_TYPE[etype]:
-            message = f"Missing {name!r} (required for type {etype!r})"
-            raise _Rejected("missing_field", message, name)
-    if out.get("model_a") is not None and out.get("model_a") == out.get("model_b"):
-        raise _Rejected(
-            "bad_value", _invalid("model_b", out["model_b"], "same as 'model_a'"), "model_b"
-        )
-    for key, value in extra.items():
-        _check_json(key, value)
-    if extra:
-        out["extra"] = extra
-    return out
-
-
-def _check_field(name: str, value: Any, now: datetime) -> Any:
-    if name in TEXT_LIMITS:
-        low, high = TEXT_LIMITS[name]
-        rule = f"must be a string of {f'{low} to' if low else 'at most'} {high} characters"
-        _check_text(name, value, rule)
-        if not low <= len(value) <= high:
-            raise _Rejected("bad_value", _invalid(name, value, rule), name)
-        return value
-    if name == "type":
-        return value
-    if name in CHOICES:
-        rule = _choices(CHOICES[name])
-        _check_text(name, value, rule)
-        if value not in CHOICES[name]:
-            raise _Rejected("bad_value", _invalid(name, value, rule), name)
-        return value
-    if name in ("ts", "received_at"):
-        return _check_moment(name, value, now)
-    if name == "properties":
-        if not isinstance(value, dict):
-            raise _Rejected("bad_type", _invalid(name, value, "must be an object"), name)
-        _check_json(name, value)
-        return value
-    if name == "rating":
-        if type(value) is not int or value not in RATINGS:
-            reason = "bad_value" if type(value) is int else "bad_type"
-            raise _Rejected(reason, _invalid(name, value, "must be 1, -1 or 0"), name)
-        return value
-    if name == "tokens":
-        rule = f"must be an integer from 0 to {MAX_TOKENS}"
-        if type(value) is not int:
-            raise _Rejected("bad_type", _invalid(name, value, rule), name)
-        if not 0 <= value <= MAX_TOKENS:
-            raise _Rejected("bad_value", _invalid(name, value, rule), name)
-        return value
-    # duration_s
-    rule = "must be a finite number, 0 or more"
-    if type(value) not in (int, float):
-        raise _Rejected("bad_type", _invalid(name, value, rule), name)
-    try:
-        seconds = float(value)
-    except OverflowError:
-        seconds = math.inf
-    if not 0.0 <= seconds < math.inf:
-        raise _Rejected("bad_value", _invalid(name, value, rule), name)
-    return seconds
-
-
-def _check_text(name: str, value: Any, rule: str) -> None:
-    if not isinstance(value, str):
-        raise _Rejected("bad_type", _invalid(name, value, rule), name)
-    if not value.isascii() and _SURROGATE.search(value):
-        raise _Rejected("bad_value", _invalid(name, value, "not valid Unicode"), name)
-
-
-def _check_moment(name: str, value: Any, now: datetime) -> datetime:
-    try:
-        if isinstance(value, str):
-            moment = parse_rfc3339(value)
-        elif isinstance(value, datetime):
-            if value.tzinfo is None or value.utcoffset() is None:
-                raise TimestampError("no UTC offset; add 'Z' or '+HH:MM'")
-            moment = to_utc(value)
-        elif name == "ts" and type(value) is int:
-            moment = parse_epoch_ms(value)
-        else:
-            rule = "must be an RFC 3339 string" + (
-                " or integer epoch milliseconds" if name == "ts" else ""
-            )
-            raise _Rejected("bad_type", _invalid(name, value, rule), name)
-    except TimestampError as exc:
-        raise _Rejected("bad_timestamp", _invalid(name, value, exc.problem), name) from None
-    if name == "ts" and moment > now + MAX_FUTURE:
-        message = _invalid(name, value, "more than 24 h after receipt")
-        raise _Rejected("bad_timestamp", message, name)
-    return moment
-
-
-def _check_json(name: str, value: Any) -> None:
-    """Rejects values JSON cannot carry, and nesting beyond the properties limit."""
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        kind = type(item)
-        if kind is dict or kind is list:
-            if depth > MAX_PROPERTIES_DEPTH:
-                message = f"Invalid {name!r}: nested deeper than {MAX_PROPERTIES_DEPTH} levels"
-                raise _Rejected("too_deep", message, name)
-            if kind is dict:
-                for key, child in item.items():
-                    if not isinstance(key, str):
-                        raise _Rejected(
-                            "bad_type", _contains(name, key, "keys must be strings"), name
-                        )
-                    _check_json_text(name, key)
-                    stack.append((child, depth + 1))
-            else:
-                stack.extend((child, depth + 1) for child in item)
-        elif kind is str:
-            _check_json_text(name, item)
-        elif kind is float:
-            if not math.isfinite(item):
-                raise _Rejected("bad_value", _contains(name, item, "numbers must be finite"), name)
-        elif kind is int:
-            if item.bit_length() > 14000 and not _fits_decimal(item):
-                raise _Rejected("bad_value", _contains(name, item, "more than 4300 digits"), name)
-        elif item is not None and kind is not bool:
-            raise _Rejected("bad_type", _contains(name, item, "not a JSON value"), name)
-
-
-def _check_json_text(name: str, text: str) -> None:
-    if not text.isascii() and _SURROGATE.search(text):
-        raise _Rejected("bad_value", _contains(name, text, "not valid Unicode"), name)
-
-
-def _fits_decimal(number: int) -> bool:
-    try:
-        str(number)
-    except ValueError:
-        return False
-    return True
-
-
-def _show(value: Any) -> str:
-    """``repr`` of a bad value, cut to a readable length."""
-    try:
-        text = repr(value)
-    except Exception:  # a huge int, or an object whose repr fails
-        text = f"<{type(value).__name__}>"
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _invalid(name: str, value: Any, rule: str) -> str:
-    return f"Invalid {name!r}: {_show(value)} ({rule})"
-
-
-def _contains(name: str, value: Any, rule: str) -> str:
-    return f"Invalid {name!r}: contains {_show(value)} ({rule})"
-
-
-def _choices(names: Sequence[str]) -> str:
-    return "must be one of " + ", ".join(repr(n) for n in names)
 
 
 # ---------------------------------------------------------------------------------- encoding
