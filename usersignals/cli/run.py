@@ -1,0 +1,264 @@
+"""``usersignals run FILE``: the whole pipeline in one command, on the embedded broker.
+
+Starts a broker, a worker (which runs the loader), sends the file the way a mixed fleet of
+clients does, waits until the worker and the loader have processed every record, stops every
+process it started, and prints the report from the warehouse it leaves behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from usersignals.broker import EmbeddedBroker, free_port, wait_for_port
+from usersignals.cli._options import settings_from, warehouse_option
+from usersignals.config import Settings, UsersignalsError
+
+__all__ = ["command"]
+
+DRAIN_TIMEOUT_S = 600.0
+STOP_TIMEOUT_S = 60.0
+
+
+class RunError(UsersignalsError):
+    """A stage of ``usersignals run`` did not finish."""
+
+    def __init__(self, stage: str, detail: str) -> None:
+        self.stage = stage
+        self.detail = detail
+        super().__init__(f"{stage}: {detail}")
+
+
+@dataclass
+class SendSummary:
+    lines: int = 0
+    events: int = 0
+    raw_records: int = 0
+
+
+@click.command("run")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@warehouse_option
+@click.option("--partitions", type=int, default=None, help="Partitions of the topics [default 8].")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--keep-going", is_flag=True, hidden=True)
+def command(
+    file: str, warehouse: str | None, partitions: int | None, as_json: bool, keep_going: bool
+) -> None:
+    """One shot: embedded broker, worker and loader, send FILE, drain, stop, print the report.
+
+    Valid lines go through the SDK; lines that break the contract are sent as they are, as a
+    producer without the SDK would, so that the worker's dead-letter path sees them too. The
+    warehouse it leaves behind is the one `usersignals report` and `usersignals sql` read.
+
+    \b
+    Example:
+      usersignals generate --users 2000 --days 14 --out events.jsonl
+      usersignals run events.jsonl --warehouse ./warehouse
+    """
+    base = settings_from(warehouse=warehouse, partitions=partitions)
+    tty = sys.stderr.isatty()
+    with EmbeddedBroker(partitions=base.partitions, topics=()) as broker:
+        settings = base.with_(bootstrap=broker.bootstrap, worker_port=free_port())
+        settings = settings.with_(worker_url=f"http://127.0.0.1:{settings.worker_port}")
+        from usersignals.broker import ensure_topics
+
+        ensure_topics(broker.bootstrap, settings.partitions, settings.topics)
+        _say(f"broker on {broker.bootstrap} (pid {broker.pid})", tty)
+        with _worker(settings) as worker:
+            _say(f"worker on {settings.worker_url} (pid {worker.pid}), loader started by it", tty)
+            summary = _send(settings, Path(file), progress=tty)
+            _say(
+                f"sent {summary.events:,} events from {summary.lines:,} lines "
+                f"({summary.raw_records:,} invalid lines sent as-is)",
+                tty,
+            )
+            _drain(settings, worker, progress=tty)
+            live = _fetch_live(settings)
+        _say("worker and loader stopped; broker stopping", tty)
+    _print_report(settings, live, as_json=as_json)
+
+
+def _say(message: str, tty: bool) -> None:
+    click.echo(f"» {message}" if tty else message, err=True)
+
+
+@contextlib.contextmanager
+def _worker(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
+    env = _child_env(settings)
+    log_dir = settings.state_dir
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = (log_dir / "worker.log").open("ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "usersignals", "worker", "--port", str(settings.worker_port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        if not wait_for_port("127.0.0.1", settings.worker_port, 120):
+            raise RunError("worker", f"did not start; see {log_dir / 'worker.log'}")
+        yield proc
+    finally:
+        _stop(proc)
+        log.close()
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (the worker flushes and stops its loader), then SIGKILL of the whole group."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)  # nothing of the run outlives it
+
+
+def _child_env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        USERSIGNALS_BOOTSTRAP=settings.bootstrap,
+        USERSIGNALS_TOPIC_PREFIX=settings.topic_prefix,
+        USERSIGNALS_WAREHOUSE=str(settings.warehouse.resolve()),
+        USERSIGNALS_STATE_DIR=str(settings.state_dir.resolve()),
+        USERSIGNALS_PARTITIONS=str(settings.partitions),
+        USERSIGNALS_WORKER_URL=settings.worker_url,
+    )
+    return env
+
+
+def _send(settings: Settings, path: Path, *, progress: bool) -> SendSummary:
+    import msgspec
+    from kafka import KafkaProducer
+
+    from usersignals.ingest.contract import decode_record
+    from usersignals.ingest.tracker import Tracker
+
+    summary = SendSummary()
+    raw = KafkaProducer(bootstrap_servers=settings.bootstrap, acks="all", linger_ms=20)
+    total = path.stat().st_size if str(path) != "-" else None
+    with (
+        Tracker(settings=settings) as tracker,
+        _progress(progress, total, "sending") as advance,
+        click.open_file(str(path), "rb") as fh,
+    ):
+        for line in fh:
+            advance(len(line))
+            body = line.strip()
+            if not body:
+                continue
+            summary.lines += 1
+            events, rejections = decode_record(body)
+            if rejections:
+                raw.send(
+                    settings.events_topic, value=body, partition=summary.lines % settings.partitions
+                )
+                summary.raw_records += 1
+                continue
+            parsed = msgspec.json.decode(body)
+            for obj in parsed if isinstance(parsed, list) else [parsed]:
+                tracker.track(obj)
+            summary.events += len(events)
+        if not tracker.flush(120):
+            raise RunError("send", "the SDK could not deliver every event within 120 s")
+    raw.flush(60)
+    raw.close()
+    return summary
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool, total: int | None, label: str) -> Iterator[Any]:
+    if not enabled:
+        yield lambda _n: None
+        return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeElapsedColumn
+
+    with Progress(
+        f"[bold]{label}", BarColumn(), DownloadColumn(), TimeElapsedColumn(), transient=True
+    ) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def _drain(settings: Settings, worker: subprocess.Popen[bytes], *, progress: bool) -> None:
+    """Waits until the worker has committed, and the loader has written, every record."""
+    from usersignals.cli.status import committed_offsets, end_offsets
+    from usersignals.warehouse.layout import committed_offsets as loaded_offsets
+
+    topic, parts = settings.events_topic, settings.partitions
+    group = f"{settings.topic_prefix}-worker"
+    deadline = time.monotonic() + DRAIN_TIMEOUT_S
+    stable = 0
+    with _progress(progress, None, "draining") as _advance:
+        while time.monotonic() < deadline:
+            if worker.poll() is not None:
+                raise RunError("worker", f"exited with code {worker.returncode}")
+            ends = end_offsets(settings.bootstrap, topic, parts)
+            done_worker = committed_offsets(settings.bootstrap, group, topic, parts)
+            done_loader = loaded_offsets(settings.warehouse)
+            behind = [
+                p
+                for p, end in ends.items()
+                if end > 0 and (done_worker.get(p, 0) < end or done_loader.get(p, -1) < end - 1)
+            ]
+            # Forwarded records can still appear after a drained look: ask twice in a row.
+            stable = stable + 1 if not behind else 0
+            if stable >= 2:
+                return
+            time.sleep(0.5)
+    raise RunError("drain", f"records still unprocessed after {DRAIN_TIMEOUT_S:.0f} s")
+
+
+def _fetch_live(settings: Settings) -> dict[str, Any] | None:
+    try:
+        with urllib.request.urlopen(f"{settings.worker_url}/v1/report", timeout=30) as resp:
+            loaded: dict[str, Any] = json.load(resp)
+            return loaded
+    except OSError:
+        return None
+
+
+def _print_report(settings: Settings, live: dict[str, Any] | None, *, as_json: bool) -> None:
+    from usersignals.warehouse.db import connect
+    from usersignals.warehouse.report import render_report, warehouse_report
+
+    con = connect(settings.warehouse)
+    try:
+        report = warehouse_report(con)
+    finally:
+        con.close()
+    if as_json:
+        click.echo(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        render_report(report)
+    if live is not None:
+        same = {k: v for k, v in live.items() if k in report} == {
+            k: v for k, v in report.items() if k in live
+        }
+        verdict = "agree" if same else "DIFFER"
+        click.echo(f"live metrics and warehouse history {verdict}", err=True)
+    where = settings.warehouse.resolve()
+    click.echo(
+        f"\nwarehouse: {where}\nnext: usersignals report --warehouse {where}\n"
+        f'      usersignals sql --warehouse {where} "SELECT * FROM active_users"',
+        err=True,
+    )
