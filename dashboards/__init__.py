@@ -1,5 +1,71 @@
-"""usersignals.dashboards."""
+"""usersignals.dashboards: Grafana dashboards and provisioning, Prometheus rules, pushing.
+
+Dashboards put engagement and wellbeing side by side per model version; their SQL reads the
+warehouse views and their PromQL the workers' series. Names are imported on first use.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from typing import TYPE_CHECKING
+
+from usersignals._exports import lazy_exports
+
+if TYPE_CHECKING:
+    from usersignals.dashboards.grafana import (
+        GRAFANA_DIR,
+        build_dashboards,
+        rendered_files,
+        write_dashboards,
+    )
+    from usersignals.dashboards.push import (
+        PushError,
+        PushRejectedError,
+        PushUnavailableError,
+        push_dashboards,
+        push_request,
+    )
+    from usersignals.dashboards.rules import (
+        LIVE_SERIES,
+        RULES_FILE,
+        RulesError,
+        promtool_check,
+        promtool_test,
+    )
+
+_EXPORTS = {
+    **dict.fromkeys(
+        ("GRAFANA_DIR", "build_dashboards", "rendered_files", "write_dashboards"), "grafana"
+    ),
+    **dict.fromkeys(
+        (
+            "PushError",
+            "PushRejectedError",
+            "PushUnavailableError",
+            "push_dashboards",
+            "push_request",
+        ),
+        "push",
+    ),
+    **dict.fromkeys(
+        ("LIVE_SERIES", "RULES_FILE", "RulesError", "promtool_check", "promtool_test"), "rules"
+    ),
+}
+
+__all__ = [
+    "GRAFANA_DIR",
+    "LIVE_SERIES",
+    "RULES_FILE",
+    "PushError",
+    "PushRejectedError",
+    "PushUnavailableError",
+    "RulesError",
+    "build_dashboards",
+    "promtool_check",
+    "promtool_test",
+    "push_dashboards",
+    "push_request",
+    "rendered_files",
+    "write_dashboards",
+]
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
