@@ -22,7 +22,7 @@ from usersignals.ingest.contract import (
     MAX_RECORD_BYTES,
     Event,
     decode_record,
-    encode_batch,
+    encode_event,
     partition_for,
 )
 from usersignals.ingest.spool import Spool, SpooledRecord, SpoolFullError
@@ -31,12 +31,14 @@ __all__ = [
     "RECORD_BYTES_LIMIT",
     "UNKNOWN",
     "Counters",
+    "Item",
     "Record",
     "Sender",
     "SenderConfig",
     "backoff",
     "build_records",
     "records_from_spool",
+    "records_of",
 ]
 
 log = logging.getLogger(__name__)
@@ -73,13 +75,18 @@ class Record:
         )
 
 
+Item = tuple[str, bytes]
+"""One queued event: its ``user_id`` and its canonical JSON (:func:`encode_event` bytes)."""
+
+
 def build_records(
     events: Iterable[Event], partitions: int, batch_size: int = MAX_BATCH
 ) -> list[Record]:
     """Groups ``events`` by partition into records of at most ``batch_size`` events.
 
-    Order is kept within each partition; records come out partition by partition in the order
-    the partitions first appear. A record whose encoding would pass ``MAX_RECORD_BYTES`` is split.
+    The record values are :func:`encode_batch` of their events. Order is kept within each
+    partition; records come out partition by partition in the order the partitions first
+    appear. A record whose value would pass :data:`RECORD_BYTES_LIMIT` is split.
 
     Args:
         events: Valid events, oldest first.
@@ -87,33 +94,42 @@ def build_records(
             arrival order, and marked :data:`UNKNOWN`).
         batch_size: Most events per record (at most ``MAX_BATCH``).
     """
+    return records_of([(e.user_id, encode_event(e)) for e in events], partitions, batch_size)
+
+
+def records_of(items: Iterable[Item], partitions: int, batch_size: int = MAX_BATCH) -> list[Record]:
+    """:func:`build_records` for events already encoded one by one.
+
+    A JSON array of :func:`encode_event` objects joined by commas is byte for byte
+    :func:`encode_batch` of the same events, so each event is encoded once, at the call.
+    """
     size = max(1, min(batch_size, MAX_BATCH))
-    groups: dict[int, list[Event]] = {}
+    groups: dict[int, list[Item]] = {}
     if partitions > 0:
-        for event in events:
-            p = partition_for(event.user_id, partitions)
+        for item in items:
+            p = partition_for(item[0], partitions)
             group = groups.get(p)
             if group is None:
-                groups[p] = [event]
+                groups[p] = [item]
             else:
-                group.append(event)
+                group.append(item)
     else:
-        groups[UNKNOWN] = list(events)
+        groups[UNKNOWN] = list(items)
     out: list[Record] = []
     for p, group in groups.items():
         for start in range(0, len(group), size):
-            _encode_into(out, group[start : start + size], p, partitions)
+            _pack(out, group[start : start + size], p, partitions)
     return out
 
 
-def _encode_into(out: list[Record], events: Sequence[Event], p: int, partitions: int) -> None:
-    value = encode_batch(events)
-    if len(value) > RECORD_BYTES_LIMIT and len(events) > 1:
-        half = len(events) // 2
-        _encode_into(out, events[:half], p, partitions)
-        _encode_into(out, events[half:], p, partitions)
+def _pack(out: list[Record], items: Sequence[Item], p: int, partitions: int) -> None:
+    value = b"[" + b",".join([data for _, data in items]) + b"]"
+    if len(value) > RECORD_BYTES_LIMIT and len(items) > 1:
+        half = len(items) // 2
+        _pack(out, items[:half], p, partitions)
+        _pack(out, items[half:], p, partitions)
         return
-    out.append(Record(p, events[0].user_id.encode("utf-8"), value, len(events), partitions))
+    out.append(Record(p, items[0][0].encode("utf-8"), value, len(items), partitions))
 
 
 def records_from_spool(
@@ -219,7 +235,7 @@ class Sender:
         self,
         config: SenderConfig,
         *,
-        queue: deque[Event],
+        queue: deque[Item],
         cond: threading.Condition,
         not_full: threading.Condition,
         spool: Spool,
@@ -294,7 +310,7 @@ class Sender:
             with self.cond:
                 self.cond.notify_all()
 
-    def _next_chunk(self) -> list[Event] | None:
+    def _next_chunk(self) -> list[Item] | None:
         """Waits for work; returns events to send ([] = only reap / drain), None = stop."""
         cfg, queue = self.config, self.queue
         with self.cond:
@@ -325,7 +341,7 @@ class Sender:
                     return []
                 self.cond.wait(timeout)
 
-    def _take(self) -> list[Event]:
+    def _take(self) -> list[Item]:
         n = min(len(self.queue), self.wake_at * 4)
         if n == len(self.queue):
             chunk = list(self.queue)
@@ -338,10 +354,10 @@ class Sender:
         self.not_full.notify_all()
         return chunk
 
-    def _dispatch(self, chunk: list[Event]) -> None:
+    def _dispatch(self, chunk: list[Item]) -> None:
         with self.cond:  # the connector sets both together
             entry, producer, partitions = self._ledger[-1], self._producer, self.partitions
-        records = build_records(chunk, partitions, self.config.batch_size)
+        records = records_of(chunk, partitions, self.config.batch_size)
         if producer is None or len(self.spool):
             self._spool_records(records)
             self._settle(entry, 0)

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import Kafka
 from usersignals.ingest.contract import Event, EventError, decode_record, partition_for
@@ -225,3 +227,86 @@ def test_four_threads_50k_events_exactly_once_in_their_partition(
                 if e.event_id.startswith(f"{t}-")
             ]
             assert seq == sorted(seq)
+
+
+# -- the fast path of the typed methods is the contract, byte for byte -----------------------
+
+_text = st.text(min_size=0, max_size=20)
+_maybe = lambda s: st.none() | s  # noqa: E731
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    type_and_fields=st.one_of(
+        st.tuples(st.just("session_start"), st.fixed_dictionaries({})),
+        st.tuples(
+            st.just("session_end"),
+            st.fixed_dictionaries(
+                {"duration_s": _maybe(st.floats() | st.integers(min_value=-3, max_value=3))}
+            ),
+        ),
+        st.tuples(
+            st.just("message"),
+            st.fixed_dictionaries(
+                {
+                    "role": st.sampled_from(["user", "assistant", "bot"]),
+                    "tokens": _maybe(st.integers(min_value=-5, max_value=2**70)),
+                    "message_id": _maybe(_text),
+                }
+            ),
+        ),
+        st.tuples(
+            st.just("preference"),
+            st.fixed_dictionaries(
+                {"model_a": _text, "model_b": _text, "winner": st.sampled_from(["a", "tie", "x"])}
+            ),
+        ),
+    ),
+    user_id=_text,
+    session_id=_maybe(_text),
+    platform=_maybe(st.sampled_from(["web", "ios", "tv"])),
+    ts=st.datetimes(timezones=st.just(UTC)) | st.integers(min_value=-(10**13), max_value=10**13),
+)
+def test_fast_check_equals_the_contract(  # type: ignore[no-untyped-def]
+    type_and_fields, user_id, session_id, platform, ts
+) -> None:
+    from usersignals.ingest.contract import encode_event, validate
+    from usersignals.ingest.tracker import _canonical_ts, _fast_check
+
+    type_, fields = type_and_fields
+    exact = isinstance(ts, datetime)
+    obj = {"event_id": "e1", "type": type_, "user_id": user_id}
+    obj["ts"] = _canonical_ts(ts) if exact else ts
+    for name, value in [("session_id", session_id), ("platform", platform), *fields.items()]:
+        if value is not None:
+            obj[name] = value
+    obj = {k: obj[k] for k in Event.__struct_fields__ if k in obj}  # the contract's order
+    expected = validate(dict(obj))
+    fast = _fast_check(dict(obj), exact)
+    if fast is None:
+        return  # the slow path (validate) decides
+    event, data = fast
+    assert event == expected
+    assert data == encode_event(event)
+
+
+@pytest.mark.parametrize(
+    ("obj", "fast"),
+    [
+        ({"event_id": "e", "type": "message", "user_id": "u", "ts": 1, "role": "user"}, True),
+        (
+            {"event_id": "e", "type": "session_end", "user_id": "u", "ts": 1, "duration_s": 2.5},
+            True,
+        ),
+        ({"event_id": "e", "type": "session_end", "user_id": "u", "ts": 1, "duration_s": 2}, False),
+        ({"event_id": "e", "type": "message", "user_id": "u", "ts": 1, "role": "bot"}, False),
+        (
+            {"event_id": "e", "type": "session_start", "user_id": "u", "ts": 1, "properties": {}},
+            False,
+        ),
+    ],
+)
+def test_fast_check_takes_plain_calls(obj: dict[str, object], fast: bool) -> None:
+    from usersignals.ingest.tracker import _fast_check
+
+    assert (_fast_check(dict(obj), False) is not None) is fast
