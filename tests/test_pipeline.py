@@ -36,7 +36,7 @@ from usersignals.warehouse.layout import committed_offsets as loaded_offsets
 DATA = GeneratorConfig(users=400, days=12, seed=11, end=date(2026, 9, 30), invalid_rate=0.01)
 
 
-def _cli(env: dict[str, str], *args: str) -> Any:
+def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[bytes]:
     out = subprocess.run(
         [sys.executable, "-m", "usersignals", *args],
         env=env,
@@ -45,7 +45,11 @@ def _cli(env: dict[str, str], *args: str) -> Any:
         check=False,
     )
     assert out.returncode == 0, out.stderr.decode()
-    return json.loads(out.stdout)
+    return out
+
+
+def _cli(env: dict[str, str], *args: str) -> Any:
+    return json.loads(_run(env, *args).stdout)
 
 
 def _send(kafka: Kafka, lines: list[bytes]) -> tuple[list[Event], Counter[str]]:
@@ -120,15 +124,7 @@ def test_run_prints_the_report_and_leaves_no_process(tmp_path: Path) -> None:
     )
     marker = uuid.uuid4().hex
     env = {**os.environ, "USERSIGNALS_RUN_MARKER": marker, "USERSIGNALS_STATE_DIR": str(tmp_path)}
-    args = ["run", str(data), "--json", "--warehouse", str(tmp_path / "wh")]
-    out = subprocess.run(
-        [sys.executable, "-m", "usersignals", *args],
-        env=env,
-        capture_output=True,
-        timeout=300,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr.decode()
+    out = _run(env, "run", str(data), "--json", "--warehouse", str(tmp_path / "wh"))
     report = json.loads(out.stdout)
     assert sum(r["events"] for r in report["events_by_day"]) > 0
     assert "live metrics and warehouse history agree" in out.stderr.decode()

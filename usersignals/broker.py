@@ -9,8 +9,6 @@ auto-creation). :class:`EmbeddedBroker` starts it on a free 127.0.0.1 port and s
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import socket
 import subprocess
 import time
@@ -19,6 +17,7 @@ from pathlib import Path
 from types import TracebackType
 
 from usersignals.config import TOPICS, UsersignalsError
+from usersignals.processes import terminate
 
 __all__ = ["BrokerError", "EmbeddedBroker", "ensure_topics", "free_port", "wait_for_port"]
 
@@ -183,16 +182,8 @@ class EmbeddedBroker:
     def stop(self, timeout: float = 10.0) -> None:
         """Stops the broker by its PID (SIGTERM, then SIGKILL)."""
         proc, self.process = self.process, None
-        if proc is None or proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
+        if proc is not None:
+            terminate(proc, timeout)
 
     def __enter__(self) -> EmbeddedBroker:
         return self.start()

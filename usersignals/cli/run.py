@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ import click
 from usersignals.broker import EmbeddedBroker, free_port, wait_for_port
 from usersignals.cli._options import settings_from, warehouse_option
 from usersignals.config import Settings, UsersignalsError
+from usersignals.processes import terminate
 
 __all__ = ["command"]
 
@@ -114,23 +114,8 @@ def _worker(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
             raise RunError("worker", f"did not start; see {log_dir / 'worker.log'}")
         yield proc
     finally:
-        _stop(proc)
+        terminate(proc, STOP_TIMEOUT_S, group=True)  # nothing of the run outlives it
         log.close()
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM (the worker flushes and stops its loader), then SIGKILL of the whole group."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)  # nothing of the run outlives it
 
 
 def _child_env(settings: Settings) -> dict[str, str]:
