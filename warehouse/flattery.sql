@@ -1,7 +1,8 @@
 -- flattery_watch: per model version and ISO week, engagement and wellbeing side by side.
 --
--- Needs the `events` view (each event_id once) and `feedback_latest` (the latest vote per
--- (user_id, message_id), metrics.md rule), so it is created after views.sql.
+-- Reads the rollup-shaped relations of views.sql (user_days, model_user_days, risk_cells) and
+-- feedback_latest (the latest vote per (user_id, message_id), metrics.md rule), so it is
+-- created after views.sql.
 --
 -- One row per (model, week) with active_users > 0; week = ISO week 'YYYY-Www' of the event day.
 --   thumbs_up, thumbs_down  latest votes counted in the week of the vote, under its model
@@ -15,33 +16,40 @@
 --                           thumbs-up rate (known in both weeks) and risk_flags_per_1k are
 --                           strictly higher now; compared as exact integer cross-products
 -- Floats are not rounded here; report JSON rounds them with round(x, 6).
+-- Distinct users per ISO week (any event), and per model and ISO week (events carrying the
+-- model): the two activity counts, as views so that a report can use weekly rollups instead.
+CREATE OR REPLACE VIEW week_users AS
+SELECT CAST(date_trunc('week', day) AS DATE) AS monday, count(DISTINCT user_id) AS users
+FROM user_days
+GROUP BY monday;
+
+CREATE OR REPLACE VIEW model_week_users AS
+SELECT model, CAST(date_trunc('week', day) AS DATE) AS monday,
+       count(DISTINCT user_id) AS active_users
+FROM model_user_days
+GROUP BY model, monday;
+
 CREATE OR REPLACE VIEW flattery_watch AS
-WITH weekly AS (
+WITH model_weeks AS (
     SELECT
-        user_id,
-        model,
-        type,
-        severity,
-        CAST(date_trunc('week', day) AS DATE) AS monday
-    FROM events
-),
-week_users AS (
-    SELECT monday, count(DISTINCT user_id) AS users
-    FROM weekly
-    GROUP BY monday
-),
-model_weeks AS (
-    SELECT
-        model,
-        monday,
-        count(DISTINCT user_id) AS active_users,
-        count(*) FILTER (WHERE type = 'risk_flag') AS risk_flags,
-        count(DISTINCT user_id) FILTER (
-            WHERE type = 'risk_flag' AND severity IN ('high', 'critical')
-        ) AS users_at_risk
-    FROM weekly
-    WHERE model IS NOT NULL
-    GROUP BY model, monday
+        a.model,
+        a.monday,
+        a.active_users,
+        coalesce(r.risk_flags, 0) AS risk_flags,
+        coalesce(r.users_at_risk, 0) AS users_at_risk
+    FROM model_week_users AS a
+    LEFT JOIN (
+        SELECT
+            model,
+            CAST(date_trunc('week', day) AS DATE) AS monday,
+            CAST(sum(flags) AS BIGINT) AS risk_flags,
+            count(DISTINCT user_id) FILTER (
+                WHERE severity IN ('high', 'critical')
+            ) AS users_at_risk
+        FROM risk_cells
+        WHERE model IS NOT NULL
+        GROUP BY model, monday
+    ) AS r USING (model, monday)
 ),
 votes AS (
     SELECT

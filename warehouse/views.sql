@@ -25,9 +25,35 @@ CREATE VIEW events AS
 SELECT * FROM events_raw
 ANTI JOIN event_copies USING (source_partition, source_offset, batch_index);
 
+-- Rollup-shaped relations: every metric below reads only these (and report_days), never
+-- events directly, so that a report can put tables merged from per-day rollups of compacted
+-- days (usersignals.warehouse.rollup) in their place. user_id is a user key here: the id
+-- itself over events, a dense integer in rollups.
+
 -- One row per (user, day) with any valid event: the basis of DAU/WAU/MAU.
 CREATE VIEW user_days AS
 SELECT DISTINCT user_id, day FROM events;
+
+-- One row per (day, model, user) for events that carry a model: flattery watch's activity.
+CREATE VIEW model_user_days AS
+SELECT DISTINCT day, model, user_id FROM events WHERE model IS NOT NULL;
+
+-- For each (user_id, message_id, day) the latest vote of that day: the candidates of
+-- feedback_latest (the latest vote overall is the latest of these).
+CREATE VIEW feedback_votes AS
+SELECT user_id, message_id, day, ts, model, rating, event_id
+FROM events
+WHERE type = 'feedback'
+QUALIFY row_number() OVER (
+    PARTITION BY user_id, message_id, day ORDER BY ts DESC, event_id DESC
+) = 1;
+
+-- Risk flags counted per (day, user, model, category, severity).
+CREATE VIEW risk_cells AS
+SELECT day, user_id, model, category, severity, count(*) AS flags
+FROM events
+WHERE type = 'risk_flag'
+GROUP BY day, user_id, model, category, severity;
 
 -- Events per day (days with events only).
 CREATE VIEW events_by_day AS
@@ -80,8 +106,7 @@ FROM steps;
 -- and counts nowhere below.
 CREATE VIEW feedback_latest AS
 SELECT user_id, message_id, day, ts, model, rating, event_id
-FROM events
-WHERE type = 'feedback'
+FROM feedback_votes
 QUALIFY row_number() OVER (
     PARTITION BY user_id, message_id ORDER BY ts DESC, event_id DESC
 ) = 1;
@@ -97,17 +122,17 @@ WHERE rating IN (1, -1)
 GROUP BY day, model;
 
 CREATE VIEW risk_flags_daily AS
-SELECT day, category, severity, count(*) AS flags, count(DISTINCT user_id) AS users
-FROM events
-WHERE type = 'risk_flag'
+SELECT day, category, severity, CAST(sum(flags) AS BIGINT) AS flags,
+       count(DISTINCT user_id) AS users
+FROM risk_cells
 GROUP BY day, category, severity;
 
 -- Distinct users with a high or critical risk flag in [d - 6, d], for every day of the
 -- active-user series (same segment counting as active_users).
 CREATE VIEW users_at_risk_weekly AS
 WITH flagged AS (
-    SELECT DISTINCT user_id, day FROM events
-    WHERE type = 'risk_flag' AND severity IN ('high', 'critical')
+    SELECT DISTINCT user_id, day FROM risk_cells
+    WHERE severity IN ('high', 'critical')
 ),
 segments AS (
     SELECT day, coalesce(least(day + 7, next_day), day + 7) AS week_end
