@@ -36,6 +36,7 @@ import faust
 from faust.types import TP
 
 from usersignals.config import Settings
+from usersignals.streams import heap
 from usersignals.streams.changelog import PartitionKeeper, key_partition, rebuild_keepers
 from usersignals.streams.exposition import EventTimeLag, WorkerCollector
 from usersignals.streams.folds import PartitionState
@@ -110,6 +111,7 @@ class LiveWorker:
             self.states, self.consumer_lag, self.event_lag, settings.max_models
         )
         self.app.agent(self.events_topic, name="usersignals-events")(self._process)
+        self.app.timer(heap.SETTLE_INTERVAL_S)(self._settle)
 
         from usersignals.streams.web import add_views
 
@@ -126,19 +128,22 @@ class LiveWorker:
         """Processes one input record (called inside the agent, so table writes go to the
         changelog partition of that record)."""
         settings = self.settings
-        outcome = split_record(value, partition, settings.partitions)
+        keeper = self.keepers.get(partition)
+        if keeper is None:
+            keeper = self._rebuild([partition])[partition]
+        outcome = split_record(value, partition, settings.partitions, known=keeper.state.users)
         for rejection in outcome.rejections:
             letter = dead_letter(rejection, settings.events_topic, partition, offset)
             self.dead_topic.send_soon(value=letter.value, headers=letter.headers)
         for fwd in outcome.forward:
             self.events_topic.send_soon(key=fwd.key, value=fwd.value, partition=fwd.partition)
-        keeper = self.keepers.get(partition)
-        if keeper is None:
-            keeper = self._rebuild([partition])[partition]
         new = keeper.fold(self.table, offset, outcome.local, outcome.rejections)
         if new:
             self.event_lag.observe(new, datetime.now(UTC))
         self.records += 1
+
+    async def _settle(self) -> None:
+        heap.settle()
 
     # -- state after assignment ----------------------------------------------------------------
 
@@ -152,6 +157,7 @@ class LiveWorker:
         await complete_recovery(self.app, self.table, held)
         self.keepers.clear()
         self.keepers.update(self._rebuild(held))
+        heap.settle()
         self.ready = True
         log.info("state rebuilt for partitions %s", sorted(held))
 

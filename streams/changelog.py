@@ -20,11 +20,13 @@ tests), so this module has no Kafka in it.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable, MutableMapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
 import msgspec
+import pyarrow
 
 from usersignals.ingest.contract import Event, Rejection
 from usersignals.streams.folds import PartitionState
@@ -59,12 +61,26 @@ class _Slim(msgspec.Struct, array_like=True, frozen=True):
 
 
 _ENCODER = msgspec.msgpack.Encoder()
+_LZ4 = b"\x01"  # tag of a compressed value (a msgpack array never starts with 0x01)
+_CODEC = "lz4"
+_SIZE = struct.Struct("<I")
 _EVENTS_DECODER = msgspec.msgpack.Decoder(list[_Slim])
 _REJECTIONS_DECODER = msgspec.msgpack.Decoder(list[tuple[int | None, str]])
 
 
 def encode_events(events: Sequence[Event]) -> bytes:
-    """Compact bytes of the metric fields of ``events`` (other fields are left out)."""
+    """Compact bytes of the metric fields of ``events`` (other fields are left out).
+
+    The msgpack is LZ4-compressed (about half the size for a few microseconds): the values
+    stay in the table's memory and go to the changelog, so their size is memory and bytes on
+    the wire.
+    """
+    packed = _pack(events)
+    compressed: bytes = pyarrow.compress(packed, _CODEC, asbytes=True)
+    return _LZ4 + _SIZE.pack(len(packed)) + compressed
+
+
+def _pack(events: Sequence[Event]) -> bytes:
     return _ENCODER.encode(
         [
             (
@@ -88,6 +104,9 @@ def encode_events(events: Sequence[Event]) -> bytes:
 
 def decode_events(data: bytes) -> list[Event]:
     """Events back from :func:`encode_events` (only the metric fields are set)."""
+    if data[:1] == _LZ4:
+        (size,) = _SIZE.unpack_from(data, 1)
+        data = pyarrow.decompress(data[1 + _SIZE.size :], size, _CODEC, asbytes=True)
     return [
         Event(
             event_id=s.event_id,

@@ -29,7 +29,7 @@ Decisions the spec leaves open, taken here:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +75,7 @@ class PartitionState:
         self._newest = 0  # ordinal of the newest day seen (0: none)
         self._days: dict[int, DayState] = {}
         self._seen: set[str] = set()
+        self._users: dict[str, str] = {}  # one string per user held (shared by every day)
         self._votes: dict[tuple[str, str | None], _Vote] = {}
         self._rejected: dict[RejectionKey, str] = {}
 
@@ -103,6 +104,8 @@ class PartitionState:
         new_append = new.append
         seen = self._seen
         seen_add = seen.add
+        users = self._users
+        users_get = users.get
         days = self._days
         cur = -1
         day = DayState()
@@ -133,6 +136,11 @@ class PartitionState:
             seen_add(eid)
             ids_append(eid)
             uid = ev.user_id
+            known = users_get(uid)
+            if known is None:
+                users[uid] = uid
+            else:
+                uid = known
             users_add(uid)
             t = ev.type
             types[t] = types.get(t, 0) + 1
@@ -143,17 +151,17 @@ class PartitionState:
                     mu = model_users[model] = set()
                 mu.add(uid)
             if t == "feedback":
-                self._vote(ev, o, day)
+                self._vote(ev, uid, o, day)
             elif t == "risk_flag":
-                self._flag(ev, day)
+                self._flag(ev, uid, day)
             elif t == "preference":
                 pk = (ev.model_a, ev.model_b, ev.winner)
                 day.prefs[pk] = day.prefs.get(pk, 0) + 1
             new_append(ev)
         return new
 
-    def _vote(self, ev: Event, o: int, day: DayState) -> None:
-        key = (ev.user_id, ev.message_id)
+    def _vote(self, ev: Event, uid: str, o: int, day: DayState) -> None:
+        key = (uid, ev.message_id)
         rank = (ev.ts, ev.event_id)
         old = self._votes.get(key)
         if old is not None:
@@ -173,8 +181,7 @@ class PartitionState:
             fk = (ev.model, rating)
             day.fb[fk] = day.fb.get(fk, 0) + 1
 
-    def _flag(self, ev: Event, day: DayState) -> None:
-        uid = ev.user_id
+    def _flag(self, ev: Event, uid: str, day: DayState) -> None:
         rk = (ev.category, ev.severity)
         day.risk_flags[rk] = day.risk_flags.get(rk, 0) + 1
         ru = day.risk_users.get(rk)
@@ -240,9 +247,18 @@ class PartitionState:
             self._seen.difference_update(day.ids)
             for key in day.votes:
                 del self._votes[key]
+        if dropped:
+            held: set[str] = set().union(*(d.users for d in self._days.values()))
+            self._users = {u: u for u in held}
         return [date.fromordinal(o) for o in dropped]
 
     # -- reading -----------------------------------------------------------------------------
+
+    @property
+    def users(self) -> Container[str]:
+        """The users with an event held (all of this partition: a record's events of these
+        users need no partition check)."""
+        return self._users
 
     def day_range(self) -> tuple[date, date] | None:
         """First and last day with events held (phase one of the partial protocol)."""

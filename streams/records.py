@@ -6,6 +6,7 @@ results to the state, the events topic and the dead-letter topic (``events.md``)
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -47,20 +48,27 @@ def split_record(
     partitions: int,
     *,
     now: datetime | None = None,
+    known: Container[str] = frozenset(),
 ) -> RecordOutcome:
     """Validates a record and sorts its events by the partition their user belongs to.
 
     Events of users of another partition (a foreign producer's mixed batch) are not counted
     here: they are re-sent to their own partition, keyed by ``user_id``, one record per
-    partition, so that users stay disjoint across partitions.
+    partition, so that users stay disjoint across partitions. Users in ``known`` are taken to
+    be of ``partition`` without hashing their id (the users this partition already holds).
     """
     events, rejections = decode_record(value, now=now)
     local: list[Event] = []
     foreign: dict[int, list[Event]] = {}
+    local_append = local.append
     for e in events:
-        p = partition_for(e.user_id, partitions)
+        uid = e.user_id
+        if uid in known:
+            local_append(e)
+            continue
+        p = partition_for(uid, partitions)
         if p == partition:
-            local.append(e)
+            local_append(e)
         else:
             foreign.setdefault(p, []).append(e)
     forward = [

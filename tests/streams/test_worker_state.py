@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from tests.oracle import oracle_report
 from tests.test_oracle import ev, flag, vote
-from usersignals.ingest.contract import Event, Rejection, encode_batch
+from usersignals.ingest.contract import Event, Rejection, decode_record, encode_batch
 from usersignals.ingest.partitioner import partition_for
 from usersignals.streams.changelog import (
     PartitionKeeper,
@@ -23,6 +23,7 @@ from usersignals.streams.changelog import (
     rejection_key,
 )
 from usersignals.streams.exposition import EventTimeLag, fold_models
+from usersignals.streams.folds import PartitionState
 from usersignals.streams.livereport import live_report
 from usersignals.streams.records import dead_letter, split_record
 
@@ -136,6 +137,30 @@ def test_split_record_forwards_other_partitions_users_and_rejects_bad_elements()
         assert f.partition != mine
     assert sorted(forwarded) == sorted({partition_for(u, 4) for u in users} - {mine})
     assert [(r.reason, r.index, r.raw) for r in out.rejections] == [("not_object", 4, b"7")]
+
+
+def test_known_users_skip_the_partition_check() -> None:
+    users = ["alice", "bob", "carol", "dave"]
+    mine = partition_for("alice", 4)
+    value = encode_batch([ev(f"e{i}", u, "09-01") for i, u in enumerate(users)])
+    foreign = [u for u in users if partition_for(u, 4) != mine]
+    out = split_record(value, mine, 4, known={foreign[0]})
+    assert [e.user_id for e in out.local] == ["alice", foreign[0]]
+    assert sum(len(decode_record(f.value)[0]) for f in out.forward) == len(foreign) - 1
+
+
+def test_held_users_are_one_string_each_and_leave_with_their_days() -> None:
+    state = PartitionState(retention_days=2)
+    state.apply([ev("e1", "".join(["u", "1"]), "09-01"), ev("e2", "".join(["u", "1"]), "09-02")])
+    first, second = (next(iter(d.users)) for d in state._days.values())
+    assert first is second
+    assert "u1" in state.users
+    state.apply([ev("e3", "u2", "09-04")])
+    state.prune()
+    assert ("u1" in state.users, "u2" in state.users) == (True, True)
+    state.apply([ev("e4", "u2", "09-06")])
+    state.prune()
+    assert ("u1" in state.users, "u2" in state.users) == (False, True)
 
 
 def test_dead_letter_keeps_bytes_and_names_the_origin() -> None:

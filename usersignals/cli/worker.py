@@ -116,9 +116,11 @@ def command(
     """
     from faust.worker import Worker
 
+    from usersignals.streams import heap
     from usersignals.streams.app import LiveWorker
 
     settings = settings_from(bootstrap=bootstrap, warehouse=warehouse, worker_port=port)
+    heap.configure()
     live = LiveWorker(settings, port=settings.worker_port, arena_fn=arena_function())
     worker = Worker(live.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     if not sys.stdout.isatty():
