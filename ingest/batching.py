@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
+import socket
 import threading
 import time
 from collections import deque
@@ -106,8 +107,11 @@ def records_of(items: Iterable[Item], partitions: int, batch_size: int = MAX_BAT
     size = max(1, min(batch_size, MAX_BATCH))
     groups: dict[int, list[Item]] = {}
     if partitions > 0:
+        cache = _partition_cache(partitions)
         for item in items:
-            p = partition_for(item[0], partitions)
+            p = cache.get(item[0])
+            if p is None:
+                p = cache[item[0]] = partition_for(item[0], partitions)
             group = groups.get(p)
             if group is None:
                 groups[p] = [item]
@@ -120,6 +124,18 @@ def records_of(items: Iterable[Item], partitions: int, batch_size: int = MAX_BAT
         for start in range(0, len(group), size):
             _pack(out, group[start : start + size], p, partitions)
     return out
+
+
+_CACHES: dict[int, dict[str, int]] = {}
+_CACHE_USERS = 1 << 17
+
+
+def _partition_cache(partitions: int) -> dict[str, int]:
+    """user_id -> partition for one partition count (a plain dict beats an lru_cache call)."""
+    cache = _CACHES.get(partitions)
+    if cache is None or len(cache) > _CACHE_USERS:
+        cache = _CACHES[partitions] = {}
+    return cache
 
 
 def _pack(out: list[Record], items: Sequence[Item], p: int, partitions: int) -> None:
@@ -591,6 +607,7 @@ class Sender:
             "allow_auto_create_topics": False,
         }
         settings.update(cfg.producer_config)
+        _probe(cfg.bootstrap, cfg.connect_timeout_ms / 1000)
         producer = KafkaProducer(**settings)
         getattr(producer, "_unregister_cleanup", lambda: None)()  # the Tracker closes it
         try:
@@ -599,6 +616,23 @@ class Sender:
             producer.close(timeout=0)
             raise
         return producer, partitions
+
+
+def _probe(bootstrap: str, timeout: float) -> None:
+    """Raises ``ConnectionError`` unless some bootstrap server accepts a TCP connection.
+
+    A ``KafkaProducer`` that fails to bootstrap leaves its sockets and network thread behind,
+    so none is built while nothing listens.
+    """
+    last: OSError | None = None
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]") or "localhost", int(port)), timeout):
+                return
+        except (OSError, ValueError) as exc:
+            last = exc if isinstance(exc, OSError) else OSError(str(exc))
+    raise ConnectionError(f"no bootstrap server of {bootstrap!r} accepts connections: {last}")
 
 
 def _done(future: Any) -> bool:

@@ -158,7 +158,7 @@ class Tracker:
         self.close_timeout_s = close_timeout_s
         path = Path(spool_path or settings.state_dir / "spool" / f"{self.topic}.spool")
         self._spool = Spool(path, spool_max_bytes, fsync=spool_fsync)
-        lock = threading.Lock()
+        self._lock = lock = threading.Lock()
         self._cond = threading.Condition(lock)
         self._not_full = threading.Condition(lock)  # callers waiting for room in the queue
         self._queue: deque[Item] = deque()
@@ -430,7 +430,7 @@ class Tracker:
 
     def _enqueue(self, event: Event, data: bytes) -> str:
         sender = self._sender
-        with self._cond:
+        with self._lock:  # the lock itself: entering the Condition costs a Python call
             if self._closed:
                 raise TrackerClosedError(event.event_id)
             queue = self._queue

@@ -53,6 +53,7 @@ def test_spools_until_the_broker_comes_then_resends_in_order(tmp_path: Path) -> 
             assert stats.accepted == n
             assert (stats.spooled, stats.failed, stats.queued, stats.spool_records) == (n, 0, 0, 0)
             records = read_records(broker.bootstrap, settings.events_topic, n)
+            tracker.close(5)
     finally:
         tracker.close(5)
     events = events_of(records)
