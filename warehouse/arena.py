@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ARENA_COUNTS_SQL",
+    "ARENA_DAILY_SQL",
     "BASE",
     "PRIOR",
     "SCALE",
@@ -67,14 +68,16 @@ PRIOR = 1e-3
 WINNERS = ("a", "b", "tie", "both_bad")
 """Values of ``winner`` in a preference vote."""
 
-ARENA_COUNTS_SQL = """
+_VOTES = """type = 'preference'
+      AND model_a IS NOT NULL AND model_b IS NOT NULL AND model_a <> model_b
+      AND winner IN ('a', 'b', 'tie', 'both_bad')"""
+
+ARENA_COUNTS_SQL = f"""
 WITH votes AS (
     SELECT model_a, model_b, winner,
            row_number() OVER (PARTITION BY user_id, day ORDER BY ts, event_id) AS nth
     FROM events
-    WHERE type = 'preference'
-      AND model_a IS NOT NULL AND model_b IS NOT NULL AND model_a <> model_b
-      AND winner IN ('a', 'b', 'tie', 'both_bad')
+    WHERE {_VOTES}
       AND (CAST($since AS DATE) IS NULL OR day >= CAST($since AS DATE))
 )
 SELECT model_a, model_b, winner, count(*) AS votes
@@ -88,6 +91,16 @@ ORDER BY model_a, model_b, winner
 ``$since`` (a date or NULL) keeps votes of that day and later; ``$cap`` (NULL for none) keeps
 each user's first ``$cap`` votes of a day, in (``ts``, ``event_id``) order, so that one eager
 voter cannot move the ratings alone.
+"""
+
+ARENA_DAILY_SQL = f"""
+SELECT day, model_a, model_b, winner, count(*) AS votes
+FROM events
+WHERE {_VOTES}
+GROUP BY day, model_a, model_b, winner
+"""
+"""The count table per day over ``events``, without a cap: summed over days it is the table of
+:func:`arena_counts` with no ``since`` and no cap (what the report fits). Per-day rollups keep it.
 """
 
 _TOLERANCE = 1e-12

@@ -12,6 +12,8 @@ Safe while the loader runs and idempotent:
    that counts each ``event_id`` once is not affected (the rows are identical); the next run
    deletes what a crash left. The loader resumes from its commit markers, which compaction
    never touches.
+4. Before the rename, write the day's rollups named after the same digest; after it, the
+   weekly counts of the day's ISO week (see :mod:`usersignals.warehouse.plan`).
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ from usersignals.warehouse.layout import (
     is_committed,
     parse_range,
 )
+from usersignals.warehouse.plan import ROLLUP_SCHEMAS, digest_of, monday_of, rollup_path
+from usersignals.warehouse.rollup import drop_stale_rollups, write_day_rollups, write_week
 
 __all__ = ["CompactResult", "DayNotFoundError", "compact", "compact_day", "days", "dedupe_first"]
 
@@ -106,8 +110,11 @@ def _clean(directory: Path) -> None:
         (directory / name).unlink(missing_ok=True)
 
 
-def compact_day(root: Path, day: str) -> CompactResult:
+def compact_day(root: Path, day: str, *, weekly: bool = True) -> CompactResult:
     """Merges the committed files of one event day into one file without duplicate events.
+
+    Also writes the day's rollups (:mod:`usersignals.warehouse.rollup`) before the merged file
+    is renamed in, and (``weekly``) the weekly counts of the day's ISO week.
 
     Raises:
         DayNotFoundError: the warehouse has no directory for ``day``.
@@ -125,6 +132,9 @@ def compact_day(root: Path, day: str) -> CompactResult:
                 inputs.append(f)
         if not inputs or (len(inputs) == 1 and inputs[0].name.startswith("c-")):
             rows = pq.read_metadata(inputs[0]).num_rows if inputs else 0
+            if inputs and not _has_rollups(root, day, inputs[0]):
+                _roll_up(root, day, inputs[0], pq.read_table(inputs[0], schema=EVENTS_SCHEMA))
+                _week(root, day, weekly)
             return CompactResult(day, len(inputs), rows, rows, None)
         tables = [pq.read_table(f, schema=EVENTS_SCHEMA) for f in inputs]
         merged = pa.concat_tables([t.replace_schema_metadata(None) for t in tables])
@@ -132,12 +142,32 @@ def compact_day(root: Path, day: str) -> CompactResult:
         names = sorted(f.name for f in inputs)
         digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
         final = directory / f"c-{digest}.parquet"
+        write_day_rollups(root, day, digest, out)
         temp = temp_path(final, COMPACT_SUFFIX)
         write_parquet(out, temp, {COVERS_KEY: json.dumps(names).encode()})
         os.replace(temp, final)
         for f in inputs:
             f.unlink(missing_ok=True)
+        drop_stale_rollups(root, day, digest)
+        _week(root, day, weekly)
         return CompactResult(day, len(inputs), merged.num_rows, out.num_rows, final.name)
+
+
+def _has_rollups(root: Path, day: str, compacted: Path) -> bool:
+    digest = digest_of(compacted)
+    return all(rollup_path(root, day, kind, digest).is_file() for kind in ROLLUP_SCHEMAS)
+
+
+def _roll_up(root: Path, day: str, compacted: Path, rows: pa.Table) -> None:
+    """Rollups for a compacted file made before rollups existed."""
+    digest = digest_of(compacted)
+    write_day_rollups(root, day, digest, rows.replace_schema_metadata(None))
+    drop_stale_rollups(root, day, digest)
+
+
+def _week(root: Path, day: str, weekly: bool) -> None:
+    if weekly:
+        write_week(root, monday_of(day))
 
 
 def days(root: Path) -> list[str]:
@@ -149,5 +179,10 @@ def days(root: Path) -> list[str]:
 
 
 def compact(root: Path, day: str | None = None) -> list[CompactResult]:
-    """Compacts one day, or every day of the warehouse."""
-    return [compact_day(root, d) for d in ([day] if day is not None else days(root))]
+    """Compacts one day, or every day of the warehouse (each ISO week's counts once)."""
+    chosen = [day] if day is not None else days(root)
+    results = [compact_day(root, d, weekly=False) for d in chosen]
+    with _compact_lock(root):
+        for monday in sorted({monday_of(d) for d in chosen}):
+            write_week(root, monday)
+    return results

@@ -3,8 +3,10 @@
 :func:`connect` lists the warehouse's live Parquet files (``layout.live_event_files``: committed
 ranges, compacted files instead of the ones they replaced), makes the two source relations
 ``events_raw`` and ``deadletter_raw`` over them, and runs ``views.sql``, where every metric is
-defined. The connection sees the files that existed when it was made; call :func:`connect`
-again to see newer loads.
+defined. It also makes the relations a report reads (:mod:`usersignals.warehouse.plan`):
+``tail_raw`` and ``compacted_raw`` (live files not served / served by rollups) and
+``rollup_<kind>``, ``rollup_weeks``, ``rollup_users``. The connection sees the files that
+existed when it was made; call :func:`connect` again to see newer loads.
 
 Results convert without copying where the types allow::
 
@@ -31,6 +33,7 @@ from usersignals.warehouse.layout import (
     live_deadletter_files,
     live_event_files,
 )
+from usersignals.warehouse.plan import ROLLUP_SCHEMAS, USERS_SCHEMA, WEEK_SCHEMA, plan
 
 __all__ = [
     "VIEWS",
@@ -138,20 +141,29 @@ def connect(path: Path | str | None = None, *, read_only: bool = True) -> duckdb
         raise WarehouseNotFoundError(root)
     events = [str(p) for p in live_event_files(root)]
     dead = [str(p) for p in live_deadletter_files(root)]
+    layout = plan(root)
     con = duckdb.connect(":memory:")
     con.execute("SET parquet_metadata_cache = true")
     con.execute("SET TimeZone = 'UTC'")  # casts of ts to DATE give the UTC day, as metrics do
-    if events:
-        con.execute(_source("events_raw", events))
-    else:
-        _empty(con, "events_raw", EVENTS_SCHEMA)
-    if dead:
-        con.execute(_source("deadletter_raw", dead))
-    else:
-        _empty(con, "deadletter_raw", DEADLETTER_SCHEMA)
+    sources: list[tuple[str, Sequence[Path | str], pa.Schema]] = [
+        ("events_raw", events, EVENTS_SCHEMA),
+        ("deadletter_raw", dead, DEADLETTER_SCHEMA),
+        ("tail_raw", layout.tail, EVENTS_SCHEMA),
+        ("compacted_raw", layout.compacted, EVENTS_SCHEMA),
+        ("rollup_weeks", layout.weeks, WEEK_SCHEMA),
+        ("rollup_users", [layout.users] if layout.users else [], USERS_SCHEMA),
+    ]
+    sources += [(f"rollup_{k}", layout.rollups[k], ROLLUP_SCHEMAS[k]) for k in ROLLUP_SCHEMAS]
+    readable = list(dead)
+    for name, files, schema in sources:
+        readable += [str(f) for f in files]
+        if files:
+            con.execute(_source(name, [str(f) for f in files]))
+        else:
+            _empty(con, name, schema)
     con.execute(views_sql())
     if read_only:
-        con.execute("SET allowed_paths = $1", [events + dead])
+        con.execute("SET allowed_paths = $1", [sorted(set(readable))])
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
     return con

@@ -4,23 +4,25 @@
 same object the worker's ``GET /v1/report`` returns: days as ``YYYY-MM-DD``, rows sorted by
 their key columns, ratios rounded with Python's ``round(x, 6)`` exactly as the live path does.
 
-Every metric view starts from the deduplicated ``events`` view, and deduplication is most of
-the cost of a query. The report therefore works on a cursor of its own where a temporary table
-named ``events`` (the columns the metric views use, deduplicated once) shadows the view; the
-views bind their names when they run, so they read that table. The caller's connection is left
+The report works on a cursor of its own, where :func:`~usersignals.warehouse.merge.merge_inputs`
+puts temporary tables in place of the rollup-shaped views: per-day rollups that compaction wrote
+for compacted days, merged with the raw rows of the rest (deduplicated once). The views bind
+their names when they run, so every metric reads those tables; the caller's connection is left
 as it was.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
 import duckdb
 from rich.console import Console
 from rich.table import Table
+
+from usersignals.warehouse.arena import fit_arena
+from usersignals.warehouse.merge import RAW_COLUMNS, merge_inputs
 
 __all__ = [
     "REPORT_COLUMNS",
@@ -54,22 +56,8 @@ TITLES = {
 }
 """Headings of the report's tables when printed."""
 
-REPORT_COLUMNS = (
-    "event_id",
-    "type",
-    "user_id",
-    "ts",
-    "day",
-    "model",
-    "message_id",
-    "rating",
-    "model_a",
-    "model_b",
-    "winner",
-    "category",
-    "severity",
-)
-"""The columns of ``events`` that the report's views read (kept in the shared table)."""
+REPORT_COLUMNS = RAW_COLUMNS[: RAW_COLUMNS.index("source_partition")]
+"""The columns of ``events`` that the report's views read."""
 
 _IN_RANGE = (
     "(CAST($lo AS DATE) IS NULL OR day >= CAST($lo AS DATE)) "
@@ -142,12 +130,10 @@ def _has_view(cur: duckdb.DuckDBPyConnection, name: str) -> bool:
 
 
 def _arena(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-    try:
-        module = importlib.import_module("usersignals.warehouse.arena")
-    except ImportError:
-        return []
-    fn: Callable[..., list[dict[str, Any]]] | None = getattr(module, "arena_report", None)
-    return [] if fn is None else fn(cur)
+    rows = cur.execute(
+        "SELECT model_a, model_b, winner, CAST(sum(votes) AS BIGINT) FROM arena_daily GROUP BY ALL"
+    ).fetchall()
+    return fit_arena({(str(a), str(b), str(w)): int(n) for a, b, w, n in rows})
 
 
 def warehouse_report(
@@ -170,9 +156,7 @@ def warehouse_report(
     params = {"lo": day_from, "hi": day_to}
     cur = con.cursor()
     try:
-        columns = ", ".join(REPORT_COLUMNS)
-        cur.execute("CREATE TEMP TABLE event_copies AS SELECT * FROM main.event_copies")
-        cur.execute(f"CREATE TEMP TABLE events AS SELECT {columns} FROM main.events")
+        merge_inputs(cur)
         report: dict[str, Any] = {}
         for key in REPORT_KEYS:
             if key == "arena":

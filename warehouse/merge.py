@@ -1,0 +1,150 @@
+"""The report's inputs: rollups of compacted days merged with the raw rows of everything else.
+
+:func:`merge_inputs` fills, on a cursor of a :func:`~usersignals.warehouse.db.connect`
+connection, temporary tables named like the rollup-shaped views of ``views.sql``
+(``user_days``, ``model_user_days``, ``events_by_day``, ``feedback_votes``, ``risk_cells``,
+``week_users``, ``model_week_users``) plus ``arena_daily``. Temporary names shadow the views, so
+every metric view then reads the merged tables, and the metric SQL stays the one definition.
+
+Exactness: a served day's rollup was computed from its compacted rows, each ``event_id`` once
+within the day. A day is *dirty* when one of its ids (by 64-bit hash, so a collision only costs
+time) also occurs in another compacted day (recorded at compaction in ``shared``) or in the tail
+(checked here). Dirty days are read raw, together with the tail, and deduplicated by the views'
+first-copy rule; the ids of the other served days occur nowhere else, so their rollups are their
+first copies. Distinct-count tables are merged with ``DISTINCT`` on days that have both rollup
+and raw rows; counts are summed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date, timedelta
+
+import duckdb
+
+from usersignals.warehouse.arena import ARENA_DAILY_SQL
+from usersignals.warehouse.rollup import UID_SQL
+
+__all__ = ["RAW_COLUMNS", "merge_inputs"]
+
+RAW_COLUMNS = (
+    "event_id",
+    "type",
+    "user_id",
+    "ts",
+    "day",
+    "model",
+    "message_id",
+    "rating",
+    "model_a",
+    "model_b",
+    "winner",
+    "category",
+    "severity",
+    "source_partition",
+    "source_offset",
+    "batch_index",
+)
+"""The columns of raw rows the rollup-shaped views read (and the log position)."""
+
+_RAW_KINDS = ("user_days", "model_user_days", "events_by_day", "feedback_votes", "risk_cells")
+
+
+def _among(column: str, days: Iterable[date], *, negate: bool = False) -> str:
+    """``column IN (days)`` (or NOT IN) as SQL; an empty list gives false (or true)."""
+    listed = ", ".join(f"DATE '{d.isoformat()}'" for d in sorted(days))
+    if not listed:
+        return "true" if negate else "false"
+    return f"{column} {'NOT IN' if negate else 'IN'} ({listed})"
+
+
+def _column(cur: duckdb.DuckDBPyConnection, sql: str) -> list[date]:
+    return [row[0] for row in cur.execute(sql).fetchall()]
+
+
+def _monday(d: date) -> date:
+    return d - timedelta(days=d.weekday())
+
+
+def merge_inputs(cur: duckdb.DuckDBPyConnection) -> None:
+    """Creates the merged input tables on ``cur`` (a cursor of its own: they are temporary)."""
+    cols = ", ".join(RAW_COLUMNS)
+    cur.execute(f"CREATE TEMP TABLE _tail AS SELECT {cols} FROM main.tail_raw")
+    probe = ""
+    if _column(cur, "SELECT 1 FROM _tail LIMIT 1"):
+        probe = (
+            "UNION SELECT DISTINCT day FROM main.rollup_ids "
+            "SEMI JOIN (SELECT hash(event_id) AS h FROM _tail) USING (h)"
+        )
+    dirty = set(
+        _column(
+            cur,
+            "SELECT day FROM main.rollup_shared UNION SELECT other_day FROM main.rollup_shared "
+            + probe,
+        )
+    )
+    source = "_tail"
+    if dirty:
+        cur.execute(
+            f"CREATE TEMP TABLE _raw AS SELECT {cols} FROM _tail UNION ALL SELECT {cols} "
+            f"FROM main.compacted_raw WHERE {_among('day', dirty)}"
+        )
+        source = "_raw"
+    cur.execute(
+        "CREATE TEMP TABLE events_raw AS "
+        + UID_SQL.format(source=source, users="main.rollup_users")
+    )
+    cur.execute("CREATE TEMP TABLE events AS SELECT * FROM main.events")  # deduplicated once
+    for kind in _RAW_KINDS:
+        cur.execute(f"CREATE TEMP TABLE _r_{kind} AS SELECT * FROM main.{kind}")
+    cur.execute(f"CREATE TEMP TABLE _r_arena_daily AS {ARENA_DAILY_SQL}")
+    raw_days = set(_column(cur, "SELECT day FROM _r_events_by_day"))
+    excluded = dirty | raw_days
+    mixed = raw_days - dirty
+    ok_weeks = set(_column(cur, "SELECT DISTINCT monday FROM main.rollup_weeks"))
+    ok_weeks -= {_monday(d) for d in excluded}
+    served = set(_column(cur, "SELECT day FROM main.rollup_events_by_day"))
+    needed = {d for d in served - excluded if _monday(d) not in ok_weeks}
+
+    not_dirty = f"WHERE {_among('day', dirty, negate=True)}"
+    for kind, keys, where in (
+        ("user_days", "user_id, day", _among("day", excluded, negate=True)),
+        ("model_user_days", "day, model, user_id", _among("day", needed)),
+    ):
+        cur.execute(
+            f"CREATE TEMP TABLE {kind} AS "
+            f"SELECT {keys} FROM main.rollup_{kind} WHERE {where} "
+            f"UNION ALL SELECT DISTINCT {keys} FROM ("
+            f"SELECT {keys} FROM main.rollup_{kind} WHERE {_among('day', mixed)} "
+            f"UNION ALL SELECT {keys} FROM _r_{kind})"
+        )
+    for kind, keys, total in (
+        ("events_by_day", "day", "events"),
+        ("risk_cells", "day, user_id, model, category, severity", "flags"),
+        ("arena_daily", "day, model_a, model_b, winner", "votes"),
+    ):
+        cur.execute(
+            f"CREATE TEMP TABLE {kind} AS SELECT {keys}, CAST(sum({total}) AS BIGINT) AS {total} "
+            f"FROM (SELECT {keys}, {total} FROM main.rollup_{kind} {not_dirty} "
+            f"UNION ALL SELECT {keys}, {total} FROM _r_{kind}) GROUP BY ALL"
+        )
+    cur.execute(
+        "CREATE TEMP TABLE feedback_votes AS "
+        f"SELECT * FROM main.rollup_feedback_votes {not_dirty} "
+        "UNION ALL SELECT * FROM _r_feedback_votes"
+    )
+    week = "CAST(date_trunc('week', day) AS DATE)"
+    ok = _among("monday", ok_weeks)
+    cur.execute(
+        "CREATE TEMP TABLE week_users AS "
+        f"SELECT monday, users FROM main.rollup_weeks WHERE model IS NULL AND {ok} "
+        f"UNION ALL SELECT {week} AS monday, count(DISTINCT user_id) AS users FROM user_days "
+        f"WHERE {_among(week, ok_weeks, negate=True)} GROUP BY monday"
+    )
+    cur.execute(
+        "CREATE TEMP TABLE model_week_users AS "
+        "SELECT model, monday, users AS active_users FROM main.rollup_weeks "
+        f"WHERE model IS NOT NULL AND {ok} "
+        f"UNION ALL SELECT model, {week} AS monday, count(DISTINCT user_id) AS active_users "
+        "FROM model_user_days GROUP BY model, monday"
+    )

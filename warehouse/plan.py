@@ -1,0 +1,188 @@
+"""Which files a report reads: rollups for compacted days, raw rows for everything else.
+
+Compaction (:mod:`usersignals.warehouse.rollup`) writes next to each compacted file
+``events/day=D/c-{digest}.parquet`` the day's rollups, named after the same digest::
+
+    rollups/users-{n:012d}.parquet                 user_id -> uid, a dense dictionary of n users
+    rollups/day=YYYY-MM-DD/{kind}-{digest}.parquet one file per kind of ROLLUP_SCHEMAS
+    rollups/week=YYYY-MM-DD/w-{digest}.parquet     distinct users of an ISO week (Monday's date)
+
+A day is *served* by rollups when its live compacted file has every kind of rollup; its rows are
+then never read by a report, unless an ``event_id`` of the day also occurs in another day or in
+the tail (the report reads such *dirty* days raw, so the first-copy rule stays exact). The
+*tail* is every other live events file. A weekly file counts only when its footer (``covers``)
+names exactly the served days of its week, and no tail file falls in that week.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from usersignals.warehouse.layout import COVERS_KEY, live_event_files
+
+__all__ = [
+    "ROLLUPS_DIR",
+    "ROLLUP_SCHEMAS",
+    "USERS_SCHEMA",
+    "WEEK_SCHEMA",
+    "Plan",
+    "digest_of",
+    "monday_of",
+    "parquet_sql",
+    "plan",
+    "rollup_path",
+    "users_files",
+    "week_dir",
+]
+
+ROLLUPS_DIR = "rollups"
+
+_DAY = pa.date32()
+_KEY = pa.int64()
+_TEXT = pa.string()
+
+ROLLUP_SCHEMAS: dict[str, pa.Schema] = {
+    "ids": pa.schema([("day", _DAY), ("h", pa.uint64())]),
+    "shared": pa.schema([("day", _DAY), ("other_day", _DAY)]),
+    "user_days": pa.schema([("user_id", _KEY), ("day", _DAY)]),
+    "model_user_days": pa.schema([("day", _DAY), ("model", _TEXT), ("user_id", _KEY)]),
+    "events_by_day": pa.schema([("day", _DAY), ("events", pa.int64())]),
+    "feedback_votes": pa.schema(
+        [
+            ("user_id", _KEY),
+            ("message_id", _TEXT),
+            ("day", _DAY),
+            ("ts", pa.timestamp("us", tz="UTC")),
+            ("model", _TEXT),
+            ("rating", pa.int32()),
+            ("event_id", _TEXT),
+        ]
+    ),
+    "risk_cells": pa.schema(
+        [
+            ("day", _DAY),
+            ("user_id", _KEY),
+            ("model", _TEXT),
+            ("category", _TEXT),
+            ("severity", _TEXT),
+            ("flags", pa.int64()),
+        ]
+    ),
+    "arena_daily": pa.schema(
+        [
+            ("day", _DAY),
+            ("model_a", _TEXT),
+            ("model_b", _TEXT),
+            ("winner", _TEXT),
+            ("votes", pa.int64()),
+        ]
+    ),
+}
+"""Columns of each kind of day rollup. ``ids``: 64-bit hashes of the day's event ids;
+``shared``: other compacted days holding one of those hashes when the day was compacted; the
+rest: the relations of the same name in ``views.sql``, over the day's events, users as uids."""
+
+WEEK_SCHEMA = pa.schema([("monday", _DAY), ("model", _TEXT), ("users", pa.int64())])
+"""A weekly file: distinct users per model (``model`` NULL: over all events) in the week."""
+
+USERS_SCHEMA = pa.schema([("user_id", _TEXT), ("uid", _KEY)])
+
+
+@dataclass
+class Plan:
+    """The live files of a warehouse, split between rollup-served days and the raw tail."""
+
+    served: dict[str, str] = field(default_factory=dict)
+    """Served day (``YYYY-MM-DD``) -> digest of its compacted file."""
+    compacted: list[Path] = field(default_factory=list)
+    tail: list[Path] = field(default_factory=list)
+    rollups: dict[str, list[Path]] = field(default_factory=dict)
+    weeks: list[Path] = field(default_factory=list)
+    users: Path | None = None
+
+
+_SQL_TYPES = {
+    pa.date32(): "DATE",
+    pa.int64(): "BIGINT",
+    pa.uint64(): "UBIGINT",
+    pa.int32(): "INTEGER",
+    pa.string(): "VARCHAR",
+    pa.timestamp("us", tz="UTC"): "TIMESTAMPTZ",
+}
+
+
+def parquet_sql(paths: Sequence[Path | str], schema: pa.Schema) -> str:
+    """SQL reading ``paths``; with none, an empty relation with the columns of ``schema``."""
+    if not paths:
+        cols = ", ".join(f"CAST(NULL AS {_SQL_TYPES[f.type]}) AS {f.name}" for f in schema)
+        return f"(SELECT {cols} LIMIT 0)"
+    listed = ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths)
+    return f"read_parquet([{listed}])"
+
+
+def digest_of(compacted: Path) -> str:
+    """``abc`` for ``c-abc.parquet``."""
+    return compacted.name.removeprefix("c-").removesuffix(".parquet")
+
+
+def monday_of(day: str) -> str:
+    d = date.fromisoformat(day)
+    return (d - timedelta(days=d.weekday())).isoformat()
+
+
+def rollup_path(root: Path, day: str, kind: str, digest: str) -> Path:
+    return Path(root) / ROLLUPS_DIR / f"day={day}" / f"{kind}-{digest}.parquet"
+
+
+def week_dir(root: Path, monday: str) -> Path:
+    return Path(root) / ROLLUPS_DIR / f"week={monday}"
+
+
+def users_files(root: Path) -> list[Path]:
+    """Versions of the user dictionary, oldest first (the last is the newest)."""
+    d = Path(root) / ROLLUPS_DIR
+    return sorted(d.glob("users-*.parquet")) if d.is_dir() else []
+
+
+def week_covers(path: Path) -> list[str]:
+    raw = (pq.read_schema(path).metadata or {}).get(COVERS_KEY)
+    return [] if raw is None else [str(c) for c in json.loads(raw)]
+
+
+def plan(root: Path) -> Plan:
+    """The report's reading plan of the warehouse at ``root`` as it is now."""
+    root = Path(root)
+    out = Plan(rollups={kind: [] for kind in ROLLUP_SCHEMAS})
+    for f in live_event_files(root):
+        day = f.parent.name.removeprefix("day=")
+        digest = digest_of(f)
+        paths = [rollup_path(root, day, kind, digest) for kind in ROLLUP_SCHEMAS]
+        if f.name.startswith("c-") and all(p.is_file() for p in paths):
+            out.served[day] = digest
+            out.compacted.append(f)
+            for kind, p in zip(ROLLUP_SCHEMAS, paths, strict=True):
+                out.rollups[kind].append(p)
+        else:
+            out.tail.append(f)
+    tail_weeks = {monday_of(f.parent.name.removeprefix("day=")) for f in out.tail}
+    expected: dict[str, set[str]] = {}
+    for day, digest in out.served.items():
+        expected.setdefault(monday_of(day), set()).add(f"{day}/{digest}")
+    for monday, covers in expected.items():
+        d = week_dir(root, monday)
+        if monday in tail_weeks or not d.is_dir():
+            continue
+        for w in sorted(d.glob("w-*.parquet")):
+            if set(week_covers(w)) == covers:
+                out.weeks.append(w)
+                break
+    users = users_files(root)
+    out.users = users[-1] if users else None
+    return out

@@ -1,0 +1,180 @@
+"""Rollups of a compacted day: what a report needs of the day, computed once at compaction.
+
+Compaction calls :func:`write_day_rollups` (under its lock) with the day's deduplicated rows
+before it renames the compacted file in, then :func:`write_week` for the day's ISO week. Every
+rollup is the relation of the same name in ``views.sql`` over the day's events (users replaced
+by their uid in the append-only dictionary), so the metric definitions stay in one place; see
+:mod:`usersignals.warehouse.plan` for the names and for how a report picks its files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from usersignals.warehouse.arena import ARENA_DAILY_SQL
+from usersignals.warehouse.commit import temp_path, write_parquet
+from usersignals.warehouse.db import views_sql
+from usersignals.warehouse.layout import COVERS_KEY, DEADLETTER_SCHEMA
+from usersignals.warehouse.plan import (
+    ROLLUP_SCHEMAS,
+    ROLLUPS_DIR,
+    USERS_SCHEMA,
+    WEEK_SCHEMA,
+    monday_of,
+    parquet_sql,
+    plan,
+    rollup_path,
+    users_files,
+    week_dir,
+)
+
+__all__ = ["ROLLUP_SUFFIX", "drop_stale_rollups", "write_day_rollups", "write_week"]
+
+ROLLUP_SUFFIX = ".rollup.tmp"
+
+UID_SQL = """
+WITH known AS (
+    SELECT r.*, u.uid FROM {source} AS r LEFT JOIN {users} AS u USING (user_id)
+),
+fresh AS (
+    SELECT user_id,
+           (SELECT coalesce(max(uid), -1) FROM {users}) + row_number() OVER (ORDER BY user_id)
+               AS uid
+    FROM (SELECT DISTINCT user_id FROM known WHERE uid IS NULL)
+)
+SELECT k.* EXCLUDE (uid, user_id), CAST(coalesce(k.uid, f.uid) AS BIGINT) AS user_id
+FROM known AS k LEFT JOIN fresh AS f ON f.user_id = k.user_id
+"""
+"""Rows of ``source`` with ``user_id`` replaced by its uid in ``users``; users not there yet get
+the next uids in ``user_id`` order (so a report maps the tail's new users the same way)."""
+
+_KIND_SQL = {
+    kind: ARENA_DAILY_SQL if kind == "arena_daily" else f"SELECT * FROM {kind}"
+    for kind in ROLLUP_SCHEMAS
+    if kind not in ("ids", "shared")
+}
+
+
+def _connect() -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(":memory:")
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET threads = 2")
+    con.execute("SET enable_progress_bar = false")
+    return con
+
+
+def _write(table: pa.Table, final: Path, metadata: dict[bytes, bytes] | None = None) -> None:
+    final.parent.mkdir(parents=True, exist_ok=True)
+    temp = temp_path(final, ROLLUP_SUFFIX)
+    write_parquet(table, temp, metadata)
+    os.replace(temp, final)
+
+
+def _update_users(root: Path, con: duckdb.DuckDBPyConnection) -> None:
+    """Appends the day's new users to the dictionary (a new file; old versions stay valid)."""
+    files = users_files(root)
+    con.execute(f"CREATE TEMP TABLE users AS SELECT * FROM {parquet_sql(files[-1:], USERS_SCHEMA)}")
+    new = con.execute(
+        "SELECT user_id FROM (SELECT DISTINCT user_id FROM day_rows) "
+        "ANTI JOIN users USING (user_id) ORDER BY user_id"
+    ).fetchall()
+    if not new:
+        return
+    con.execute(
+        "INSERT INTO users SELECT user_id, (SELECT coalesce(max(uid), -1) FROM users) "
+        "+ row_number() OVER (ORDER BY user_id) FROM (SELECT DISTINCT user_id FROM day_rows) "
+        "ANTI JOIN users USING (user_id)"
+    )
+    table = con.sql("SELECT * FROM users ORDER BY uid").to_arrow_table().cast(USERS_SCHEMA)
+    _write(table, Path(root) / ROLLUPS_DIR / f"users-{table.num_rows:012d}.parquet")
+    for old in files[:-1]:  # keep the previous version for readers that listed it
+        old.unlink(missing_ok=True)
+
+
+def write_day_rollups(root: Path, day: str, digest: str, rows: pa.Table) -> None:
+    """Writes every rollup of ``day`` for the compacted file ``c-{digest}.parquet``.
+
+    Args:
+        root: The warehouse.
+        day: The event day, ``YYYY-MM-DD``.
+        digest: The digest in the compacted file's name.
+        rows: The compacted file's rows (each event id once; ``EVENTS_SCHEMA``).
+    """
+    root = Path(root)
+    con = _connect()
+    try:
+        con.register("day_rows", rows)
+        _update_users(root, con)
+        con.execute(
+            f"CREATE TEMP TABLE events_raw AS {UID_SQL.format(source='day_rows', users='users')}"
+        )
+        con.register("deadletter_raw", DEADLETTER_SCHEMA.empty_table())
+        con.execute(views_sql())
+        tables = {kind: con.sql(sql).to_arrow_table() for kind, sql in _KIND_SQL.items()}
+        con.execute(
+            "CREATE TEMP TABLE ids AS SELECT DISTINCT day, hash(event_id) AS h FROM events_raw"
+        )
+        tables["ids"] = con.sql("SELECT * FROM ids ORDER BY h").to_arrow_table()
+        p = plan(root)
+        others = [f for f in p.rollups["ids"] if f.parent.name != f"day={day}"]
+        tables["shared"] = con.sql(
+            "SELECT DISTINCT CAST($day AS DATE) AS day, o.day AS other_day "
+            f"FROM {parquet_sql(others, ROLLUP_SCHEMAS['ids'])} AS o SEMI JOIN ids USING (h)",
+            params={"day": day},
+        ).to_arrow_table()
+    finally:
+        con.close()
+    for kind, schema in ROLLUP_SCHEMAS.items():
+        _write(tables[kind].select(schema.names).cast(schema), rollup_path(root, day, kind, digest))
+
+
+def drop_stale_rollups(root: Path, day: str, digest: str) -> None:
+    """Deletes the day's rollups of earlier compacted files (after the new one is in)."""
+    d = Path(root) / ROLLUPS_DIR / f"day={day}"
+    if not d.is_dir():
+        return
+    for f in d.iterdir():
+        if f.name.endswith(ROLLUP_SUFFIX) or not f.name.endswith(f"-{digest}.parquet"):
+            f.unlink(missing_ok=True)
+
+
+def write_week(root: Path, monday: str) -> Path | None:
+    """Rewrites the weekly distinct-user counts of the ISO week starting on ``monday``.
+
+    Covers the week's days served by rollups now; None when no day of the week is served.
+    """
+    root = Path(root)
+    p = plan(root)
+    days = sorted(d for d in p.served if monday_of(d) == monday)
+    d = week_dir(root, monday)
+    if not days:
+        return None
+    covers = [f"{day}/{p.served[day]}" for day in days]
+    users = [f for f in p.rollups["user_days"] if f.parent.name[4:] in days]
+    models = [f for f in p.rollups["model_user_days"] if f.parent.name[4:] in days]
+    con = _connect()
+    try:
+        table = con.sql(
+            "SELECT CAST($monday AS DATE) AS monday, NULL AS model, "
+            "count(DISTINCT user_id) AS users "
+            f"FROM {parquet_sql(users, ROLLUP_SCHEMAS['user_days'])} "
+            "UNION ALL SELECT CAST($monday AS DATE), model, count(DISTINCT user_id) "
+            f"FROM {parquet_sql(models, ROLLUP_SCHEMAS['model_user_days'])} GROUP BY model",
+            params={"monday": monday},
+        ).to_arrow_table()
+    finally:
+        con.close()
+    digest = hashlib.sha256("\n".join(covers).encode()).hexdigest()[:16]
+    final = d / f"w-{digest}.parquet"
+    table = table.rename_columns(WEEK_SCHEMA.names).cast(WEEK_SCHEMA)
+    _write(table, final, {COVERS_KEY: json.dumps(covers).encode()})
+    for f in d.iterdir():
+        if f != final:
+            f.unlink(missing_ok=True)
+    return final
