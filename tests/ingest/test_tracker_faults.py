@@ -163,3 +163,18 @@ def test_full_spool_counts_failed(tmp_path: Path) -> None:
         spool_records=fit,
         spool_bytes=fit * frame_bytes,
     )
+
+
+def test_interpreter_exit_flushes(kafka: Kafka, tmp_path: Path) -> None:
+    script = (
+        "from usersignals.ingest.tracker import Tracker\n"
+        f"t = Tracker(spool_path={str(tmp_path / 'exit.spool')!r}, linger_ms=60000)\n"
+        "for i in range(3000):\n"
+        "    t.session_start(f'user-{i % 13}', event_id=f'x{i}')\n"
+    )  # no flush, no close: the atexit hook must deliver
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=kafka.env(), capture_output=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    events = events_of(read_records(kafka.bootstrap, kafka.settings.events_topic, 3000))
+    assert sorted(e.event_id for e in events) == sorted(f"x{i}" for i in range(3000))
