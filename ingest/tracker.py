@@ -24,6 +24,9 @@ Guarantees, for the people who run it:
   the spool. Delivery is at least once: a crash between a send and its acknowledgement, or
   between a resend and the spool's position update, can repeat events; consumers count an
   ``event_id`` once.
+- **Start-up.** Until the first connection attempt is over (at most ``connect_timeout_ms``)
+  events wait in memory instead of going through the spool; after a failed attempt the tracker
+  spools and reconnects in the background with backoff.
 """
 
 from __future__ import annotations
