@@ -14,9 +14,7 @@ def test_topics_are_created_once_with_their_partitions(kafka: Kafka) -> None:
     assert ensure_topics(kafka.bootstrap, 8, s.topics) == []
     admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap)
     try:
-        described = {
-            t["name"]: len(t["partitions"]) for t in admin.describe_topics(list(s.topics))
-        }
+        described = {t["name"]: len(t["partitions"]) for t in admin.describe_topics(list(s.topics))}
     finally:
         admin.close()
     assert described == {s.events_topic: 8, s.dead_topic: 8}
