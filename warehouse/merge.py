@@ -66,9 +66,8 @@ def _monday(d: date) -> date:
     return d - timedelta(days=d.weekday())
 
 
-def merge_inputs(cur: duckdb.DuckDBPyConnection) -> None:
-    """Creates the merged input tables on ``cur`` (a cursor of its own: they are temporary)."""
-    cols = ", ".join(RAW_COLUMNS)
+def _tail_with_dirty_days(cur: duckdb.DuckDBPyConnection, cols: str) -> set[date]:
+    """Makes ``events_raw`` (tail and dirty days, users as uids); returns the dirty days."""
     cur.execute(f"CREATE TEMP TABLE _tail AS SELECT {cols} FROM main.tail_raw")
     probe = ""
     if _column(cur, "SELECT 1 FROM _tail LIMIT 1"):
@@ -94,6 +93,18 @@ def merge_inputs(cur: duckdb.DuckDBPyConnection) -> None:
         "CREATE TEMP TABLE events_raw AS "
         + UID_SQL.format(source=source, users="main.rollup_users")
     )
+    return dirty
+
+
+def merge_inputs(cur: duckdb.DuckDBPyConnection) -> None:
+    """Creates the merged input tables on ``cur`` (a cursor of its own: they are temporary)."""
+    cols = ", ".join(RAW_COLUMNS)
+    dirty: set[date] = set()
+    if not _column(cur, "SELECT 1 FROM main.rollup_users LIMIT 1"):
+        # nothing compacted with rollups: the tail is everything, user ids stay as they are
+        cur.execute(f"CREATE TEMP VIEW events_raw AS SELECT {cols} FROM main.tail_raw")
+    else:
+        dirty = _tail_with_dirty_days(cur, cols)
     cur.execute("CREATE TEMP TABLE events AS SELECT * FROM main.events")  # deduplicated once
     for kind in _RAW_KINDS:
         cur.execute(f"CREATE TEMP TABLE _r_{kind} AS SELECT * FROM main.{kind}")
