@@ -3,8 +3,9 @@
 :func:`merge_inputs` fills, on a cursor of a :func:`~usersignals.warehouse.db.connect`
 connection, temporary tables named like the rollup-shaped views of ``views.sql``
 (``user_days``, ``model_user_days``, ``events_by_day``, ``feedback_votes``, ``risk_cells``,
-``week_users``, ``model_week_users``) plus ``arena_daily``. Temporary names shadow the views, so
-every metric view then reads the merged tables, and the metric SQL stays the one definition.
+``week_users``, ``model_week_users``) plus ``arena_daily``, and ``feedback_latest`` once.
+Temporary names shadow the views, so every metric view then reads the merged tables, and the
+metric SQL stays the one definition.
 
 Exactness: a served day's rollup was computed from its compacted rows, each ``event_id`` once
 within the day. A day is *dirty* when one of its ids (by 64-bit hash, so a collision only costs
@@ -144,6 +145,8 @@ def merge_inputs(cur: duckdb.DuckDBPyConnection) -> None:
         f"SELECT * FROM main.rollup_feedback_votes {not_dirty} "
         "UNION ALL SELECT * FROM _r_feedback_votes"
     )
+    # read by feedback_by_model and flattery_watch: pick the latest votes once
+    cur.execute("CREATE TEMP TABLE feedback_latest AS SELECT * FROM main.feedback_latest")
     week = "CAST(date_trunc('week', day) AS DATE)"
     ok = _among("monday", ok_weeks)
     cur.execute(
