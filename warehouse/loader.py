@@ -3,8 +3,10 @@
 It owns every partition of the events topic (one loader per warehouse, guarded by a lock
 file), decodes records with the contract (:mod:`usersignals.warehouse.rows`), and rolls each
 partition's buffer into a committed range (:mod:`usersignals.warehouse.commit`) when it holds
-enough events or bytes or is old enough. Where to start comes from the commit markers' names,
-never from Kafka; the offsets it commits to its consumer group only inform ``status``.
+enough events or bytes or is old enough, and compacts event days that have gone quiet (so that
+reports read their rollups instead of their rows). Where to start comes from the commit
+markers' names, never from Kafka; the offsets it commits to its consumer group only inform
+``status``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from aiokafka.errors import KafkaError
 
 from usersignals.config import Settings, UsersignalsError
 from usersignals.warehouse.commit import recover, write_range
-from usersignals.warehouse.layout import COMMITS_DIR, FileRange
+from usersignals.warehouse.compact import compact_day
+from usersignals.warehouse.layout import COMMITS_DIR, EVENTS_DIR, FileRange
 from usersignals.warehouse.rows import PartitionBuffer, SourceRecord
 
 __all__ = ["Loader", "LoaderBusyError", "LoaderError", "LoaderStats", "RollPolicy", "run_loader"]
@@ -42,11 +45,15 @@ class RollPolicy:
         max_events: Valid events buffered.
         max_bytes: Record bytes buffered.
         max_seconds: Age of the oldest buffered record (so quiet partitions still land).
+        compact_after: Compact an event day (and write its rollups, which reports read
+            instead of its rows) once no flush has written to it for this many seconds;
+            None: never (``usersignals warehouse compact`` still can).
     """
 
     max_events: int = 100_000
     max_bytes: int = 64 * 1024 * 1024
     max_seconds: float = 10.0
+    compact_after: float | None = 300.0
 
 
 class LoaderError(UsersignalsError):
@@ -78,6 +85,7 @@ class LoaderStats:
     foreign: int = 0
     flushes: int = 0
     files: int = 0
+    compactions: int = 0
     seconds: float = 0.0
     committed: dict[int, int] = field(default_factory=dict)
 
@@ -143,6 +151,8 @@ class Loader:
         self._buffers: dict[int, PartitionBuffer] = {}
         self._born: dict[int, float] = {}
         self._partitions = 0
+        self._touched: dict[str, float] = {}  # event day -> when a flush last wrote to it
+        self._compacting: asyncio.Task[int] | None = None
 
     def stop(self) -> None:
         """Asks the loader to flush what it holds and return."""
@@ -207,12 +217,45 @@ class Loader:
                 position[tp.partition] = messages[-1].offset + 1
                 self.stats.records += len(messages)
             await self._roll(consumer, force=False)
+            await self._compact_quiet_days()
             if self.exit_with_parent and os.getppid() != self._parent:
                 log.info("parent process %d is gone; stopping", self._parent)
                 break
             if self.drain and all(position[p] >= end for p, end in ends.items()):
                 break
         await self._roll(consumer, force=True)
+        await self._compact_quiet_days(wait=True)
+
+    async def _compact_quiet_days(self, *, wait: bool = False) -> None:
+        """Compacts, in a thread beside the loading, the days quiet for ``compact_after``.
+
+        Compaction takes only committed files and holds its own lock, so it is safe at any
+        moment; one runs at a time. ``wait``: finish the running one (at exit).
+        """
+        task = self._compacting
+        if task is not None and (wait or task.done()):
+            self._compacting = None
+            try:
+                self.stats.compactions += await task
+            except Exception as exc:  # a failed compaction leaves the day as it was
+                log.warning("compaction failed: %s", exc)
+        after = self.roll.compact_after
+        if wait or after is None or self._compacting is not None:
+            return
+        now = time.monotonic()
+        quiet = sorted(d for d, t in self._touched.items() if now - t >= after)
+        for day in quiet:
+            del self._touched[day]
+        if quiet:
+            self._compacting = asyncio.create_task(asyncio.to_thread(self._compact, quiet))
+
+    def _compact(self, days: list[str]) -> int:
+        done = 0
+        for day in days:
+            result = compact_day(self.root, day)
+            done += result.output is not None
+            log.info("compacted %s: %d rows in %d files", day, result.rows_out, result.inputs)
+        return done
 
     def _buffer(self, partition: int) -> PartitionBuffer:
         buf = self._buffers.get(partition)
@@ -241,6 +284,10 @@ class Loader:
             return
         r = FileRange(buf.partition, buf.first, buf.last)
         files = write_range(self.root, r, buf.events_table(), buf.deadletter_table())
+        now = time.monotonic()
+        for f in files:
+            if f.parent.parent.name == EVENTS_DIR:
+                self._touched[f.parent.name.removeprefix("day=")] = now
         self.stats.flushes += 1
         self.stats.files += len(files)
         self.stats.events += buf.events

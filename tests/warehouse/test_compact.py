@@ -22,6 +22,7 @@ from tests.warehouse.test_loader import make_records, produce, start_loader
 from usersignals.cli import cli
 from usersignals.warehouse.commit import write_range
 from usersignals.warehouse.compact import DayNotFoundError, compact, compact_day, dedupe_first
+from usersignals.warehouse.db import connect
 from usersignals.warehouse.layout import (
     DEADLETTER_SCHEMA,
     EVENTS_SCHEMA,
@@ -31,6 +32,8 @@ from usersignals.warehouse.layout import (
     events_glob,
     live_event_files,
 )
+from usersignals.warehouse.plan import plan as rollup_plan
+from usersignals.warehouse.report import warehouse_report
 
 DAY = date(2026, 1, 1)
 NO_DEAD = DEADLETTER_SCHEMA.empty_table()
@@ -227,3 +230,37 @@ def test_compact_command(tmp_path: Path) -> None:
     }
     again = runner.invoke(cli, args[:-1])
     assert again.output == "2026-01-01: nothing to do (2 rows)\n"
+
+
+def test_the_loader_compacts_quiet_days_itself(kafka: Kafka) -> None:
+    root = kafka.settings.warehouse
+    plan = produce(kafka, make_records(160, per_record=50))
+    last = {p: max(o for q, o, *_ in [*plan.events, *plan.dead] if q == p) for p in range(8)}
+    args = ("--roll-events", "100", "--roll-seconds", "0.1", "--compact-after", "0.5")
+    proc = start_loader(kafka, *args)
+    days_dir = root / "events"
+    try:
+        deadline = time.monotonic() + 60
+        while committed_offsets(root) != last or any(
+            not f.name.startswith("c-") for f in days_dir.glob("day=*/*.parquet")
+        ):
+            assert time.monotonic() < deadline, "the loader did not compact its days"
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err.decode()
+    assert json.loads(out)["compactions"] >= 2
+    layout = rollup_plan(root)
+    assert (sorted(layout.served), layout.tail) == (["2026-03-01", "2026-03-02"], [])
+    con = connect(root)
+    try:
+        report = warehouse_report(con)
+    finally:
+        con.close()
+    assert sum(r["events"] for r in report["events_by_day"]) == 7_197
+    rows = duckdb.sql(
+        "SELECT event_id, source_partition, source_offset, batch_index "
+        f"FROM read_parquet('{events_glob(root)}')"
+    ).fetchall()
+    assert {e: (p, o, i) for e, p, o, i in rows} == plan.first_copies()

@@ -44,6 +44,13 @@ _DEFAULT = RollPolicy()
     show_default=True,
     help="Write a partition's file when its oldest record is this old.",
 )
+@click.option(
+    "--compact-after",
+    type=float,
+    default=_DEFAULT.compact_after,
+    show_default=True,
+    help="Compact an event day once no flush wrote to it for this many seconds (0: never).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the run's counts as JSON at exit.")
 def command(
     bootstrap: str | None,
@@ -53,6 +60,7 @@ def command(
     roll_events: int,
     roll_bytes: int,
     roll_seconds: float,
+    compact_after: float,
     as_json: bool,
 ) -> None:
     """Load the events topic into Parquet under the warehouse, exactly once.
@@ -66,7 +74,12 @@ def command(
     """
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     settings = settings_from(bootstrap=bootstrap, warehouse=warehouse)
-    roll = RollPolicy(max_events=roll_events, max_bytes=roll_bytes, max_seconds=roll_seconds)
+    roll = RollPolicy(
+        max_events=roll_events,
+        max_bytes=roll_bytes,
+        max_seconds=roll_seconds,
+        compact_after=compact_after or None,
+    )
     stats = run_loader(settings, roll=roll, exit_with_parent=exit_with_parent, drain=drain)
     if as_json:
         click.echo(json.dumps(asdict(stats), sort_keys=True))
