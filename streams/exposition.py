@@ -85,9 +85,17 @@ class EventTimeLag:
         )
 
 
-def fold_models(votes: dict[tuple[str | None, int], int], max_models: int) -> dict[str | None, str]:
-    """Label value of each model: the ``max_models`` most-voted keep their name, others fold."""
-    per_model: dict[str | None, int] = {}
+def fold_models(
+    votes: dict[tuple[str | None, int], int],
+    max_models: int,
+    models: Iterable[str] = (),
+) -> dict[str | None, str]:
+    """Label value of each model: the ``max_models`` most-voted keep their name, others fold.
+
+    ``models`` adds models seen elsewhere (active users, risk flags) with no vote: they rank
+    after the voted ones, by name.
+    """
+    per_model: dict[str | None, int] = dict.fromkeys(models, 0)
     for (model, _), n in votes.items():
         per_model[model] = per_model.get(model, 0) + n
     named = sorted((m for m in per_model if m is not None), key=lambda m: (-per_model[m], m))
@@ -121,7 +129,13 @@ class WorkerCollector(Collector):
         self._max_models = max_models
 
     def collect(self) -> Iterable[Metric]:
-        g: dict[str, Any] = live_gauges(list(self._states()))
+        states = list(self._states())
+        g: dict[str, Any] = live_gauges(states)
+        labels = fold_models(
+            g["votes_total"],
+            self._max_models,
+            [*g["model_users_7d"], *g["risk_flags_by_model"]],
+        )
         events = CounterMetricFamily(
             "usersignals_events", "Distinct valid events held, by type.", labels=["type"]
         )
@@ -151,7 +165,27 @@ class WorkerCollector(Collector):
             "Midnight UTC of the newest event day the gauges refer to (0: no events).",
             value=(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() if day else 0.0),
         )
-        yield _votes(g["votes_total"], self._max_models)
+        yield _votes(
+            g["votes_total"],
+            labels,
+            "usersignals_feedback_votes",
+            "Latest thumbs votes held (metrics.md rule), by model version and rating.",
+        )
+        yield _votes(
+            g["votes_7d"],
+            labels,
+            "usersignals_feedback_votes_7d",
+            "Latest thumbs votes on the 7 event days ending on the newest, by model and rating.",
+        )
+        yield _active_by_model(states, g, labels)
+        by_model = CounterMetricFamily(
+            "usersignals_risk_flags_by_model",
+            "Risk flags held (each event_id once), by model version.",
+            labels=["model"],
+        )
+        for label, n in sorted(_fold(g["risk_flags_by_model"], labels).items()):
+            by_model.add_metric([label], n)
+        yield by_model
         flags = CounterMetricFamily(
             "usersignals_risk_flags",
             "Risk flags held, by category and severity.",
@@ -185,17 +219,45 @@ def _none_first(item: tuple[tuple[Any, ...], int]) -> tuple[str, ...]:
     return tuple("" if v is None else str(v) for v in item[0])
 
 
-def _votes(votes: dict[tuple[str | None, int], int], max_models: int) -> GaugeMetricFamily:
-    labels = fold_models(votes, max_models)
+def _fold(counts: dict[str, int], labels: dict[str | None, str]) -> dict[str, int]:
+    folded: dict[str, int] = {}
+    for model, n in counts.items():
+        label = labels[model]
+        folded[label] = folded.get(label, 0) + n
+    return folded
+
+
+def _active_by_model(
+    states: Sequence[PartitionState], g: dict[str, Any], labels: dict[str | None, str]
+) -> GaugeMetricFamily:
+    """Distinct users per model label; ``other`` is the union of its models' users in each
+    partition (a user of two folded models counts once), summed over partitions."""
+    users: dict[str, int] = g["model_users_7d"]
+    named = {m: n for m, n in users.items() if labels[m] != OTHER}
+    folded = [m for m in users if labels[m] == OTHER]
+    family = GaugeMetricFamily(
+        "usersignals_active_users_by_model",
+        "Distinct users with an event carrying the model on the 7 event days ending on the newest.",
+        labels=["model"],
+    )
+    if folded:
+        named[OTHER] = sum(s.users_of_models(folded, g["day"]) for s in states)
+    for label, n in sorted(named.items()):
+        family.add_metric([label], n)
+    return family
+
+
+def _votes(
+    votes: dict[tuple[str | None, int], int],
+    labels: dict[str | None, str],
+    name: str,
+    documentation: str,
+) -> GaugeMetricFamily:
     folded: dict[tuple[str, str], int] = {}
     for (model, rating), n in votes.items():
         key = (labels[model], "up" if rating == 1 else "down")
         folded[key] = folded.get(key, 0) + n
-    family = GaugeMetricFamily(
-        "usersignals_feedback_votes",
-        "Latest thumbs votes held (metrics.md rule), by model version and rating.",
-        labels=["model", "rating"],
-    )
+    family = GaugeMetricFamily(name, documentation, labels=["model", "rating"])
     for (label, thumb), count in sorted(folded.items()):
         family.add_metric([label, thumb], count)
     return family

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from usersignals.config import ConfigError
 from usersignals.streams.state import (
     HIGH_SEVERITIES,
+    WEEK_DAYS,
     DayState,
     add_counts,
     feedback_rows,
@@ -341,7 +342,10 @@ class PartitionState:
             {type: distinct events}; ``votes_day`` and ``votes_total`` {(model, rating): latest
             votes} on the day / over the held days (rating 1 or -1); ``risk_flags``
             {(category, severity): flags}; ``preferences`` {(model_a, model_b, winner): votes};
-            ``late``; ``rejected`` {reason: count}.
+            ``late``; ``rejected`` {reason: count}. Per model version (the flattery watch's
+            live series): ``votes_7d`` {(model, rating): latest votes} on the 7 days ending at
+            the day; ``model_users_7d`` {model: distinct users with an event carrying it} on
+            those days; ``risk_flags_by_model`` {model: risk flags} over the held days.
         """
         ref = day.toordinal() if day is not None else self._newest
         days = self._days
@@ -354,11 +358,18 @@ class PartitionState:
         votes: dict[tuple[str | None, int], int] = {}
         risk: dict[tuple[str | None, str | None], int] = {}
         prefs: dict[tuple[str | None, str | None, str | None], int] = {}
+        model_risk: dict[str, int] = {}
         for d in days.values():
             add_counts(types, d.types)
             add_counts(votes, d.fb)
             add_counts(risk, d.risk_flags)
             add_counts(prefs, d.prefs)
+            add_counts(model_risk, d.model_risk)
+        week = self._week(ref)
+        votes_7d: dict[tuple[str | None, int], int] = {}
+        for d in week:
+            add_counts(votes_7d, d.fb)
+        models = {m for d in week for m in d.model_users}
         today = days.get(ref)
         return {
             "day": date.fromordinal(ref) if ref else None,
@@ -373,4 +384,19 @@ class PartitionState:
             "preferences": prefs,
             "late": self.late,
             "rejected": self.rejected(),
+            "votes_7d": votes_7d,
+            "model_users_7d": {m: self.users_of_models([m], day) for m in models},
+            "risk_flags_by_model": model_risk,
         }
+
+    def users_of_models(self, models: Iterable[str], day: date | None = None) -> int:
+        """Distinct users with an event carrying any of ``models`` on the 7 days ending at
+        ``day`` (default: the newest day): the ``other`` label of folded models."""
+        ref = day.toordinal() if day is not None else self._newest
+        wanted = list(models)
+        week = self._week(ref)
+        return len(set().union(*(d.model_users.get(m, ()) for d in week for m in wanted)))
+
+    def _week(self, ref: int) -> list[DayState]:
+        days = self._days
+        return [days[o] for o in range(ref - WEEK_DAYS + 1, ref + 1) if o in days]

@@ -256,6 +256,9 @@ def test_gauges_at_the_newest_day() -> None:
         "preferences": {("m1", "m2", "a"): 2, ("m2", "m1", "both_bad"): 1},
         "late": 0,
         "rejected": {},
+        "votes_7d": {("m1", 1): 1, ("m2", -1): 1},
+        "model_users_7d": {"m1": 1, "m2": 1},
+        "risk_flags_by_model": {},
     }
     assert [(r["model"], r["week"], r["thumbs_up"], r["thumbs_down"]) for r in flattery] == [
         ("m1", "2026-W10", 1, 0),

@@ -10,13 +10,14 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import Kafka
-from tests.oracle import oracle_report
+from tests.oracle import dedupe, oracle_report
 from tests.streams.workerproc import (
     BAD_RECORDS,
     batch_records,
@@ -26,6 +27,7 @@ from tests.streams.workerproc import (
     wait_caught_up,
 )
 from usersignals.broker import free_port, wait_for_port
+from usersignals.ingest.contract import Event
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 N = 8
@@ -41,6 +43,31 @@ def query(port: int, promql: str) -> list[dict[str, Any]]:
         body = json.loads(resp.read())
     assert body["status"] == "success"
     return list(body["data"]["result"])
+
+
+def by_model(result: list[dict[str, Any]]) -> dict[str, float]:
+    return {r["metric"]["model"]: float(r["value"][1]) for r in result}
+
+
+def flags_by_model(report: dict[str, Any]) -> dict[str, float]:
+    """Risk flags per model over every week of the oracle's flattery watch (all within the
+    retention horizon)."""
+    out: dict[str, float] = {}
+    for row in report["flattery_watch"]:
+        if row["risk_flags"]:
+            out[row["model"]] = out.get(row["model"], 0.0) + row["risk_flags"]
+    return out
+
+
+def active_by_model(events: Iterable[Event]) -> dict[str, float]:
+    """Distinct users per model on the newest event day and the 6 before it."""
+    kept = dedupe(events)
+    newest = max(e.ts.date() for e in kept)
+    users: dict[str, set[str]] = {}
+    for e in kept:
+        if e.model is not None and (newest - e.ts.date()).days < 7:
+            users.setdefault(e.model, set()).add(e.user_id)
+    return {m: float(len(u)) for m, u in users.items()}
 
 
 def test_prometheus_scrapes_the_exact_dau(kafka: Kafka, tmp_path: Path) -> None:
@@ -100,6 +127,10 @@ def test_prometheus_scrapes_the_exact_dau(kafka: Kafka, tmp_path: Path) -> None:
             ]
             lag = query(port, "sum(usersignals_consumer_lag)")
             assert [float(r["value"][1]) for r in lag] == [0.0]
+            flags = query(port, "sum by (model) (usersignals_risk_flags_by_model_total)")
+            assert by_model(flags) == flags_by_model(expected)
+            active = query(port, "sum by (model) (usersignals_active_users_by_model)")
+            assert by_model(active) == active_by_model(produced.events_in_log_order())
             events = query(port, "usersignals_event_time_lag_seconds_count")
             assert [float(r["value"][1]) for r in events] == [
                 float(sum(r["events"] for r in expected["events_by_day"]))
