@@ -17,6 +17,7 @@ names exactly the served days of its week, and no tail file falls in that week.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -163,12 +164,13 @@ def plan(root: Path) -> Plan:
     for f in live_event_files(root):
         day = f.parent.name.removeprefix("day=")
         digest = digest_of(f)
-        paths = [rollup_path(root, day, kind, digest) for kind in ROLLUP_SCHEMAS]
-        if f.name.startswith("c-") and all(p.is_file() for p in paths):
+        names = [f"{kind}-{digest}.parquet" for kind in ROLLUP_SCHEMAS]
+        d = Path(root) / ROLLUPS_DIR / f"day={day}"
+        if f.name.startswith("c-") and d.is_dir() and set(names) <= set(os.listdir(d)):
             out.served[day] = digest
             out.compacted.append(f)
-            for kind, p in zip(ROLLUP_SCHEMAS, paths, strict=True):
-                out.rollups[kind].append(p)
+            for kind, name in zip(ROLLUP_SCHEMAS, names, strict=True):
+                out.rollups[kind].append(d / name)
         else:
             out.tail.append(f)
     tail_weeks = {monday_of(f.parent.name.removeprefix("day=")) for f in out.tail}

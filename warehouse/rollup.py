@@ -116,6 +116,8 @@ def write_day_rollups(root: Path, day: str, digest: str, rows: pa.Table) -> None
         )
         con.register("deadletter_raw", DEADLETTER_SCHEMA.empty_table())
         con.execute(views_sql())
+        # the day's rows hold each event id once already: skip the views' deduplication
+        con.execute("CREATE TEMP TABLE events AS SELECT * FROM events_raw")
         tables = {kind: con.sql(sql).to_arrow_table() for kind, sql in _KIND_SQL.items()}
         con.execute(
             "CREATE TEMP TABLE ids AS SELECT DISTINCT day, hash(event_id) AS h FROM events_raw"
