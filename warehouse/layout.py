@@ -6,6 +6,7 @@ The warehouse is a directory::
     events/day=YYYY-MM-DD/c-{digest}.parquet                                   compacted
     deadletter/p{partition:03d}-{first:012d}-{last:012d}.parquet               rejected input
     _loader/p{partition:03d}-{first:012d}-{last:012d}.commit                   commit marker
+    rollups/...                       what reports read of compacted days (``plan.py``)
 
 A loader file holds the records of one source partition from offset ``first`` to ``last``
 (inclusive) whose events fall on that day. One flush of a partition writes one file per event
