@@ -52,10 +52,10 @@ class SendSummary:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 @warehouse_option
 @click.option("--partitions", type=int, default=None, help="Partitions of the topics [default 8].")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.option("--keep-going", is_flag=True, hidden=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the whole report as JSON.")
+@click.option("--full", is_flag=True, help="Print every table of the report, not the headlines.")
 def command(
-    file: str, warehouse: str | None, partitions: int | None, as_json: bool, keep_going: bool
+    file: str, warehouse: str | None, partitions: int | None, as_json: bool, full: bool
 ) -> None:
     """One shot: embedded broker, worker and loader, send FILE, drain, stop, print the report.
 
@@ -88,7 +88,7 @@ def command(
             _drain(settings, worker, progress=tty)
             live = _fetch_live(settings)
         _say("worker and loader stopped; broker stopping", tty)
-    _print_report(settings, live, as_json=as_json)
+    _print_report(settings, live, as_json=as_json, full=full)
 
 
 def _say(message: str, tty: bool) -> None:
@@ -222,7 +222,9 @@ def _fetch_live(settings: Settings) -> dict[str, Any] | None:
         return None
 
 
-def _print_report(settings: Settings, live: dict[str, Any] | None, *, as_json: bool) -> None:
+def _print_report(
+    settings: Settings, live: dict[str, Any] | None, *, as_json: bool, full: bool
+) -> None:
     from usersignals.warehouse.db import connect
     from usersignals.warehouse.report import render_report, warehouse_report
 
@@ -233,8 +235,12 @@ def _print_report(settings: Settings, live: dict[str, Any] | None, *, as_json: b
         con.close()
     if as_json:
         click.echo(json.dumps(report, indent=2, ensure_ascii=False))
-    else:
+    elif full:
         render_report(report)
+    else:
+        from usersignals.cli._headlines import render_headlines
+
+        render_headlines(report)
     if live is not None:
         same = {k: v for k, v in live.items() if k in report} == {
             k: v for k, v in report.items() if k in live
