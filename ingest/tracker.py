@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import math
-import random
 import threading
 import time
 import weakref
@@ -46,21 +44,17 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import msgspec
-
 from usersignals.config import Settings, UsersignalsError
-from usersignals.ingest.batching import Item, Sender, SenderConfig, records_of
-from usersignals.ingest.contract import (
-    MAX_BATCH,
-    Event,
-    EventError,
-    Rejection,
-    decode_record,
-    encode_event,
-    validate,
+from usersignals.ingest.batching import (
+    Item,
+    encode_call,
+    encode_obj,
+    new_event_id,
+    records_of,
 )
+from usersignals.ingest.contract import MAX_BATCH
+from usersignals.ingest.sender import Sender, SenderConfig
 from usersignals.ingest.spool import Spool, SpoolFullError
-from usersignals.ingest.timestamps import format_ts
 
 __all__ = ["Tracker", "TrackerClosedError", "TrackerStats"]
 
@@ -213,7 +207,10 @@ class Tracker:
             EventError: the event breaks the contract (the message names the field).
             TrackerClosedError: the tracker is closed.
         """
-        return self._track("session_start", user_id, locals())
+        values = (session_id, model, platform, properties)
+        return self._enqueue(
+            *encode_call("session_start", user_id, event_id, ts, _SESSION_START, values)
+        )
 
     def session_end(
         self,
@@ -233,7 +230,10 @@ class Tracker:
             EventError: the event breaks the contract (the message names the field).
             TrackerClosedError: the tracker is closed.
         """
-        return self._track("session_end", user_id, locals())
+        values = (session_id, model, platform, properties, duration_s)
+        return self._enqueue(
+            *encode_call("session_end", user_id, event_id, ts, _SESSION_END, values)
+        )
 
     def message(
         self,
@@ -255,7 +255,8 @@ class Tracker:
             EventError: the event breaks the contract (the message names the field).
             TrackerClosedError: the tracker is closed.
         """
-        return self._track("message", user_id, locals())
+        values = (session_id, model, platform, properties, role, tokens, message_id)
+        return self._enqueue(*encode_call("message", user_id, event_id, ts, _MESSAGE, values))
 
     def feedback(
         self,
@@ -276,7 +277,8 @@ class Tracker:
             EventError: the event breaks the contract (the message names the field).
             TrackerClosedError: the tracker is closed.
         """
-        return self._track("feedback", user_id, locals())
+        values = (session_id, model, platform, properties, message_id, rating)
+        return self._enqueue(*encode_call("feedback", user_id, event_id, ts, _FEEDBACK, values))
 
     def preference(
         self,
@@ -298,7 +300,8 @@ class Tracker:
             EventError: the event breaks the contract (the message names the field).
             TrackerClosedError: the tracker is closed.
         """
-        return self._track("preference", user_id, locals())
+        values = (session_id, model, platform, properties, model_a, model_b, winner)
+        return self._enqueue(*encode_call("preference", user_id, event_id, ts, _PREFERENCE, values))
 
     def risk_flag(
         self,
@@ -320,7 +323,8 @@ class Tracker:
             EventError: the event breaks the contract (the message names the field).
             TrackerClosedError: the tracker is closed.
         """
-        return self._track("risk_flag", user_id, locals())
+        values = (session_id, model, platform, properties, category, severity, source)
+        return self._enqueue(*encode_call("risk_flag", user_id, event_id, ts, _RISK_FLAG, values))
 
     def track(self, event: Mapping[str, Any]) -> str:
         """Records one raw event (a dict shaped like the wire JSON); returns its ``event_id``.
@@ -333,10 +337,10 @@ class Tracker:
         """
         obj = dict(event)
         if obj.get("event_id") is None:
-            obj["event_id"] = _event_id()
+            obj["event_id"] = new_event_id()
         if obj.get("ts") is None:
             obj["ts"] = datetime.now(UTC)
-        return self._accept(obj)
+        return self._enqueue(*encode_obj(obj))
 
     # -- delivery ---------------------------------------------------------------------------
 
@@ -401,54 +405,24 @@ class Tracker:
 
     # -- the hot path -----------------------------------------------------------------------
 
-    def _track(self, type_: str, user_id: str, args: dict[str, Any]) -> str:
-        event_id, ts = args["event_id"], args["ts"]
-        if ts is None:
-            ts = datetime.now(UTC)
-        exact = type(ts) is datetime and ts.tzinfo is UTC
-        # built in the contract's field order, so that its JSON is the canonical encoding
-        obj: dict[str, Any] = {
-            "event_id": _event_id() if event_id is None else event_id,
-            "type": type_,
-            "user_id": user_id,
-            "ts": _canonical_ts(ts) if exact else ts,
-        }
-        names = _NAMES.get(type_)
-        if names is None:
-            names = _NAMES[type_] = tuple(f for f in _OPTIONAL if f in args)
-        for name in names:
-            value = args[name]
-            if value is not None:
-                obj[name] = value
-        fast = _fast_check(obj, exact)
-        if fast is not None:
-            return self._enqueue(*fast)
-        return self._accept(obj)
-
-    def _accept(self, obj: dict[str, Any]) -> str:
-        result = validate(obj)
-        if isinstance(result, Rejection):
-            raise EventError(result)
-        return self._enqueue(result, encode_event(result))
-
-    def _enqueue(self, event: Event, data: bytes) -> str:
+    def _enqueue(self, event_id: str, item: Item) -> str:
         sender = self._sender
         with self._lock:  # the lock itself: entering the Condition costs a Python call
             if self._closed:
-                raise TrackerClosedError(event.event_id)
+                raise TrackerClosedError(event_id)
             queue = self._queue
             n = len(queue)
             if n < self.max_queue or self._wait_for_room():
                 if not n:
                     sender.first_at = time.monotonic()
-                queue.append((event.user_id, data))
+                queue.append(item)
                 sender.enqueued += 1
                 if n + 1 == sender.wake_at:
                     self._cond.notify_all()
-                return event.event_id
+                return event_id
             self._overflow += 1
-        self._spill(event, data)
-        return event.event_id
+        self._spill(event_id, item)
+        return event_id
 
     def _wait_for_room(self) -> bool:
         deadline = time.monotonic() + self.max_block_s
@@ -460,14 +434,14 @@ class Tracker:
             self._not_full.wait(left)
         return True
 
-    def _spill(self, event: Event, data: bytes) -> None:
+    def _spill(self, event_id: str, item: Item) -> None:
         """Writes one event that found the queue full straight to the spool."""
-        record = records_of([(event.user_id, data)], self._sender.partitions)[0]
+        record = records_of([item], self._sender.partitions)[0]
         spooled = record.spooled()
         try:
             self._spool.append([spooled.to_bytes()])
         except SpoolFullError as exc:
-            log.error("Event %r lost: the queue is full and %s", event.event_id, exc)
+            log.error("Event %r lost: the queue is full and %s", event_id, exc)
             with self._cond:
                 self._overflow_failed += 1
             return
@@ -476,65 +450,22 @@ class Tracker:
             self._cond.notify_all()
 
 
-_random = random.Random()  # reseeded in forked children by the random module itself
-_CLEAR = ~((0xC000 << 48) | (0xF000 << 64))
-_SET = (0x8000 << 48) | (4 << 76)
-
-
-def _event_id() -> str:
-    """A random (version 4) UUID string.
-
-    Not :func:`uuid.uuid4`: its ``os.urandom`` system call releases the GIL on every event, and
-    winning it back from the sender threads costs a caller up to the interpreter's switch
-    interval (5 ms). Event ids need uniqueness, not secrecy.
-    """
-    h = f"{(_random.getrandbits(128) & _CLEAR) | _SET:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-_encode_json = msgspec.json.Encoder().encode
-_OPTIONAL = tuple(
-    f
-    for f in Event.__struct_fields__
-    if f not in ("event_id", "type", "user_id", "ts", "received_at", "extra")
-)
-
-
-_NAMES: dict[str, tuple[str, ...]] = {}  # per typed method: its optional fields, contract order
-
-
-def _canonical_ts(ts: datetime) -> str:
-    """:func:`format_ts` of a UTC datetime, by the C implementation of ``isoformat``."""
-    return ts.isoformat(timespec="microseconds")[:-6] + "Z"
-
-
-def _fast_check(obj: dict[str, Any], exact_ts: bool) -> tuple[Event, bytes] | None:
-    """The event and its canonical JSON when the contract accepts the JSON of ``obj``.
-
-    The contract decodes JSON with msgspec in about a microsecond, several times faster than
-    :func:`validate` on a dict; this is used only for typed-method calls, whose values JSON
-    carries unchanged (no free-form ``properties``, no non-finite or integer ``duration_s``).
-    ``obj`` is in the contract's field order, so its JSON, with ``ts`` in canonical form, *is*
-    :func:`encode_event` of the event (a property test pins this). ``None``: ask
-    :func:`validate`, whose message then names the problem.
-    """
-    duration = obj.get("duration_s")
-    if "properties" in obj or (
-        duration is not None and (type(duration) is not float or not math.isfinite(duration))
-    ):
-        return None
-    try:
-        data = _encode_json(obj)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    events, rejections = decode_record(data)
-    if len(events) != 1 or rejections:
-        return None
-    event = events[0]
-    if not exact_ts:
-        obj["ts"] = format_ts(event.ts)
-        data = _encode_json(obj)
-    return event, data
+_SESSION_START = ("session_id", "model", "platform", "properties")
+_SESSION_END = ("session_id", "model", "platform", "properties", "duration_s")
+_MESSAGE = ("session_id", "model", "platform", "properties", "role", "tokens", "message_id")
+_FEEDBACK = ("session_id", "model", "platform", "properties", "message_id", "rating")
+_PREFERENCE = ("session_id", "model", "platform", "properties", "model_a", "model_b", "winner")
+_RISK_FLAG = ("session_id", "model", "platform", "properties", "category", "severity", "source")
+METHOD_FIELDS = {
+    "session_start": _SESSION_START,
+    "session_end": _SESSION_END,
+    "message": _MESSAGE,
+    "feedback": _FEEDBACK,
+    "preference": _PREFERENCE,
+    "risk_flag": _RISK_FLAG,
+}
+"""Per typed method: the event fields it takes besides ``user_id``, ``event_id`` and ``ts``,
+in the contract's order (a test checks them against the signatures)."""
 
 
 def _close_at_exit(ref: weakref.ref[Tracker]) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
+import os
 import threading
 import time
 import uuid
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import Kafka
-from usersignals.ingest.contract import Event, EventError, decode_record, partition_for
+from usersignals.ingest import tracker as tracker_module
+from usersignals.ingest.batching import OPTIONAL_FIELDS, encode_call, new_event_id
+from usersignals.ingest.contract import (
+    CHOICES,
+    Event,
+    EventError,
+    Rejection,
+    decode_record,
+    encode_event,
+    partition_for,
+    validate,
+)
 from usersignals.ingest.tracker import Tracker, TrackerClosedError, TrackerStats
 
 TS = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -229,84 +242,131 @@ def test_four_threads_50k_events_exactly_once_in_their_partition(
             assert seq == sorted(seq)
 
 
-# -- the fast path of the typed methods is the contract, byte for byte -----------------------
+# -- a typed call is checked and encoded exactly as the contract would ------------------------
 
-_text = st.text(min_size=0, max_size=20)
-_maybe = lambda s: st.none() | s  # noqa: E731
-
-
-@settings(max_examples=300, deadline=None)
-@given(
-    type_and_fields=st.one_of(
-        st.tuples(st.just("session_start"), st.fixed_dictionaries({})),
-        st.tuples(
-            st.just("session_end"),
-            st.fixed_dictionaries(
-                {"duration_s": _maybe(st.floats() | st.integers(min_value=-3, max_value=3))}
-            ),
-        ),
-        st.tuples(
-            st.just("message"),
-            st.fixed_dictionaries(
-                {
-                    "role": st.sampled_from(["user", "assistant", "bot"]),
-                    "tokens": _maybe(st.integers(min_value=-5, max_value=2**70)),
-                    "message_id": _maybe(_text),
-                }
-            ),
-        ),
-        st.tuples(
-            st.just("preference"),
-            st.fixed_dictionaries(
-                {"model_a": _text, "model_b": _text, "winner": st.sampled_from(["a", "tie", "x"])}
-            ),
-        ),
-    ),
-    user_id=_text,
-    session_id=_maybe(_text),
-    platform=_maybe(st.sampled_from(["web", "ios", "tv"])),
-    ts=st.datetimes(timezones=st.just(UTC)) | st.integers(min_value=-(10**13), max_value=10**13),
+NOW = datetime(2026, 8, 4, tzinfo=UTC)
+_text = st.text(min_size=0, max_size=20) | st.sampled_from(["x" * 129, "x" * 257, "a\ud800", "ü"])
+_odd = (
+    st.none()
+    | st.booleans()
+    | st.integers(-3, 3)
+    | st.floats()
+    | st.lists(st.integers(), max_size=2)
 )
-def test_fast_check_equals_the_contract(  # type: ignore[no-untyped-def]
-    type_and_fields, user_id, session_id, platform, ts
-) -> None:
-    from usersignals.ingest.contract import encode_event, validate
-    from usersignals.ingest.tracker import _canonical_ts, _fast_check
-
-    type_, fields = type_and_fields
-    exact = isinstance(ts, datetime)
-    obj = {"event_id": "e1", "type": type_, "user_id": user_id}
-    obj["ts"] = _canonical_ts(ts) if exact else ts
-    for name, value in [("session_id", session_id), ("platform", platform), *fields.items()]:
-        if value is not None:
-            obj[name] = value
-    obj = {k: obj[k] for k in Event.__struct_fields__ if k in obj}  # the contract's order
-    expected = validate(dict(obj))
-    fast = _fast_check(dict(obj), exact)
-    if fast is None:
-        return  # the slow path (validate) decides
-    event, data = fast
-    assert event == expected
-    assert data == encode_event(event)
-
-
-@pytest.mark.parametrize(
-    ("obj", "fast"),
-    [
-        ({"event_id": "e", "type": "message", "user_id": "u", "ts": 1, "role": "user"}, True),
-        (
-            {"event_id": "e", "type": "session_end", "user_id": "u", "ts": 1, "duration_s": 2.5},
-            True,
-        ),
-        ({"event_id": "e", "type": "session_end", "user_id": "u", "ts": 1, "duration_s": 2}, False),
-        ({"event_id": "e", "type": "message", "user_id": "u", "ts": 1, "role": "bot"}, False),
-        (
-            {"event_id": "e", "type": "session_start", "user_id": "u", "ts": 1, "properties": {}},
-            False,
-        ),
-    ],
+_ts = (
+    st.datetimes(
+        min_value=datetime(1, 1, 2), max_value=datetime(2026, 8, 6), timezones=st.just(UTC)
+    )
+    | st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30))]))
+    | st.datetimes()  # naive: no offset
+    | st.sampled_from(["2026-08-03T23:59:59.123+05:30", "2026-08-03", "2099-01-01T00:00:00Z"])
+    | st.integers(-(10**13), 10**13)
+    | _odd.filter(lambda v: v is not None)  # None: see test_a_typed_call_fills_event_id_and_ts
 )
-def test_fast_check_takes_plain_calls(obj: dict[str, object], fast: bool) -> None:
-    from usersignals.ingest.tracker import _fast_check
+_FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
+    "session_id": _text | _odd,
+    "model": _text | _odd,
+    "platform": st.sampled_from(["web", "ios", "tv", "WEB"]) | _odd,
+    "properties": st.none() | st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    "role": st.sampled_from(["user", "assistant", "tool", "bot"]) | _odd,
+    "tokens": st.none() | st.integers(-5, 2**70) | _odd,
+    "message_id": _text | _odd,
+    "rating": st.sampled_from([1, -1, 0, 2, True]) | _odd,
+    "model_a": st.sampled_from(["m-a", "m-b", ""]) | _odd,
+    "model_b": st.sampled_from(["m-a", "m-b", ""]) | _odd,
+    "winner": st.sampled_from(["a", "b", "tie", "both_bad", "x"]) | _odd,
+    "category": st.sampled_from(["mania", "other", "anger"]) | _odd,
+    "severity": st.sampled_from(["low", "critical", "huge"]) | _odd,
+    "source": st.sampled_from(["classifier", "moderator", "bot"]) | _odd,
+    "duration_s": st.none() | st.floats() | st.integers(-3, 3) | st.just(10**400) | _odd,
+}
 
-    assert (_fast_check(dict(obj), False) is not None) is fast
+
+_PLAIN_VALUES: dict[str, st.SearchStrategy[Any]] = {
+    **{name: st.text(min_size=1, max_size=20) for name in ("session_id", "model", "message_id")},
+    **{name: st.sampled_from(["m-a", "m-b", "m-c"]) for name in ("model_a", "model_b")},
+    **{name: st.sampled_from(choices) for name, choices in CHOICES.items()},
+    "tokens": st.integers(0, 2**63 - 1),
+    "rating": st.sampled_from([1, -1, 0]),
+    "duration_s": st.floats(min_value=0, allow_infinity=False),
+    "properties": st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+}
+
+
+@st.composite
+def typed_calls(
+    draw: st.DrawFn, plain: bool
+) -> tuple[str, Any, Any, Any, tuple[str, ...], tuple[Any, ...]]:
+    """Typed calls with any arguments, or (``plain``) with mostly valid ones."""
+    method = draw(st.sampled_from(sorted(tracker_module.METHOD_FIELDS)))
+    fields = tracker_module.METHOD_FIELDS[method]
+    if plain:
+        values = tuple(draw(st.none() | _PLAIN_VALUES[name]) for name in fields)
+        user_id = draw(st.text(min_size=1, max_size=30))
+        event_id = draw(st.none() | st.text(min_size=1, max_size=40))
+        ts = draw(st.datetimes(max_value=datetime(2026, 8, 5), timezones=st.just(UTC)))
+    else:
+        values = tuple(draw(_FIELD_VALUES[name]) for name in fields)
+        user_id = draw(_text | _odd)
+        event_id = draw(st.none() | _text | _odd)
+        ts = draw(_ts)
+    return method, user_id, event_id, ts, fields, values
+
+
+@settings(max_examples=1500, deadline=None)
+@given(call=typed_calls(plain=False) | typed_calls(plain=True))
+def test_a_typed_call_is_what_validate_makes_of_it(call: Any) -> None:
+    method, user_id, event_id, ts, fields, values = call
+    try:
+        got: Any = encode_call(method, user_id, event_id, ts, fields, values, now=NOW)
+    except EventError as exc:
+        got = exc
+    obj = {"event_id": event_id, "type": method, "user_id": user_id, "ts": ts}
+    if event_id is None:  # a new id was made (any valid id words an error the same way)
+        obj["event_id"] = "id" if isinstance(got, EventError) else got[0]
+    obj.update((f, v) for f, v in zip(fields, values, strict=True) if v is not None)
+    expected = validate(obj, now=NOW)
+    if isinstance(expected, Rejection):
+        assert isinstance(got, EventError)
+        assert got.rejection == expected
+        assert str(got) == expected.message
+    else:
+        assert got == (expected.event_id, (expected.user_id, encode_event(expected)))
+
+
+def test_a_typed_call_fills_event_id_and_ts() -> None:
+    before = datetime.now(UTC)
+    event_id, (user_id, data) = encode_call("message", "u", None, None, ("role",), ("user",))
+    events, rejections = decode_record(data)
+    assert (rejections, user_id, events[0].event_id) == ([], "u", event_id)
+    assert before <= events[0].ts <= datetime.now(UTC)
+    assert data == encode_event(events[0])
+    assert uuid.UUID(event_id).version == 4
+    assert str(uuid.UUID(event_id)) == event_id
+
+
+def test_event_ids_are_unique_and_version_4() -> None:
+    ids = [new_event_id() for _ in range(10_000)]
+    assert len(set(ids)) == 10_000
+    assert {uuid.UUID(i).version for i in ids} == {4}
+    assert {uuid.UUID(i).variant for i in ids} == {uuid.RFC_4122}
+
+
+def test_a_forked_child_makes_other_event_ids() -> None:
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write, new_event_id()[:24].encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child_prefix = os.read(read, 64).decode()
+    os.close(read)
+    os.close(write)
+    assert child_prefix != new_event_id()[:24]
+
+
+@pytest.mark.parametrize("method", sorted(tracker_module.METHOD_FIELDS))
+def test_method_fields_follow_the_signature_in_contract_order(method: str) -> None:
+    params = inspect.signature(getattr(Tracker, method)).parameters
+    assert tracker_module.METHOD_FIELDS[method] == tuple(f for f in OPTIONAL_FIELDS if f in params)
+    assert set(params) - set(OPTIONAL_FIELDS) == {"self", "user_id", "event_id", "ts"}
