@@ -187,7 +187,7 @@ def live_event_files(root: Path) -> list[Path]:
         files = sorted(p for p in day.iterdir() if p.suffix == ".parquet")
         covered: set[str] = set()
         for f in files:
-            if f.name.startswith("c-"):
+            if f.name.startswith("c-") and len(files) > 1:  # alone, it covers nothing here
                 covered.update(compacted_covers(f))
         for f in files:
             if f.name in covered:

@@ -1,7 +1,7 @@
 """The report's inputs: rollups of compacted days merged with the raw rows of everything else.
 
-:func:`merge_inputs` fills, on a cursor of a :func:`~usersignals.warehouse.db.connect`
-connection, temporary tables named like the rollup-shaped views of ``views.sql``
+:func:`merge_inputs` makes, on a cursor of a :func:`~usersignals.warehouse.db.connect`
+connection, temporary views and tables named like the rollup-shaped views of ``views.sql``
 (``user_days``, ``model_user_days``, ``events_by_day``, ``feedback_votes``, ``risk_cells``,
 ``week_users``, ``model_week_users``) plus ``arena_daily``, and ``feedback_latest`` once.
 Temporary names shadow the views, so every metric view then reads the merged tables, and the
@@ -12,8 +12,8 @@ within the day. A day is *dirty* when one of its ids (by 64-bit hash, so a colli
 time) also occurs in another compacted day (recorded at compaction in ``shared``) or in the tail
 (checked here). Dirty days are read raw, together with the tail, and deduplicated by the views'
 first-copy rule; the ids of the other served days occur nowhere else, so their rollups are their
-first copies. Distinct-count tables are merged with ``DISTINCT`` on days that have both rollup
-and raw rows; counts are summed.
+first copies. Rollup rows of the other days are read as they are (temporary views over the
+files); only days with both rollup and raw rows are combined (``DISTINCT``, or counts summed).
 """
 
 from __future__ import annotations
@@ -49,6 +49,31 @@ RAW_COLUMNS = (
 """The columns of raw rows the rollup-shaped views read (and the log position)."""
 
 _RAW_KINDS = ("user_days", "model_user_days", "events_by_day", "feedback_votes", "risk_cells")
+
+_DISTINCT = "SELECT DISTINCT * FROM ({rows})"
+_MERGED = (
+    ("user_days", "user_id, day", _DISTINCT),
+    ("model_user_days", "day, model, user_id", _DISTINCT),
+    ("feedback_votes", "user_id, message_id, day, ts, model, rating, event_id", "{rows}"),
+    (
+        "events_by_day",
+        "day, events",
+        "SELECT day, CAST(sum(events) AS BIGINT) AS events FROM ({rows}) GROUP BY day",
+    ),
+    (
+        "risk_cells",
+        "day, user_id, model, category, severity, flags",
+        "SELECT day, user_id, model, category, severity, CAST(sum(flags) AS BIGINT) AS flags "
+        "FROM ({rows}) GROUP BY ALL",
+    ),
+    (
+        "arena_daily",
+        "day, model_a, model_b, winner, votes",
+        "SELECT day, model_a, model_b, winner, CAST(sum(votes) AS BIGINT) AS votes "
+        "FROM ({rows}) GROUP BY ALL",
+    ),
+)
+"""(relation, its columns, how rollup and raw rows of the same day combine)."""
 
 
 def _among(column: str, days: Iterable[date], *, negate: bool = False) -> str:
@@ -118,42 +143,34 @@ def merge_inputs(cur: duckdb.DuckDBPyConnection) -> None:
     served = set(_column(cur, "SELECT day FROM main.rollup_events_by_day"))
     needed = {d for d in served - excluded if _monday(d) not in ok_weeks}
 
-    not_dirty = f"WHERE {_among('day', dirty, negate=True)}"
-    for kind, keys, where in (
-        ("user_days", "user_id, day", _among("day", excluded, negate=True)),
-        ("model_user_days", "day, model, user_id", _among("day", needed)),
-    ):
+    for kind, keys, combine in _MERGED:
+        if kind == "model_user_days":  # only for weeks without a weekly count
+            served_rows = _among("day", needed)
+        else:
+            served_rows = _among("day", excluded, negate=True)
+        merged = f"_r_{kind}"
+        if mixed:  # days with rollup rows and raw rows: combine them
+            merged = f"_m_{kind}"
+            rows = (
+                f"SELECT {keys} FROM main.rollup_{kind} WHERE {_among('day', mixed)} "
+                f"UNION ALL SELECT {keys} FROM _r_{kind}"
+            )
+            cur.execute(f"CREATE TEMP TABLE {merged} AS {combine.format(rows=rows)}")
         cur.execute(
-            f"CREATE TEMP TABLE {kind} AS "
-            f"SELECT {keys} FROM main.rollup_{kind} WHERE {where} "
-            f"UNION ALL SELECT DISTINCT {keys} FROM ("
-            f"SELECT {keys} FROM main.rollup_{kind} WHERE {_among('day', mixed)} "
-            f"UNION ALL SELECT {keys} FROM _r_{kind})"
+            f"CREATE TEMP VIEW {kind} AS SELECT {keys} FROM main.rollup_{kind} "
+            f"WHERE {served_rows} UNION ALL SELECT {keys} FROM {merged}"
         )
-    for kind, keys, total in (
-        ("events_by_day", "day", "events"),
-        ("risk_cells", "day, user_id, model, category, severity", "flags"),
-        ("arena_daily", "day, model_a, model_b, winner", "votes"),
-    ):
-        cur.execute(
-            f"CREATE TEMP TABLE {kind} AS SELECT {keys}, CAST(sum({total}) AS BIGINT) AS {total} "
-            f"FROM (SELECT {keys}, {total} FROM main.rollup_{kind} {not_dirty} "
-            f"UNION ALL SELECT {keys}, {total} FROM _r_{kind}) GROUP BY ALL"
-        )
-    cur.execute(
-        "CREATE TEMP TABLE feedback_votes AS "
-        f"SELECT * FROM main.rollup_feedback_votes {not_dirty} "
-        "UNION ALL SELECT * FROM _r_feedback_votes"
-    )
     # read by feedback_by_model and flattery_watch: pick the latest votes once
     cur.execute("CREATE TEMP TABLE feedback_latest AS SELECT * FROM main.feedback_latest")
     week = "CAST(date_trunc('week', day) AS DATE)"
     ok = _among("monday", ok_weeks)
+    # days of the weeks without a usable weekly count: counted from the day rows
+    counted = sorted(d for d in served | raw_days if _monday(d) not in ok_weeks)
     cur.execute(
         "CREATE TEMP TABLE week_users AS "
         f"SELECT monday, users FROM main.rollup_weeks WHERE model IS NULL AND {ok} "
         f"UNION ALL SELECT {week} AS monday, count(DISTINCT user_id) AS users FROM user_days "
-        f"WHERE {_among(week, ok_weeks, negate=True)} GROUP BY monday"
+        f"WHERE {_among('day', counted)} GROUP BY monday"
     )
     cur.execute(
         "CREATE TEMP TABLE model_week_users AS "
