@@ -30,6 +30,8 @@ def command() -> None:
 def compact_command(warehouse: str | None, day: str | None, as_json: bool) -> None:
     """Merge each day's loader files into one file, dropping duplicate event_ids.
 
+    Also writes the day's rollups, which `usersignals report` reads instead of the day's
+    rows (the loader does all this by itself for days quiet for --compact-after seconds).
     Atomic and idempotent; safe while the loader runs (it only takes committed files).
 
     \b
