@@ -315,6 +315,7 @@ def _series(report: dict[str, Any]) -> list[tuple[Any, ...]]:
     ]
 
 
+TARGET_EVENTS = 10_000_000
 TARGET_SECONDS = 2.0
 TARGET_SPEEDUP = 10.0
 
@@ -367,8 +368,11 @@ def run(
             "raw_json_runs_s": raw_runs,
             "speedup_report_compacted_vs_raw": round(best_raw / best_c, 1),
             "speedup_report_vs_raw": round(best_raw / min(loader_runs), 1),
-            "target": f"compacted report < {TARGET_SECONDS} s and >= {TARGET_SPEEDUP:g}x raw",
-            "target_met": best_c < TARGET_SECONDS and best_raw / best_c >= TARGET_SPEEDUP,
+            "target": f"over {TARGET_EVENTS:,} events: compacted report < {TARGET_SECONDS} s "
+            f"and >= {TARGET_SPEEDUP:g}x raw",
+            "target_met": (best_c < TARGET_SECONDS and best_raw / best_c >= TARGET_SPEEDUP)
+            if n_events >= TARGET_EVENTS
+            else None,
             "same_series": series == raw_series == _series(report_c) and report == report_c,
             "setup_s": {
                 "generate_and_write_parquet": round(t_write, 1),
