@@ -7,7 +7,9 @@ fields the metrics read: one changelog message per input record with new events 
 table write costs far more than folding a batch, so not one per event or per day). A day
 behind the retention horizon is dropped by rewriting the keys holding its events without
 them (deleting a key left empty); live traffic puts a record's events on one or two days, so
-that is mostly deletes. Rejections are stored under one key per rejected input record.
+that is mostly deletes. Rejections are stored under one key per rejected input record, and
+the count of late events under one key per input record that had some (so a redelivered
+record counts its late events once, across restarts too).
 
 Every key starts with its partition number: Faust writes a table update to the changelog
 partition of the record being processed, and keys of partition ``p`` are only ever written
@@ -36,6 +38,7 @@ __all__ = [
     "decode_events",
     "encode_events",
     "event_key",
+    "late_key",
     "rebuild_keepers",
     "rejection_key",
 ]
@@ -136,6 +139,12 @@ def rejection_key(partition: int, offset: int) -> bytes:
     return f"{partition}/r/{offset:020d}".encode()
 
 
+def late_key(partition: int, offset: int) -> bytes:
+    """Table key of the count of late events of one input record (kept: late records are
+    rare, and the count must survive restarts)."""
+    return f"{partition}/l/{offset:020d}".encode()
+
+
 def key_partition(key: bytes) -> int | None:
     """The partition a table key belongs to (None for a key this module did not make)."""
     head, _, _ = key.partition(b"/")
@@ -157,6 +166,7 @@ class PartitionKeeper:
         """The offset after the last input record folded in this process (-1: none yet)."""
         self._day_keys: dict[date, set[bytes]] = {}
         self._pending: set[date] = set()  # pruned days whose keys are not rewritten yet
+        self._late: dict[int, int] = {}  # late events per input offset (persisted)
 
     def fold(
         self,
@@ -180,7 +190,11 @@ class PartitionKeeper:
                 table[rejection_key(p, offset)] = _ENCODER.encode(
                     [(r.index, r.reason) for r in rejections]
                 )
+        late_before = self.state.late
         delta = self.state.apply(events) if events else []
+        late = self.state.late - late_before
+        if late:
+            self._count_late(table, offset, late)
         if delta:
             key = event_key(p, offset)
             table[key] = encode_events(delta)
@@ -194,6 +208,14 @@ class PartitionKeeper:
             self.prune(table)
         self.position = offset + 1
         return delta
+
+    def _count_late(self, table: Table, offset: int, late: int) -> None:
+        """Counts a record's late events once, however often the record is redelivered."""
+        old = self._late.get(offset, 0)
+        self.state.late -= old
+        if old != late:
+            self._late[offset] = late
+            table[late_key(self.partition, offset)] = _ENCODER.encode(late)
 
     def prune(self, table: Table) -> list[date]:
         """Drops the days behind the retention horizon, in the state and in the table."""
@@ -228,6 +250,8 @@ class PartitionKeeper:
                 events.extend(record)
                 for day in {e.ts.date() for e in record}:
                     self._day_keys.setdefault(day, set()).add(key)
+            elif kind == "l":
+                self._late[int(rest)] = msgspec.msgpack.decode(value, type=int)
             elif kind == "r":
                 offset = int(rest)
                 rejections.extend(
@@ -236,6 +260,7 @@ class PartitionKeeper:
                 )
         self.state.restore(events)
         self.state.add_rejections(rejections)
+        self.state.late = sum(self._late.values())
         self._pending = set(self.state.prune())
 
 

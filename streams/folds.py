@@ -20,8 +20,9 @@ Decisions the spec leaves open, taken here:
   counts there too; every real redelivery carries the same user, so this never matters.
 - An id is forgotten when its day is pruned: a copy with other content on a later day would
   then count (a client reusing ids across more than the retention; nothing else).
-- ``late`` is a plain counter: a redelivered late event counts again. It is a health signal
-  for the stream, not a metric of ``metrics.md``.
+- ``late`` is a plain counter here (a redelivered late event counts again); the worker's
+  keeper counts each input record's late events once and persists them. It is a health
+  signal for the stream, not a metric of ``metrics.md``.
 - Gauges give latest votes both on the newest day and over all held days (``votes_day``,
   ``votes_total``); risk flags and preferences over all held days.
 - ``ts`` is UTC (the contract normalises it): the day is ``ts.toordinal()``.

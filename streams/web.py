@@ -6,6 +6,8 @@
   held and their day range. ``GET /v1/partial?from=YYYY-MM-DD&to=YYYY-MM-DD`` (or ``?empty=1``
   when no worker holds any day): phase two, this worker's partial over that GLOBAL range.
   ``usersignals report --live`` asks every worker and merges (``usersignals.cli.live``).
+  A day that is not ``YYYY-MM-DD``, or ``from`` after ``to``, is answered 400 with
+  ``{"error": message}``.
 - ``GET /v1/status``: partitions held, offset processed, lag, records, accepted and rejected
   (``?counts=0`` leaves the counts out: cheap enough to poll while the worker is busy).
 - ``GET /metrics``: Prometheus text exposition (:mod:`usersignals.streams.exposition`).
@@ -13,9 +15,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
+from usersignals.config import UsersignalsError
 from usersignals.streams.exposition import render
 from usersignals.streams.livereport import (
     global_range,
@@ -27,9 +31,38 @@ from usersignals.streams.livereport import (
 if TYPE_CHECKING:
     from usersignals.streams.app import LiveWorker
 
-__all__ = ["add_views", "report_of", "status_of"]
+__all__ = ["BadDayRangeError", "add_views", "day_range_of", "report_of", "status_of"]
 
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4"  # aiohttp adds the charset itself
+
+
+class BadDayRangeError(UsersignalsError):
+    """A ``/v1/partial`` day range that is not two ISO days in order (not retryable)."""
+
+    retryable = False
+
+    def __init__(self, first: str, last: str) -> None:
+        self.first = first
+        self.last = last
+        super().__init__(
+            f"Bad day range: from={first!r} to={last!r} (expected YYYY-MM-DD, from <= to)"
+        )
+
+
+def day_range_of(query: Mapping[str, str]) -> tuple[date, date]:
+    """The GLOBAL day range of a phase-two ``/v1/partial`` query (``from`` and ``to``).
+
+    Raises:
+        BadDayRangeError: a day is not ``YYYY-MM-DD``, or ``from`` is after ``to``.
+    """
+    first, last = query["from"], query["to"]
+    try:
+        rng = (date.fromisoformat(first), date.fromisoformat(last))
+    except ValueError:
+        raise BadDayRangeError(first, last) from None
+    if len(first) != 10 or len(last) != 10 or rng[0] > rng[1]:
+        raise BadDayRangeError(first, last)
+    return rng
 
 
 def report_of(worker: LiveWorker) -> dict[str, Any]:
@@ -78,7 +111,10 @@ def add_views(worker: LiveWorker) -> None:
         held = sorted(worker.keepers)
         query = request.query
         if "from" in query and "to" in query:
-            rng = (date.fromisoformat(query["from"]), date.fromisoformat(query["to"]))
+            try:
+                rng = day_range_of(query)
+            except BadDayRangeError as exc:
+                return web.json({"error": str(exc)}, status=400)
             return web.json({"partitions": held, "partial": partial_of(states, rng)})
         if "empty" in query:
             return web.json({"partitions": held, "partial": partial_of(states, None)})

@@ -4,8 +4,11 @@ the live client merge and clean SIGTERM (issue 4, items 1, 4a, 5)."""
 from __future__ import annotations
 
 import json
+import urllib.error
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.conftest import Kafka
 from tests.oracle import dedupe, oracle_report
@@ -115,5 +118,12 @@ def test_worker_report_equals_oracle_and_dead_letters_every_reject(
             b"2",
             b"3",
         ]
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            worker.get("/v1/partial?from=2026-02-30&to=2026-03-01")
+        assert refused.value.code == 400
+        assert json.loads(refused.value.read()) == {
+            "error": "Bad day range: from='2026-02-30' to='2026-03-01' "
+            "(expected YYYY-MM-DD, from <= to)"
+        }
         stopped = worker.stop()
     assert stopped == 0

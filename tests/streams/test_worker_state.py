@@ -19,6 +19,7 @@ from usersignals.streams.changelog import (
     decode_events,
     encode_events,
     event_key,
+    late_key,
     rebuild_keepers,
     rejection_key,
 )
@@ -26,6 +27,7 @@ from usersignals.streams.exposition import EventTimeLag, fold_models
 from usersignals.streams.folds import PartitionState
 from usersignals.streams.livereport import live_report
 from usersignals.streams.records import dead_letter, split_record
+from usersignals.streams.web import BadDayRangeError, day_range_of
 
 EVENTS = [
     ev("e1", "用户", "09-01"),
@@ -83,7 +85,11 @@ def test_prune_rewrites_keys_without_dropped_days_and_deletes_empty_ones() -> No
     keeper.fold(table, 0, [ev("a", "u", "09-01"), ev("b", "u", "09-02")])
     keeper.fold(table, 1, [ev("z", "u", "08-30")])
     keeper.fold(table, 2, [ev("c", "u", "09-04")])
-    assert sorted(table) == [b"0/e/00000000000000000000", b"0/e/00000000000000000002"]
+    assert sorted(table) == [
+        b"0/e/00000000000000000000",
+        b"0/e/00000000000000000002",
+        b"0/l/00000000000000000001",  # the late event's count
+    ]
     assert [e.event_id for e in decode_events(table[b"0/e/00000000000000000000"])] == ["b"]
 
 
@@ -213,3 +219,45 @@ def test_event_time_lag_buckets() -> None:
     lag.observe(events, now)
     assert lag.counts == [1, 1, 1]
     assert lag.total == 555.0
+
+
+@pytest.mark.parametrize(
+    ("first", "last"),
+    [
+        ("2026-13-01", "2026-09-02"),
+        ("20260901", "2026-09-02"),
+        ("", "x"),
+        ("2026-09-03", "2026-09-02"),
+    ],
+)
+def test_bad_partial_day_ranges_are_refused(first: str, last: str) -> None:
+    with pytest.raises(BadDayRangeError) as exc:
+        day_range_of({"from": first, "to": last})
+    assert str(exc.value) == (
+        f"Bad day range: from={first!r} to={last!r} (expected YYYY-MM-DD, from <= to)"
+    )
+    assert (exc.value.first, exc.value.last, exc.value.retryable) == (first, last, False)
+
+
+def test_partial_day_range() -> None:
+    assert day_range_of({"from": "2026-09-01", "to": "2026-09-01"}) == (
+        datetime(2026, 9, 1).date(),
+        datetime(2026, 9, 1).date(),
+    )
+
+
+def test_late_events_count_once_per_record_and_survive_a_rebuild() -> None:
+    table: dict[bytes, bytes] = {}
+    keeper = PartitionKeeper(1, 2)
+    keeper.fold(table, 0, [ev("e1", "u", "09-10")])
+    late = [ev("e2", "u", "09-01"), ev("e3", "u", "09-02"), ev("e4", "u", "09-10")]
+    keeper.fold(table, 1, late)
+    keeper.fold(table, 1, late)  # redelivered
+    keeper.fold(table, 2, late[:1])
+    assert keeper.state.late == 3
+    assert table[late_key(1, 1)] == msgspec.msgpack.encode(2)
+    assert late_key(1, 1) == b"1/l/00000000000000000001"
+    rebuilt = rebuild_keepers(table.items(), [1], 2)[1]
+    assert rebuilt.state.late == 3
+    rebuilt.fold(table, 1, late)
+    assert rebuilt.state.late == 3
