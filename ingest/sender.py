@@ -72,12 +72,13 @@ class _Entry:
 
 
 class _Flight:
-    __slots__ = ("entry", "futures", "records")
+    __slots__ = ("entry", "futures", "records", "sent_at")
 
     def __init__(self, entry: _Entry, records: list[Record], futures: list[Any]) -> None:
         self.entry = entry
         self.records = records
         self.futures = futures
+        self.sent_at = time.monotonic()
 
 
 def backoff(attempt: int, base_s: float, max_s: float) -> float:
@@ -130,6 +131,9 @@ class Sender:
         self._ledger: deque[_Entry] = deque()
         self._window: deque[_Flight] = deque()
         self._in_flight_bytes = 0
+        # kafka-python expires a batch after delivery_timeout_ms, but not always one it is
+        # retrying on a dead connection: past this the sender gives up on a flight itself
+        self._flight_limit_s = config.delivery_timeout_ms / 1000 + 5
         self._producer: Any = None
         self._connected_once = False
         self._created = time.monotonic()
@@ -208,7 +212,9 @@ class Sender:
                     timeout = wait
                 if self._stopping and not queue:
                     return None
-                if self._woken:
+                if self._woken or (
+                    self._window and now - self._window[0].sent_at > self._flight_limit_s
+                ):
                     self._woken = False
                     return []
                 if self._producer is not None and not self._window and len(self.spool):
@@ -260,9 +266,11 @@ class Sender:
         while self._window:
             flight = self._window[0]
             if not all(_done(f) for f in flight.futures):
+                if time.monotonic() - flight.sent_at > self._flight_limit_s:
+                    self._recover(0.0)  # what is still pending now counts as timed out
                 return
             if any(_error(f) is not None for f in flight.futures):
-                self._recover()
+                self._recover(self._flight_limit_s)
                 return
             self._window.popleft()
             self._in_flight_bytes -= sum(len(r.value) for r in flight.records)
@@ -279,10 +287,11 @@ class Sender:
                 self.settled_seq = self._ledger.popleft().end
             self.cond.notify_all()
 
-    def _recover(self) -> None:
-        """Waits for every flight, retries the failed records in order, spools the rest."""
+    def _recover(self, wait_s: float) -> None:
+        """Waits for every flight (at most ``wait_s`` in all), retries the failed records in
+        order, spools the rest."""
         cfg = self.config
-        limit = cfg.delivery_timeout_ms / 1000 + 5
+        deadline = time.monotonic() + wait_s
         flights = list(self._window)
         self._window.clear()
         self._in_flight_bytes = 0
@@ -290,7 +299,7 @@ class Sender:
         sent = 0
         for flight in flights:
             for record, future in zip(flight.records, flight.futures, strict=True):
-                exc = _wait(future, limit)
+                exc = _wait(future, deadline)
                 if exc is None:
                     sent += record.events
                 else:
@@ -322,8 +331,9 @@ class Sender:
                 self.counters.retried += sum(r.events for r in retry)
             futures = [self._send(r) for r in retry]
             pending = []
+            deadline = time.monotonic() + self._flight_limit_s
             for record, future in zip(retry, futures, strict=True):
-                exc = _wait(future, limit)
+                exc = _wait(future, deadline)
                 if exc is None:
                     sent += record.events
                 else:
@@ -355,7 +365,6 @@ class Sender:
     def _drain_spool(self) -> None:
         """Resends the oldest spooled records; commits the prefix Kafka acknowledged."""
         frames = self.spool.peek(max_frames=256, max_bytes=DRAIN_BYTES)
-        limit = self.config.delivery_timeout_ms / 1000 + 5
         plan: list[tuple[list[Any], list[Record], int, int]] = []
         for payload, end in frames:
             records, bad = records_from_spool(
@@ -363,8 +372,9 @@ class Sender:
             )
             plan.append(([self._send(r) for r in records], records, end, bad))
         committed, frames_ok, sent, failed = 0, 0, 0, 0
+        deadline = time.monotonic() + self._flight_limit_s
         for futures, records, end, bad in plan:
-            errors = [_wait(f, limit) for f in futures]
+            errors = [_wait(f, deadline) for f in futures]
             if any(e is not None and _retryable(e) for e in errors):
                 first = next(e for e in errors if e is not None)
                 log.warning("Kafka is unavailable again (%r); keeping the spool", first)
@@ -403,14 +413,14 @@ class Sender:
             self._drain_spool()
         producer, self._producer = self._producer, None
         if producer is not None:
-            producer.close(timeout=max(0.0, min(5.0, self._deadline - time.monotonic())))
+            _close(producer, max(0.0, min(5.0, self._deadline - time.monotonic())))
 
     # -- connecting ------------------------------------------------------------------------
 
     def _drop_producer(self) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:
-            threading.Thread(target=producer.close, kwargs={"timeout": 0}, daemon=True).start()
+            threading.Thread(target=_close, args=(producer, 0.0), daemon=True).start()
         self._want_connect.set()
 
     def _connect_loop(self) -> None:
@@ -466,12 +476,13 @@ class Sender:
         }
         settings.update(cfg.producer_config)
         _probe(cfg.bootstrap, cfg.connect_timeout_ms / 1000)
+        _close_failed_connections()
         producer = KafkaProducer(**settings)
         getattr(producer, "_unregister_cleanup", lambda: None)()  # the Tracker closes it
         try:
             partitions = len(producer.partitions_for(cfg.topic))
         except Exception:
-            producer.close(timeout=0)
+            _close(producer, 0.0)
             raise
         return producer, partitions
 
@@ -493,6 +504,46 @@ def _probe(bootstrap: str, timeout: float) -> None:
     raise ConnectionError(f"no bootstrap server of {bootstrap!r} accepts connections: {last}")
 
 
+def _close(producer: Any, timeout: float) -> None:
+    """Closes a producer, its sockets and its network thread, whatever is still pending.
+
+    kafka-python's ``close()`` raises from its flush when batches are still pending (a broker
+    that is gone), before it stops the network thread; those batches are spooled by then, so
+    they are abandoned and the thread is told to stop.
+    """
+    try:
+        producer.close(timeout=timeout)
+    except Exception as exc:
+        log.debug("Closing the producer: %r; abandoning its pending batches", exc)
+        sender = getattr(producer, "_sender", None)
+        if sender is not None:
+            sender.force_close()
+
+
+def _close_failed_connections() -> None:
+    """Makes kafka-python close the socket of a connection attempt that fails.
+
+    Its ``KafkaNetSocket.sock_connect`` (3.0) raises on a refused or timed-out connection and
+    drops the socket unclosed: a producer whose broker is gone leaks one file descriptor per
+    reconnection attempt (a ``ResourceWarning`` when collected). Installed once, idempotent.
+    """
+    from kafka.net.inet import KafkaNetSocket
+
+    connect = KafkaNetSocket.sock_connect
+    if getattr(connect, "closes_on_failure", False):
+        return
+
+    async def sock_connect(self: Any, net: Any, sock: Any, sockaddr: Any, **kw: Any) -> Any:
+        try:
+            return await connect(self, net, sock, sockaddr, **kw)
+        except BaseException:
+            sock.close()
+            raise
+
+    sock_connect.closes_on_failure = True  # type: ignore[attr-defined]
+    KafkaNetSocket.sock_connect = sock_connect
+
+
 def _done(future: Any) -> bool:
     return isinstance(future, BaseException) or bool(future.is_done)
 
@@ -503,11 +554,12 @@ def _error(future: Any) -> BaseException | None:
     return future.exception if future.failed() else None
 
 
-def _wait(future: Any, timeout: float) -> BaseException | None:
+def _wait(future: Any, deadline: float) -> BaseException | None:
+    """The future's error once it is done, ``KafkaTimeoutError`` if not by ``deadline``."""
     if isinstance(future, BaseException):
         return future
     try:
-        future.get(timeout=timeout)
+        future.get(timeout=max(0.0, deadline - time.monotonic()))
     except Exception as exc:
         return exc
     return None

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,7 +16,7 @@ import pytest
 
 from tests.conftest import Kafka
 from tests.ingest.test_tracker import events_of, read_records
-from usersignals.broker import EmbeddedBroker, free_port
+from usersignals.broker import EmbeddedBroker, ensure_topics, free_port
 from usersignals.config import Settings
 from usersignals.ingest.batching import build_records
 from usersignals.ingest.contract import partition_for, validate
@@ -178,3 +180,108 @@ def test_interpreter_exit_flushes(kafka: Kafka, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     events = events_of(read_records(kafka.bootstrap, kafka.settings.events_topic, 3000))
     assert sorted(e.event_id for e in events) == sorted(f"x{i}" for i in range(3000))
+
+
+def read_ids(bootstrap: str, topic: str, expected: int) -> list[str]:
+    return [e.event_id for e in events_of(read_records(bootstrap, topic, expected))]
+
+
+@pytest.mark.slow
+def test_broker_dies_mid_stream_every_event_is_acknowledged_or_resent(tmp_path: Path) -> None:
+    """Each event handed over is acknowledged by the old broker or reaches the new one, once.
+
+    The embedded broker keeps nothing across a restart, so the new one holds exactly the
+    events the old one did not acknowledge: the ones spooled.
+    """
+    port = free_port()
+    settings = Settings.load(
+        environ={}, bootstrap=f"127.0.0.1:{port}", topic_prefix="dies", state_dir=tmp_path
+    )
+    n = 30_000
+    old = EmbeddedBroker(port=port, partitions=8, topics=settings.topics).start()
+    tracker = Tracker(
+        settings=settings, delivery_timeout_ms=3_000, backoff_ms=50, backoff_max_ms=500
+    )
+    try:
+        tracker.message("user-0", "user", event_id="d-first", ts=TS)
+        assert tracker.flush(30) is True  # connected: the stream below meets a live broker
+        n += 1
+
+        def produce() -> None:
+            for i in range(n - 1):
+                tracker.message(f"user-{i % 101}", "user", event_id=f"d{i:05d}", ts=TS)
+                if i % 100 == 0:
+                    time.sleep(0.01)  # a steady stream of ~3 s, not one burst
+
+        producer = threading.Thread(target=produce)
+        producer.start()
+        assert wait_until(lambda: tracker.stats.sent >= 3_000, 60), tracker.stats
+        os.kill(old.pid, signal.SIGKILL)  # mid-stream: records in flight, events coming
+        old.stop()  # (SIGTERM alone lets it finish the requests it has)
+        producer.join(120)
+        assert wait_until(lambda: tracker.stats.queued == 0, 60), tracker.stats
+        acknowledged_by_old = tracker.stats.sent
+        assert 3_000 <= acknowledged_by_old < n
+        assert tracker.stats == TrackerStats(
+            accepted=n,
+            sent=acknowledged_by_old,
+            spooled=n - acknowledged_by_old,
+            spool_records=tracker.stats.spool_records,
+            spool_bytes=tracker.stats.spool_bytes,
+        )
+        with EmbeddedBroker(port=port, partitions=8, topics=()) as new:
+            ensure_topics(new.bootstrap, 8, settings.topics)
+            assert wait_until(lambda: tracker.stats.sent == n, 60), tracker.stats
+            assert tracker.close(10) is True
+            ids = read_ids(new.bootstrap, settings.events_topic, n - acknowledged_by_old)
+    finally:
+        tracker.close(5)
+        old.stop()
+    assert tracker.stats == TrackerStats(accepted=n, sent=n, spooled=n - acknowledged_by_old)
+    assert len(ids) == len(set(ids)) == n - acknowledged_by_old
+    assert set(ids) <= {"d-first", *(f"d{i:05d}" for i in range(n - 1))}
+    gc.collect()  # a socket the dead broker's producer left open fails the test here
+
+
+@pytest.mark.slow
+def test_a_full_queue_spools_after_max_block_ms_and_never_blocks_longer(tmp_path: Path) -> None:
+    """A broker that does not answer (SIGSTOP): the queue fills, callers wait, then spool."""
+    port = free_port()
+    settings = Settings.load(
+        environ={}, bootstrap=f"127.0.0.1:{port}", topic_prefix="slow", state_dir=tmp_path
+    )
+    block_s = 0.2
+    with EmbeddedBroker(port=port, partitions=8, topics=settings.topics) as broker:
+        os.kill(broker.pid, signal.SIGSTOP)  # accepts connections, answers nothing
+        try:
+            tracker = Tracker(
+                settings=settings,
+                max_queue=20,
+                max_block_ms=int(block_s * 1000),
+                connect_timeout_ms=20_000,
+            )
+            latencies = []
+            for i in range(40):
+                start = time.perf_counter()
+                tracker.message("u", "user", event_id=f"q{i:02d}", ts=TS)
+                latencies.append(time.perf_counter() - start)
+            stats = tracker.stats
+        finally:
+            os.kill(broker.pid, signal.SIGCONT)
+        try:
+            assert wait_until(lambda: tracker.stats.sent == 40, 60), tracker.stats
+            final = tracker.stats
+        finally:
+            tracker.close(10)
+        ids = read_ids(broker.bootstrap, settings.events_topic, 40)
+    assert max(latencies[:20]) < block_s
+    assert min(latencies[20:]) >= block_s * 0.95  # each waited the whole bound...
+    assert max(latencies) < block_s + 0.3  # ...and not longer (+ one fsynced spool write)
+    frame_bytes = stats.spool_bytes // 20
+    assert stats == TrackerStats(
+        accepted=40, queued=20, spooled=20, spool_records=20, spool_bytes=20 * frame_bytes
+    )
+    assert final == TrackerStats(accepted=40, sent=40, spooled=40)
+    # the spooled overflow went first: it may overtake events that were still in memory
+    assert ids == [f"q{i:02d}" for i in [*range(20, 40), *range(20)]]
+    gc.collect()
