@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,7 +42,13 @@ from usersignals.streams.exposition import EventTimeLag, WorkerCollector
 from usersignals.streams.folds import PartitionState
 from usersignals.streams.records import dead_letter, split_record
 
-__all__ = ["REBALANCE_TIMEOUT_S", "ArenaFn", "LiveWorker", "complete_recovery"]
+__all__ = [
+    "REBALANCE_TIMEOUT_S",
+    "ArenaFn",
+    "LiveWorker",
+    "complete_recovery",
+    "rewind_uncommitted",
+]
 
 ArenaFn = Callable[[dict[tuple[Any, Any, Any], int]], list[dict[str, Any]]]
 """Arena rows from a preference count table (injected by the CLI: streams cannot import it)."""
@@ -107,6 +113,7 @@ class LiveWorker:
             value_type=bytes,
         )
         self.table.on_recover(self._on_recovered)
+        rewind_uncommitted(self.app.consumer, settings.events_topic)
         self.collector = WorkerCollector(
             self.states, self.consumer_lag, self.event_lag, settings.max_models
         )
@@ -183,6 +190,29 @@ class LiveWorker:
                 if highwater is not None and keeper.position >= 0:
                     lag[p] = max(highwater - keeper.position, 0)
         return lag
+
+
+def rewind_uncommitted(consumer: Any, topic: str) -> None:
+    """Makes "seek to committed offsets" rewind partitions of ``topic`` that have no commit.
+
+    Faust's fetch loop drops records it has already fetched when the consumer generation
+    changes mid-batch (a rebalance), counting on a later seek back to the committed offsets to
+    read them again. aiokafka seeks only partitions whose committed offset is above 0, so a
+    partition never committed stays past the dropped records and they are never processed:
+    a worker taking over from one killed before its first commit read nothing at all. Here a
+    partition with no commit (or commit 0) goes back to its first offset; replaying records
+    is harmless, because every fold is idempotent.
+    """
+    seek_to_committed = consumer.seek_to_committed
+
+    async def seek_to_committed_or_beginning() -> Mapping[Any, int | None]:
+        committed: Mapping[Any, int | None] = await seek_to_committed()
+        for tp, offset in committed.items():
+            if tp.topic == topic and not offset:
+                await consumer.seek(TP(tp.topic, tp.partition), 0)
+        return committed
+
+    consumer.seek_to_committed = seek_to_committed_or_beginning
 
 
 async def complete_recovery(app: faust.App, table: Any, partitions: Iterable[int]) -> int:

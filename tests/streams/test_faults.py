@@ -81,7 +81,16 @@ def group(kafka: Kafka) -> str:
     return f"{kafka.settings.topic_prefix}-worker"
 
 
-def test_sigkill_mid_stream_and_restart_is_exact(kafka: Kafka, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "kill_after",
+    [
+        pytest.param(20, id="before-the-first-commit"),
+        pytest.param(150, id="after-commits"),
+    ],
+)
+def test_sigkill_mid_stream_and_restart_is_exact(
+    kafka: Kafka, tmp_path: Path, kill_after: int
+) -> None:
     records = interleaved(batch_records(generate_wire(seed=21, users=300), N, batch_size=4))
     produced = Produced()
     first = start_worker(kafka.env(), tmp_path, name="first")
@@ -90,7 +99,7 @@ def test_sigkill_mid_stream_and_restart_is_exact(kafka: Kafka, tmp_path: Path) -
         wait_for(lambda: (first.status() or {}).get("ready"), 60, "first worker ready")
         streamer = Streamer(kafka, records, produced, pause=0.4)
         streamer.start()
-        wait_for(lambda: (first.status() or {}).get("records", 0) >= 150, 60, "mid-stream")
+        wait_for(lambda: (first.status() or {}).get("records", 0) >= kill_after, 60, "mid-stream")
         first.kill()
         assert streamer.is_alive(), "the stream should still be flowing when the worker dies"
         second = start_worker(kafka.env(), tmp_path, name="second")

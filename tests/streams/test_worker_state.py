@@ -261,3 +261,28 @@ def test_late_events_count_once_per_record_and_survive_a_rebuild() -> None:
     assert rebuilt.state.late == 3
     rebuilt.fold(table, 1, late)
     assert rebuilt.state.late == 3
+
+
+def test_seek_to_committed_rewinds_partitions_never_committed() -> None:
+    """Records Faust dropped at a rebalance are read again even where nothing was committed."""
+    import asyncio
+
+    from faust.types import TP
+
+    from usersignals.streams.app import rewind_uncommitted
+
+    class Consumer:
+        def __init__(self) -> None:
+            self.seeks: list[tuple[TP, int]] = []
+
+        async def seek_to_committed(self) -> dict[TP, int | None]:
+            return {TP("ev", 0): None, TP("ev", 1): 0, TP("ev", 2): 17, TP("other", 0): None}
+
+        async def seek(self, tp: TP, offset: int) -> None:
+            self.seeks.append((tp, offset))
+
+    consumer = Consumer()
+    rewind_uncommitted(consumer, "ev")
+    committed = asyncio.run(consumer.seek_to_committed())
+    assert committed[TP("ev", 2)] == 17
+    assert consumer.seeks == [(TP("ev", 0), 0), (TP("ev", 1), 0)]
