@@ -8,7 +8,12 @@ import sys
 
 import pytest
 
-PACKAGES = ["usersignals.ingest", "usersignals.dashboards"]
+PACKAGES = [
+    "usersignals.ingest",
+    "usersignals.streams",
+    "usersignals.warehouse",
+    "usersignals.dashboards",
+]
 
 
 @pytest.mark.parametrize("name", PACKAGES)
