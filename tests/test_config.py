@@ -47,3 +47,18 @@ def test_bad_values_are_named(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError) as exc:
         Settings.load(environ=env)
     assert str(exc.value) == message
+
+
+def test_to_env_round_trips_through_load(tmp_path: Path) -> None:
+    s = Settings.load(
+        environ={},
+        bootstrap="k:1",
+        write_keys="a,b",
+        warehouse=tmp_path / "w",
+        topic_prefix="p",
+        partitions=3,
+    )
+    env = s.to_env()
+    assert env["USERSIGNALS_WRITE_KEYS"] == "a,b"
+    assert env["USERSIGNALS_WAREHOUSE"] == str((tmp_path / "w").resolve())
+    assert Settings.load(environ=env) == s.with_(state_dir=s.state_dir.resolve())

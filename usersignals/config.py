@@ -141,6 +141,18 @@ class Settings:
         settings._check()
         return settings
 
+    def to_env(self) -> dict[str, str]:
+        """These settings as ``USERSIGNALS_*`` variables, for a child process (paths absolute)."""
+        env: dict[str, str] = {}
+        for name, var in ENV_VARS.items():
+            value = getattr(self, name)
+            if isinstance(value, Path):
+                value = value.resolve()
+            elif isinstance(value, tuple):
+                value = ",".join(value)
+            env[var] = str(value)
+        return env
+
     def with_(self, **changes: Any) -> Settings:
         """Returns a copy with some fields changed (checked like :meth:`load`)."""
         settings = replace(self, **{k: _coerce(k, v) for k, v in changes.items()})

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from usersignals.broker import free_port, wait_for_port
+from usersignals.cli.status import committed_offsets as committed
 from usersignals.ingest.contract import Event, decode_record
 from usersignals.ingest.partitioner import partition_for
 
@@ -170,22 +171,6 @@ def batch_records(
 
 
 # -- waiting ------------------------------------------------------------------------------
-
-
-def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
-    """Committed offsets of a consumer group (partitions without a commit left out)."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-    try:
-        out = {}
-        for p in range(partitions):
-            offset = consumer.committed(TopicPartition(topic, p))
-            if offset is not None and offset >= 0:
-                out[p] = int(offset)
-        return out
-    finally:
-        consumer.close()
 
 
 def wait_caught_up(

@@ -119,16 +119,7 @@ def _worker(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
 
 
 def _child_env(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        USERSIGNALS_BOOTSTRAP=settings.bootstrap,
-        USERSIGNALS_TOPIC_PREFIX=settings.topic_prefix,
-        USERSIGNALS_WAREHOUSE=str(settings.warehouse.resolve()),
-        USERSIGNALS_STATE_DIR=str(settings.state_dir.resolve()),
-        USERSIGNALS_PARTITIONS=str(settings.partitions),
-        USERSIGNALS_WORKER_URL=settings.worker_url,
-    )
-    return env
+    return {**os.environ, **settings.to_env()}
 
 
 def _send(settings: Settings, path: Path, *, progress: bool) -> SendSummary:

@@ -18,7 +18,6 @@ import contextlib
 import importlib
 import logging
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ import click
 
 from usersignals.cli._options import bootstrap_option, settings_from, warehouse_option
 from usersignals.config import Settings
+from usersignals.processes import terminate
 
 __all__ = ["arena_function", "command"]
 
@@ -56,31 +56,15 @@ def _loader(settings: Settings, enabled: bool) -> Iterator[subprocess.Popen[byte
     if not enabled:
         yield None
         return
-    env = dict(os.environ)
-    env.update(
-        USERSIGNALS_BOOTSTRAP=settings.bootstrap,
-        USERSIGNALS_TOPIC_PREFIX=settings.topic_prefix,
-        USERSIGNALS_WAREHOUSE=str(settings.warehouse),
-        USERSIGNALS_STATE_DIR=str(settings.state_dir),
-        USERSIGNALS_PARTITIONS=str(settings.partitions),
-    )
     proc = subprocess.Popen(
         [sys.executable, "-m", "usersignals", "loader", "--exit-with-parent"],
-        env=env,
+        env={**os.environ, **settings.to_env()},
         stdin=subprocess.DEVNULL,
     )
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(LOADER_STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
+        terminate(proc, LOADER_STOP_TIMEOUT_S)
 
 
 @click.command("worker")
