@@ -52,7 +52,7 @@ from usersignals.ingest.batching import (
     new_event_id,
     records_of,
 )
-from usersignals.ingest.contract import MAX_BATCH
+from usersignals.ingest.contract import MAX_BATCH, Event, encode_event
 from usersignals.ingest.sender import Sender, SenderConfig
 from usersignals.ingest.spool import Spool, SpoolFullError
 
@@ -341,6 +341,18 @@ class Tracker:
         if obj.get("ts") is None:
             obj["ts"] = datetime.now(UTC)
         return self._enqueue(*encode_obj(obj))
+
+    def track_event(self, event: Event) -> str:
+        """Records one event already validated by the contract; returns its ``event_id``.
+
+        For input read with :func:`~usersignals.ingest.contract.decode_record` (files, other
+        producers): it is queued as :meth:`track` would queue it after validating, without
+        checking it a second time.
+
+        Raises:
+            TrackerClosedError: the tracker is closed.
+        """
+        return self._enqueue(event.event_id, (event.user_id, encode_event(event)))
 
     # -- delivery ---------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import threading
 import time
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import Kafka
 from usersignals.ingest import tracker as tracker_module
-from usersignals.ingest.batching import OPTIONAL_FIELDS, encode_call, new_event_id
+from usersignals.ingest.batching import OPTIONAL_FIELDS, encode_call, encode_obj, new_event_id
 from usersignals.ingest.contract import (
     CHOICES,
     Event,
@@ -117,6 +118,24 @@ def test_typed_methods_send_what_they_say(kafka: Kafka, tmp_path: Path) -> None:
     assert (events[5].duration_s, events[5].properties) == (3.5, {"k": [1]})
     assert all(e.ts == TS for e in events[:6])
     assert abs((events[6].ts - datetime.now(UTC)).total_seconds()) < 60
+
+
+def test_a_decoded_event_is_sent_as_track_would_send_it(kafka: Kafka, tmp_path: Path) -> None:
+    line = (
+        b'{"event_id":"d1","type":"feedback","user_id":"u2","ts":1767225600000,'
+        b'"message_id":"m","rating":1,"model":"m-5","later":{"x":1}}'
+    )
+    [event], rejections = decode_record(line)
+    assert rejections == []
+    with make_tracker(kafka, tmp_path) as tracker:
+        assert tracker.track_event(event) == "d1"
+        assert tracker.flush(30) is True
+        stats = tracker.stats
+    assert stats == TrackerStats(accepted=1, sent=1)
+    [(partition, _, key, events)] = read_records(kafka.bootstrap, kafka.settings.events_topic, 1)
+    assert (partition, key, events) == (partition_for("u2", 8), b"u2", [event])
+    # the very item track() queues for the same JSON, without a second validation
+    assert encode_obj(json.loads(line)) == ("d1", ("u2", encode_event(event)))
 
 
 def test_fills_event_id_and_ts(kafka: Kafka, tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ import click
 
 from usersignals.broker import EmbeddedBroker, free_port, wait_for_port
 from usersignals.cli._options import settings_from, warehouse_option
+from usersignals.cli._progress import byte_progress
 from usersignals.config import Settings, UsersignalsError
 from usersignals.processes import terminate
 
@@ -123,7 +124,6 @@ def _child_env(settings: Settings) -> dict[str, str]:
 
 
 def _send(settings: Settings, path: Path, *, progress: bool) -> SendSummary:
-    import msgspec
     from kafka import KafkaProducer
 
     from usersignals.ingest.contract import decode_record
@@ -134,7 +134,7 @@ def _send(settings: Settings, path: Path, *, progress: bool) -> SendSummary:
     total = path.stat().st_size if str(path) != "-" else None
     with (
         Tracker(settings=settings) as tracker,
-        _progress(progress, total, "sending") as advance,
+        byte_progress(progress, total, "sending") as advance,
         click.open_file(str(path), "rb") as fh,
     ):
         for line in fh:
@@ -150,29 +150,14 @@ def _send(settings: Settings, path: Path, *, progress: bool) -> SendSummary:
                 )
                 summary.raw_records += 1
                 continue
-            parsed = msgspec.json.decode(body)
-            for obj in parsed if isinstance(parsed, list) else [parsed]:
-                tracker.track(obj)
+            for event in events:
+                tracker.track_event(event)
             summary.events += len(events)
         if not tracker.flush(120):
             raise RunError("send", "the SDK could not deliver every event within 120 s")
     raw.flush(60)
     raw.close()
     return summary
-
-
-@contextlib.contextmanager
-def _progress(enabled: bool, total: int | None, label: str) -> Iterator[Any]:
-    if not enabled:
-        yield lambda _n: None
-        return
-    from rich.progress import BarColumn, DownloadColumn, Progress, TimeElapsedColumn
-
-    with Progress(
-        f"[bold]{label}", BarColumn(), DownloadColumn(), TimeElapsedColumn(), transient=True
-    ) as bar:
-        task = bar.add_task(label, total=total)
-        yield lambda n: bar.advance(task, n)
 
 
 def _drain(settings: Settings, worker: subprocess.Popen[bytes], *, progress: bool) -> None:
@@ -184,7 +169,7 @@ def _drain(settings: Settings, worker: subprocess.Popen[bytes], *, progress: boo
     group = f"{settings.topic_prefix}-worker"
     deadline = time.monotonic() + DRAIN_TIMEOUT_S
     stable = 0
-    with _progress(progress, None, "draining") as _advance:
+    with byte_progress(progress, None, "draining") as _advance:
         while time.monotonic() < deadline:
             if worker.poll() is not None:
                 raise RunError("worker", f"exited with code {worker.returncode}")

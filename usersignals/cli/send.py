@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
-from contextlib import nullcontext
 from pathlib import Path
 from typing import IO, Any
 
 import click
 
 from usersignals.cli._options import bootstrap_option, settings_from
+from usersignals.cli._progress import byte_progress
 from usersignals.ingest.contract import Rejection, decode_record
 from usersignals.ingest.tracker import Tracker
 
@@ -81,13 +81,14 @@ def command(
     source = sys.stdin.buffer if str(file) == "-" else open(file, "rb")  # noqa: SIM115
     show = not as_json and sys.stderr.isatty()
     with source, Tracker(settings=settings, spool_path=spool_path) as tracker:
-        with _progress(show, file) as advance:
+        total = file.stat().st_size if str(file) != "-" else None
+        with byte_progress(show, total, "sending") as advance:
             for number, raw in _lines(source):
                 lines += 1
                 events, rejections = decode_record(raw)
                 rejected += [_rejection_row(number, r) for r in rejections]
                 for event in events:
-                    tracker.track(_wire(event))
+                    tracker.track_event(event)
                 accepted += len(events)
                 advance(len(raw) + 1)
         delivered = tracker.flush(timeout)
@@ -116,31 +117,3 @@ def command(
         )
     if rejected or not delivered:
         sys.exit(1)
-
-
-def _wire(event: Any) -> dict[str, Any]:
-    """The event as the dict :meth:`Tracker.track` takes (it is validated again there)."""
-    from usersignals.ingest.contract import encode_event
-
-    obj: dict[str, Any] = json.loads(encode_event(event))
-    return obj
-
-
-def _progress(show: bool, file: Path) -> Any:
-    """A context giving ``advance(bytes)``: a rich bar on a terminal, nothing otherwise."""
-    if not show:
-        return nullcontext(lambda _n: None)
-    from contextlib import contextmanager
-
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
-
-    @contextmanager
-    def bar() -> Iterator[Any]:
-        total = file.stat().st_size if str(file) != "-" else None
-        with Progress(
-            TextColumn("sending"), BarColumn(), DownloadColumn(), transient=True
-        ) as progress:
-            task = progress.add_task("send", total=total)
-            yield lambda n: progress.advance(task, n)
-
-    return bar()
