@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,11 +189,12 @@ def _drain(settings: Settings, worker: subprocess.Popen[bytes], *, progress: boo
 
 
 def _fetch_live(settings: Settings) -> dict[str, Any] | None:
+    """The worker's live report, as ``report --live`` reads it; ``None`` when unreachable."""
+    from usersignals.cli.live import LiveReportError, fetch_live_report
+
     try:
-        with urllib.request.urlopen(f"{settings.worker_url}/v1/report", timeout=30) as resp:
-            loaded: dict[str, Any] = json.load(resp)
-            return loaded
-    except OSError:
+        return fetch_live_report(settings, timeout=30)
+    except LiveReportError:
         return None
 
 
