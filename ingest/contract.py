@@ -49,7 +49,7 @@ from usersignals.ingest.rules import (
     check_event,
 )
 from usersignals.ingest.rules import RATINGS as RATINGS
-from usersignals.ingest.timestamps import TimestampError, format_ts, to_utc
+from usersignals.ingest.timestamps import TimestampError, format_ts, parse_epoch_ms, to_utc
 
 __all__ = [
     "CHOICES",
@@ -203,7 +203,9 @@ def decode_record(
     now = now or datetime.now(UTC)
     try:
         fast = _decode_fast(value, now)
-        return (fast, []) if fast is not None else _decode_precise(value, now)
+        if fast is not None:
+            return fast, []
+        return _decode_precise(value, now, fast_elements=True)
     except Exception as exc:  # never raise on input, whatever it is
         raw = bytes(value) if isinstance(value, bytes | bytearray | memoryview) else b""
         message = f"Unreadable record ({type(exc).__name__})"
@@ -231,34 +233,64 @@ def _decode_fast(value: bytes | None, now: datetime) -> list[Event] | None:
         return None
     limit = now + MAX_FUTURE
     for i, e in enumerate(events):
-        if e.type not in _TYPE_SET or e.extra is not None:  # "extra" itself is an unknown field
+        checked = _checked(e, limit)
+        if checked is None:
             return None
-        for name in REQUIRED_BY_TYPE[e.type]:
-            if getattr(e, name) is None:
-                return None
-        if (
-            (e.platform is not None and e.platform not in _PLATFORMS)
-            or (e.role is not None and e.role not in _ROLES)
-            or (e.winner is not None and e.winner not in _WINNERS)
-            or (e.category is not None and e.category not in _CATEGORIES)
-            or (e.severity is not None and e.severity not in _SEVERITIES)
-            or (e.source is not None and e.source not in _SOURCES)
-            or (e.model_a is not None and e.model_a == e.model_b)
-        ):
-            return None
-        if e.ts.tzinfo is not UTC or (e.received_at and e.received_at.tzinfo is not UTC):
-            try:
-                e = events[i] = msgspec.structs.replace(
-                    e, ts=to_utc(e.ts), received_at=e.received_at and to_utc(e.received_at)
-                )
-            except TimestampError:
-                return None
-        if e.ts > limit:
-            return None
+        if checked is not e:
+            events[i] = checked
     return events
 
 
-def _decode_precise(value: bytes | None, now: datetime) -> tuple[list[Event], list[Rejection]]:
+def _checked(e: Event, limit: datetime) -> Event | None:
+    """``e`` with its times in UTC if msgspec's decoding left nothing for the precise path to
+    say about it, else ``None`` (the rules msgspec does not check while decoding)."""
+    if e.type not in _TYPE_SET or e.extra is not None:  # "extra" itself is an unknown field
+        return None
+    for name in REQUIRED_BY_TYPE[e.type]:
+        if getattr(e, name) is None:
+            return None
+    if (
+        (e.platform is not None and e.platform not in _PLATFORMS)
+        or (e.role is not None and e.role not in _ROLES)
+        or (e.winner is not None and e.winner not in _WINNERS)
+        or (e.category is not None and e.category not in _CATEGORIES)
+        or (e.severity is not None and e.severity not in _SEVERITIES)
+        or (e.source is not None and e.source not in _SOURCES)
+        or (e.model_a is not None and e.model_a == e.model_b)
+    ):
+        return None
+    if e.ts.tzinfo is not UTC or (e.received_at and e.received_at.tzinfo is not UTC):
+        try:
+            e = msgspec.structs.replace(
+                e, ts=to_utc(e.ts), received_at=e.received_at and to_utc(e.received_at)
+            )
+        except TimestampError:
+            return None
+    return None if e.ts > limit else e
+
+
+def _epoch_ms_event(element: msgspec.Raw, limit: datetime) -> Event | None:
+    """The event of an element whose ``ts`` is epoch milliseconds (a form msgspec does not
+    decode into a datetime), if it is otherwise as :func:`_checked` wants it."""
+    try:
+        obj = _ANY_DECODER.decode(element)
+        if type(obj) is not dict or type(obj.get("ts")) is not int:
+            return None
+        obj["ts"] = parse_epoch_ms(obj["ts"])
+        return _checked(msgspec.convert(obj, Event), limit)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, TimestampError):
+        return None
+
+
+def _decode_precise(
+    value: bytes | None, now: datetime, *, fast_elements: bool = False
+) -> tuple[list[Event], list[Rejection]]:
+    """Every element of a record checked on its own, with a rejection per bad one.
+
+    With ``fast_elements``, an element is first decoded as :func:`_decode_fast` decodes a whole
+    record, and only an element that fails that goes through :func:`validate`: the result is
+    the same, and a batch with one bad element costs about what a valid one does.
+    """
     raw = bytes(value) if value else b""
     problem = _record_problem(raw)
     if problem is not None:
@@ -277,7 +309,18 @@ def _decode_precise(value: bytes | None, now: datetime) -> tuple[list[Event], li
         return [], [Rejection(reason="bad_batch", message=message, raw=raw)]
     events: list[Event] = []
     rejections: list[Rejection] = []
+    limit = now + MAX_FUTURE
     for index, element in enumerate(elements):
+        if fast_elements and len(element) <= MAX_EVENT_BYTES:
+            try:
+                event: Event | None = _checked(_EVENT_DECODER.decode(element), limit)
+            except msgspec.ValidationError:
+                event = _epoch_ms_event(element, limit)
+            except (msgspec.DecodeError, RecursionError):
+                event = None
+            if event is not None:
+                events.append(event)
+                continue
         got, rejected = _decode_element(bytes(element), index, now)
         events += got
         rejections += rejected

@@ -238,6 +238,15 @@ def test_fast_and_precise_paths_agree(dicts: list[dict[str, Any]]) -> None:
 
 
 @SETTINGS
+@given(st.lists(mutated_events(), min_size=1, max_size=8))
+def test_a_bad_element_leaves_the_others_to_the_fast_path(dicts: list[dict[str, Any]]) -> None:
+    # decode_record tries each element of a batch the fast way once the whole batch fails:
+    # the outcome must be exactly the precise path's, rejections and their messages included
+    raw = json.dumps(dicts).encode()
+    assert decode_record(raw, now=NOW) == contract._decode_precise(raw, NOW)
+
+
+@SETTINGS
 @given(mutated_events())
 def test_validate_agrees_with_decoding_the_json(event: dict[str, Any]) -> None:
     raw = json.dumps(event).encode()
