@@ -31,7 +31,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 import msgspec
 
@@ -88,12 +88,31 @@ REASONS = (
 
 
 # Constrained field types: msgspec checks these while decoding (the fast path); the precise
-# path (rules.check_event) enforces the same rules with messages. Keep the two in step. Choice
-# fields stay plain str here (a regex per field would halve decoding speed); the fast path
-# checks them against sets.
+# path (rules.check_event) enforces the same rules with messages. Keep the two in step.
+# Statically the choice fields are str and ts a datetime; at run time msgspec decodes them
+# as Literal choices (a hash lookup in C) and ts also as epoch milliseconds, which
+# _checked turns into a UTC datetime before an Event leaves this module.
+_Moment = Annotated[datetime, msgspec.Meta(tz=True)]
+if TYPE_CHECKING:
+    _Type = str
+    _Platform = str
+    _Role = str
+    _Winner = str
+    _Category = str
+    _Severity = str
+    _Source = str
+    _Ts = datetime
+else:
+    _Type = Literal[EVENT_TYPES]
+    _Platform = Literal[CHOICES["platform"]]
+    _Role = Literal[CHOICES["role"]]
+    _Winner = Literal[CHOICES["winner"]]
+    _Category = Literal[CHOICES["category"]]
+    _Severity = Literal[CHOICES["severity"]]
+    _Source = Literal[CHOICES["source"]]
+    _Ts = _Moment | int
 _EventId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 _UserId = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
-_Moment = Annotated[datetime, msgspec.Meta(tz=True)]
 _SessionId = Annotated[str, msgspec.Meta(max_length=256)]
 _Model = Annotated[str, msgspec.Meta(max_length=128)]
 _ModelAB = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
@@ -122,23 +141,23 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     """
 
     event_id: _EventId
-    type: str
+    type: _Type
     user_id: _UserId
-    ts: _Moment
+    ts: _Ts
     session_id: _SessionId | None = None
     model: _Model | None = None
-    platform: str | None = None
+    platform: _Platform | None = None
     properties: _Properties | None = None
-    role: str | None = None
+    role: _Role | None = None
     tokens: _Tokens | None = None
     message_id: _MessageId | None = None
     rating: _Rating | None = None
     model_a: _ModelAB | None = None
     model_b: _ModelAB | None = None
-    winner: str | None = None
-    category: str | None = None
-    severity: str | None = None
-    source: str | None = None
+    winner: _Winner | None = None
+    category: _Category | None = None
+    severity: _Severity | None = None
+    source: _Source | None = None
     duration_s: _Duration | None = None
     received_at: _Moment | None = None
     extra: dict[str, Any] | None = None
@@ -175,11 +194,6 @@ _EVENT_DECODER = msgspec.json.Decoder(Event)
 _RAW_LIST_DECODER = msgspec.json.Decoder(list[msgspec.Raw])
 _ANY_DECODER = msgspec.json.Decoder()
 _ENCODER = msgspec.json.Encoder()
-_TYPE_SET = frozenset(EVENT_TYPES)
-_PLATFORMS, _ROLES, _WINNERS, _CATEGORIES, _SEVERITIES, _SOURCES = (
-    frozenset(CHOICES[name])
-    for name in ("platform", "role", "winner", "category", "severity", "source")
-)
 _STRINGS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 _NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
 
@@ -232,54 +246,37 @@ def _decode_fast(value: bytes | None, now: datetime) -> list[Event] | None:
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None
     limit = now + MAX_FUTURE
-    for i, e in enumerate(events):
-        checked = _checked(e, limit)
-        if checked is None:
+    for e in events:
+        if _checked(e, limit) is None:
             return None
-        if checked is not e:
-            events[i] = checked
     return events
 
 
 def _checked(e: Event, limit: datetime) -> Event | None:
-    """``e`` with its times in UTC if msgspec's decoding left nothing for the precise path to
-    say about it, else ``None`` (the rules msgspec does not check while decoding)."""
-    if e.type not in _TYPE_SET or e.extra is not None:  # "extra" itself is an unknown field
+    """A freshly decoded ``e``, its times made UTC in place, if msgspec's decoding left
+    nothing for the precise path to say about it, else ``None`` (the rules msgspec does not
+    check while decoding)."""
+    if e.extra is not None:  # "extra" itself is an unknown field
         return None
     for name in REQUIRED_BY_TYPE[e.type]:
         if getattr(e, name) is None:
             return None
-    if (
-        (e.platform is not None and e.platform not in _PLATFORMS)
-        or (e.role is not None and e.role not in _ROLES)
-        or (e.winner is not None and e.winner not in _WINNERS)
-        or (e.category is not None and e.category not in _CATEGORIES)
-        or (e.severity is not None and e.severity not in _SEVERITIES)
-        or (e.source is not None and e.source not in _SOURCES)
-        or (e.model_a is not None and e.model_a == e.model_b)
-    ):
+    if e.model_a is not None and e.model_a == e.model_b:
         return None
-    if e.ts.tzinfo is not UTC or (e.received_at and e.received_at.tzinfo is not UTC):
-        try:
-            e = msgspec.structs.replace(
-                e, ts=to_utc(e.ts), received_at=e.received_at and to_utc(e.received_at)
-            )
-        except TimestampError:
-            return None
-    return None if e.ts > limit else e
-
-
-def _epoch_ms_event(element: msgspec.Raw, limit: datetime) -> Event | None:
-    """The event of an element whose ``ts`` is epoch milliseconds (a form msgspec does not
-    decode into a datetime), if it is otherwise as :func:`_checked` wants it."""
+    ts = cast("datetime | int", e.ts)  # see Event.ts
+    received = e.received_at
     try:
-        obj = _ANY_DECODER.decode(element)
-        if type(obj) is not dict or type(obj.get("ts")) is not int:
-            return None
-        obj["ts"] = parse_epoch_ms(obj["ts"])
-        return _checked(msgspec.convert(obj, Event), limit)
-    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, TimestampError):
+        if isinstance(ts, int):  # epoch milliseconds
+            ts = parse_epoch_ms(ts)
+        elif ts.tzinfo is not UTC:
+            ts = to_utc(ts)
+        if received is not None and received.tzinfo is not UTC:
+            msgspec.structs.force_setattr(e, "received_at", to_utc(received))
+    except TimestampError:
         return None
+    if ts is not e.ts:
+        msgspec.structs.force_setattr(e, "ts", ts)
+    return None if ts > limit else e
 
 
 def _decode_precise(
@@ -287,20 +284,38 @@ def _decode_precise(
 ) -> tuple[list[Event], list[Rejection]]:
     """Every element of a record checked on its own, with a rejection per bad one.
 
-    With ``fast_elements``, an element is first decoded as :func:`_decode_fast` decodes a whole
-    record, and only an element that fails that goes through :func:`validate`: the result is
-    the same, and a batch with one bad element costs about what a valid one does.
+    With ``fast_elements``, each element of a batch is first decoded as :func:`_decode_fast`
+    decodes a whole record, and only an element that fails that goes through
+    :func:`validate`: the result is the same, and a batch with a bad element costs about
+    what a valid one does. (Elements that all
+    decode that way are nested a few levels at most, so the nesting scan is left out then.)
     """
     raw = bytes(value) if value else b""
     problem = _record_problem(raw)
     if problem is not None:
         return [], [Rejection(reason=problem[0], message=problem[1], raw=raw)]
+    elements: list[msgspec.Raw] | None = None
+    decoded: list[Event | None] = []
+    if fast_elements and _is_batch(raw):
+        try:
+            elements = _RAW_LIST_DECODER.decode(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+            elements = None
+        if elements and len(elements) <= MAX_BATCH:
+            limit = now + MAX_FUTURE
+            decoded = [_element_fast(element, limit) for element in elements]
+            if None not in decoded:
+                return cast(list[Event], decoded), []
+    if _too_deep(raw, elements, decoded):
+        message = f"Record nested deeper than {MAX_READ_DEPTH} levels"
+        return [], [Rejection(reason="too_deep", message=message, raw=raw)]
     if not _is_batch(raw):
         return _decode_element(raw, None, now)
-    try:
-        elements = _RAW_LIST_DECODER.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        return [], [Rejection(reason="not_json", message=f"Not JSON: {exc}", raw=raw)]
+    if elements is None:
+        try:
+            elements = _RAW_LIST_DECODER.decode(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            return [], [Rejection(reason="not_json", message=f"Not JSON: {exc}", raw=raw)]
     if not 1 <= len(elements) <= MAX_BATCH:
         if elements:
             message = f"Batch of {len(elements)} events (at most {MAX_BATCH})"
@@ -309,26 +324,42 @@ def _decode_precise(
         return [], [Rejection(reason="bad_batch", message=message, raw=raw)]
     events: list[Event] = []
     rejections: list[Rejection] = []
-    limit = now + MAX_FUTURE
     for index, element in enumerate(elements):
-        if fast_elements and len(element) <= MAX_EVENT_BYTES:
-            try:
-                event: Event | None = _checked(_EVENT_DECODER.decode(element), limit)
-            except msgspec.ValidationError:
-                event = _epoch_ms_event(element, limit)
-            except (msgspec.DecodeError, RecursionError):
-                event = None
-            if event is not None:
-                events.append(event)
-                continue
+        event = decoded[index] if decoded else None
+        if event is not None:
+            events.append(event)
+            continue
         got, rejected = _decode_element(bytes(element), index, now)
         events += got
         rejections += rejected
     return events, rejections
 
 
+def _too_deep(raw: bytes, elements: list[msgspec.Raw] | None, decoded: list[Event | None]) -> bool:
+    """Whether the record nests deeper than :data:`MAX_READ_DEPTH`, scanning only what is
+    needed: an element that decoded as an :class:`Event` is a few levels deep at most."""
+    if elements is None or not decoded:
+        return _nesting_exceeds(raw, MAX_READ_DEPTH)
+    return any(
+        _nesting_exceeds(bytes(element), MAX_READ_DEPTH - 1)  # inside the batch's brackets
+        for element, event in zip(elements, decoded, strict=True)
+        if event is None
+    )
+
+
+def _element_fast(element: msgspec.Raw, limit: datetime) -> Event | None:
+    """The event of one batch element if msgspec decodes it as :func:`_decode_fast` would,
+    else ``None``."""
+    if len(element) > MAX_EVENT_BYTES:
+        return None
+    try:
+        return _checked(_EVENT_DECODER.decode(element), limit)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        return None
+
+
 def _record_problem(raw: bytes) -> tuple[str, str] | None:
-    """The reason a whole record cannot be read, checked before parsing it, if any."""
+    """Why a whole record cannot be read, found without parsing it (nesting aside), if any."""
     if not raw:
         return "empty", "Empty record"
     if len(raw) > MAX_RECORD_BYTES:
@@ -339,8 +370,6 @@ def _record_problem(raw: bytes) -> tuple[str, str] | None:
         raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         return "not_utf8", f"Not UTF-8: {exc.reason} at byte {exc.start}"
-    if _nesting_exceeds(raw, MAX_READ_DEPTH):
-        return "too_deep", f"Record nested deeper than {MAX_READ_DEPTH} levels"
     return None
 
 

@@ -324,6 +324,21 @@ def test_hundred_thousand_brackets_rejected_fast() -> None:
     assert time.perf_counter() - start < 0.5
 
 
+def test_one_deep_element_beside_valid_ones_rejects_the_whole_record() -> None:
+    # the valid elements decode on the fast path; the nesting of the others still counts,
+    # with the batch's own brackets as the first level
+    good = json.dumps(ev("message")).encode()
+    for depth, rejected in ((63, False), (64, True)):
+        deep = b"[" * depth + b"]" * depth
+        raw = b"[" + good + b"," + deep + b"," + good + b"]"
+        events, rejections = decode_record(raw, now=NOW)
+        if rejected:
+            assert (events, [r.reason for r in rejections]) == ([], ["too_deep"])
+            assert rejections[0].raw == raw and rejections[0].index is None
+        else:
+            assert len(events) == 2 and [r.reason for r in rejections] == ["not_object"]
+
+
 def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
     event = decode_one(ev(properties={"text": "[[[[{{{{" * 50, 'q"[': "\\[" * 100}))
     assert isinstance(event, Event)
