@@ -32,8 +32,6 @@ from __future__ import annotations
 
 from collections.abc import Container, Iterable, Sequence
 from datetime import date
-from itertools import compress, repeat
-from operator import eq
 from typing import TYPE_CHECKING, Any
 
 from usersignals.config import ConfigError
@@ -55,12 +53,6 @@ __all__ = ["PartitionState", "RejectionKey"]
 
 RejectionKey = tuple[int, int, "int | None"]
 """Where a rejection came from: (partition, offset, index in the batch or None)."""
-
-_DAY_GROUP = 8
-"""Fewest events per day, on average, for which a batch is folded day by day."""
-
-_SPECIAL = frozenset({"feedback", "risk_flag", "preference"})
-"""Event types that feed more than the day's users, types and model users."""
 
 # latest vote per (user_id, message_id): ((ts, event_id), day ordinal, model, rating)
 _Vote = tuple[tuple[Any, str], int, "str | None", "int | None"]
@@ -108,91 +100,8 @@ class PartitionState:
         self._fold(events, check_late=False)
 
     def _fold(self, events: Iterable[Event], *, check_late: bool) -> list[Event]:
-        # Most batches hold new events of one or a few days inside the horizon: they are folded
-        # day by day with whole-list set operations (C loops). Anything else (an event late or
-        # at the horizon's edge) goes event by event; both give the same state and result.
-        given = events if isinstance(events, list) else list(events)
-        batch = given
-        ids = [e.event_id for e in batch]
-        if not self._seen.isdisjoint(ids) or len(set(ids)) != len(ids):
-            batch, ids = self._fresh(batch, ids)
-        if not batch:
-            return []
-        ords = [e.ts.toordinal() for e in batch]
-        newest = max(self._newest, max(ords))
-        if check_late and min(ords) < newest - self.retention_days:
-            return self._fold_each(given, check_late=True)
-        first = ords[0]
-        if ords.count(first) == len(ords):
-            self._newest = newest
-            self._fold_day(first, batch, ids)
-        elif len(set(ords)) * _DAY_GROUP > len(ords):
-            return self._fold_each(batch, check_late=False)  # days too scattered to group
-        else:
-            self._newest = newest
-            by_day: dict[int, tuple[list[Event], list[str]]] = {}
-            for e, eid, o in zip(batch, ids, ords, strict=True):
-                group = by_day.get(o)
-                if group is None:
-                    by_day[o] = ([e], [eid])
-                else:
-                    group[0].append(e)
-                    group[1].append(eid)
-            for o, (evs, day_ids) in by_day.items():
-                self._fold_day(o, evs, day_ids)
-        return batch
-
-    def _fresh(self, batch: list[Event], ids: list[str]) -> tuple[list[Event], list[str]]:
-        """The events of ``batch`` whose id is neither seen nor earlier in the batch."""
-        seen = self._seen
-        here: set[str] = set()
-        fresh: list[Event] = []
-        fresh_ids: list[str] = []
-        for e, eid in zip(batch, ids, strict=True):
-            if eid not in seen and eid not in here:
-                here.add(eid)
-                fresh.append(e)
-                fresh_ids.append(eid)
-        return fresh, fresh_ids
-
-    def _fold_day(self, o: int, events: list[Event], ids: list[str]) -> None:
-        """Folds new, distinct, in-horizon events of day ``o`` (whole-list operations)."""
-        day = self._days.get(o)
-        if day is None:
-            day = self._days[o] = DayState()
-        self._seen.update(ids)
-        day.ids.extend(ids)
-        uids = [e.user_id for e in events]
-        uids = list(map(self._users.setdefault, uids, uids))  # one string per user
-        day.users.update(uids)
-        kinds = [e.type for e in events]
-        day.types.update(kinds)
-        models = [e.model for e in events]
-        distinct: set[str] = {m for m in set(models) if m is not None}
-        model_users = day.model_users
-        for model in distinct:
-            mu = model_users.get(model)
-            if mu is None:
-                mu = model_users[model] = set()
-            mu.update(compress(uids, map(eq, repeat(model), models)))
-        if not _SPECIAL.isdisjoint(kinds):
-            pairs = zip(events, uids, strict=True)
-            for ev, uid in compress(pairs, map(_SPECIAL.__contains__, kinds)):
-                self._special(ev, uid, o, day)
-
-    def _special(self, ev: Event, uid: str, o: int, day: DayState) -> None:
-        t = ev.type
-        if t == "feedback":
-            self._vote(ev, uid, o, day)
-        elif t == "risk_flag":
-            self._flag(ev, uid, day)
-        else:
-            pk = (ev.model_a, ev.model_b, ev.winner)
-            day.prefs[pk] = day.prefs.get(pk, 0) + 1
-
-    def _fold_each(self, events: Iterable[Event], *, check_late: bool) -> list[Event]:
-        # Event by event: plain set/dict operations, the current day's containers bound to
-        # locals, and a day looked up only when it changes.
+        # The hot loop of the worker: plain set/dict operations, the current day's containers
+        # bound to locals, and a day looked up only when it changes.
         new: list[Event] = []
         new_append = new.append
         seen = self._seen

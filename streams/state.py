@@ -7,7 +7,6 @@ partition-local numbers of a partial report (see ``folds.PartitionState.partial`
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import date
 from typing import Any
 
@@ -55,7 +54,7 @@ class DayState:
     def __init__(self) -> None:
         self.ids: list[str] = []  # event_ids first seen on this day (events = len)
         self.users: set[str] = set()
-        self.types: Counter[str] = Counter()
+        self.types: dict[str, int] = {}
         self.model_users: dict[str, set[str]] = {}
         self.votes: set[tuple[str, str | None]] = set()  # vote keys whose latest vote is today
         self.fb: dict[tuple[str | None, int], int] = {}  # (model, +1/-1) -> latest votes

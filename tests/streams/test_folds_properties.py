@@ -191,37 +191,3 @@ def test_prune_keeps_every_row_inside_the_horizon(log: list[Event], retention: i
     # Redelivery after the prune changes nothing either (the old events are late now).
     state.apply(log)
     assert live_report([state]) == after
-
-
-def _insides(state: PartitionState) -> dict[str, Any]:
-    """Every container of a state, with the order-free ones as sets (for equality)."""
-    days = {
-        o: {name: getattr(d, name) for name in d.__slots__ if name != "ids"} | {"ids": set(d.ids)}
-        for o, d in state._days.items()
-    }
-    return {
-        "days": days,
-        "seen": state._seen,
-        "users": state._users,
-        "votes": state._votes,
-        "newest": state._newest,
-        "late": state.late,
-    }
-
-
-@SETTINGS
-@given(
-    st.lists(st.lists(events(span_days=70), max_size=30), max_size=6),
-    st.sampled_from([3, 10, 400]),
-)
-def test_whole_list_folds_equal_event_by_event_folds(
-    batches: list[list[Event]], retention: int
-) -> None:
-    # apply() folds most batches a day at a time with set operations and falls back to the
-    # event-by-event loop near the horizon: both must return and hold exactly the same
-    bulk, each = PartitionState(retention), PartitionState(retention)
-    for batch in batches:
-        assert bulk.apply(batch) == each._fold_each(batch, check_late=True)
-        assert _insides(bulk) == _insides(each)
-        if bulk.needs_prune:
-            assert bulk.prune() == each.prune()
