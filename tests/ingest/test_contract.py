@@ -334,9 +334,11 @@ def test_one_deep_element_beside_valid_ones_rejects_the_whole_record() -> None:
         events, rejections = decode_record(raw, now=NOW)
         if rejected:
             assert (events, [r.reason for r in rejections]) == ([], ["too_deep"])
-            assert rejections[0].raw == raw and rejections[0].index is None
+            assert rejections[0].raw == raw
+            assert rejections[0].index is None
         else:
-            assert len(events) == 2 and [r.reason for r in rejections] == ["not_object"]
+            assert len(events) == 2
+            assert [r.reason for r in rejections] == ["not_object"]
 
 
 def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
