@@ -1,17 +1,23 @@
 """Worker throughput against a bare aiokafka consumer on the same broker, in one run.
 
-Events are written as 100-event batch records, each record's users in its partition (as the
-SDK and the collector write them). Then, on the same topic:
+Three topics on one broker:
 
-1. a bare aiokafka consumer reads every record from the beginning (no decoding): records/s,
-   and events/s from the known events per record;
-2. a real ``usersignals worker`` process (no loader) consumes the topic from scratch, through
-   validation and every live metric; timed from its first processed record to its last (group
-   join and recovery left out), polled on ``/v1/status?counts=0``.
+1. **traffic**: the synthetic generator's chat traffic (``usersignals generate``: heavy-tailed
+   users, sessions, votes, flags, retries, late uploads, every ``ts`` wire form) over 30 days,
+   validated and written by the SDK (:class:`~usersignals.ingest.tracker.Tracker`) as a busy
+   client writes it: one record per partition of up to 1,000 events (the mean is reported).
+   The headline figure.
+2. **scattered**: 100-event records whose events each fall on a random one of 30 days, half of
+   them votes, flags and preferences, 5 events per distinct user: the most work per event the
+   folds can get, and the worker's memory per distinct user is measured here.
+3. **singles**: one-event records, the reference of the issue's "2 %" remark (a plain Faust
+   agent decoding one event per record).
 
-The issue's 2 % reference is a plain Faust agent on records of ONE event, so the bare consumer
-also reads a one-event-per-record topic, and both ratios are reported, labelled. Memory: the
-worker's VmRSS growth from idle to caught up, per million distinct users.
+A bare aiokafka consumer reads traffic and singles from the beginning (no decoding); a real
+``usersignals worker`` process (no loader, fresh consumer group) then consumes traffic, and
+another one scattered, through validation and every live metric, each timed from its first
+processed record to its last (group join and recovery left out), polled on
+``/v1/status?counts=0``. Memory: the worker's VmRSS growth from idle to caught up.
 
     .venv/bin/python tests/bench/bench_worker.py [N_EVENTS]
 """
@@ -39,6 +45,8 @@ BATCH = 100
 PARTITIONS = 8
 USERS_PER_EVENT = 5  # one distinct user per 5 events
 SINGLES = 100_000  # one-event records for the reference rate
+TRAFFIC_DAYS = 30
+LINES_PER_USER = 47  # what the generator emits per user over 30 days, about
 _NOW = datetime.now(UTC).replace(microsecond=0)
 
 
@@ -91,6 +99,31 @@ def _produce(bootstrap: str, topic: str, by_p: dict[int, list[bytes]], batch: in
     producer.flush(600)
     producer.close()
     return records
+
+
+def _traffic(bootstrap: str, topic: str, n: int, seed: int) -> tuple[int, int]:
+    """Writes ``n`` lines of generator traffic through the SDK; returns (events, records)."""
+    import itertools
+    import tempfile
+
+    from usersignals.cli.status import end_offsets
+    from usersignals.ingest.contract import decode_record
+    from usersignals.ingest.synthetic import GeneratorConfig, generate
+    from usersignals.ingest.tracker import Tracker
+
+    config = GeneratorConfig(users=max(n // LINES_PER_USER, 1), days=TRAFFIC_DAYS, seed=seed)
+    events = [e for line in itertools.islice(generate(config), n) for e in decode_record(line)[0]]
+    with (
+        tempfile.TemporaryDirectory() as spool,
+        Tracker(
+            bootstrap, topic=topic, partitions=PARTITIONS, spool_path=f"{spool}/bench.spool"
+        ) as tracker,
+    ):
+        for event in events:
+            tracker.track_event(event)
+        if not tracker.flush(600):
+            raise RuntimeError("the SDK did not deliver the traffic")
+    return len(events), sum(end_offsets(bootstrap, topic, PARTITIONS).values())
 
 
 async def _bare(bootstrap: str, topic: str, records: int) -> float:
@@ -186,34 +219,46 @@ def run(n_events: int = 1_000_000, bootstrap: str | None = None, seed: int = 7) 
         with EmbeddedBroker(partitions=PARTITIONS, topics=()) as broker:
             return run(n_events, broker.bootstrap, seed)
     prefix = f"bench{os.getpid()}-{int(time.time())}"
-    batched, singles = f"{prefix}.events", f"{prefix}-singles.events"
-    ensure_topics(bootstrap, PARTITIONS, (batched, f"{prefix}.events.dead", singles))
-    by_p = _events(n_events, seed)
-    records = _produce(bootstrap, batched, by_p, BATCH)
-    single_by_p = _events(SINGLES, seed + 1)
-    single_records = _produce(bootstrap, singles, single_by_p, 1)
-    bare_s = asyncio.run(_bare(bootstrap, batched, records))
-    bare_single_s = asyncio.run(_bare(bootstrap, singles, single_records))
-    w = _worker(bootstrap, prefix, records, timeout=max(120.0, n_events / 5_000))
-    events_per_record = n_events / records
-    worker_eps = w["records_timed"] * events_per_record / w["seconds"]
-    bare_eps = n_events / bare_s
+    traffic, scattered, singles = (f"{prefix}-{name}" for name in ("traffic", "scattered", "one"))
+    ensure_topics(
+        bootstrap,
+        PARTITIONS,
+        [f"{p}.events{dead}" for p in (traffic, scattered, singles) for dead in ("", ".dead")],
+    )
+    traffic_events, traffic_records = _traffic(bootstrap, f"{traffic}.events", n_events, seed)
+    records = _produce(bootstrap, f"{scattered}.events", _events(n_events, seed), BATCH)
+    single_records = _produce(bootstrap, f"{singles}.events", _events(SINGLES, seed + 1), 1)
+    bare_s = asyncio.run(_bare(bootstrap, f"{traffic}.events", traffic_records))
+    bare_single_s = asyncio.run(_bare(bootstrap, f"{singles}.events", single_records))
+    timeout = max(120.0, n_events / 5_000)
+    w = _worker(bootstrap, traffic, traffic_records, timeout)
+    ws = _worker(bootstrap, scattered, records, timeout)
+    per_record = traffic_events / traffic_records
+    worker_eps = w["records_timed"] * per_record / w["seconds"]
+    scattered_eps = ws["records_timed"] * (n_events / records) / ws["seconds"]
+    bare_eps = traffic_events / bare_s
     bare_single_rps = single_records / bare_single_s
     users = max(n_events // USERS_PER_EVENT, 1)
-    grown_kib = w["rss_done_kib"] - w["rss_idle_kib"]
+    grown_kib = ws["rss_done_kib"] - ws["rss_idle_kib"]
     return {
-        "events": n_events,
-        "records": records,
-        "events_per_record": round(events_per_record, 2),
-        "bare_consumer_records_per_s": round(records / bare_s),
+        "events": traffic_events,
+        "records": traffic_records,
+        "events_per_record": round(per_record, 1),
+        "bare_consumer_records_per_s": round(traffic_records / bare_s),
         "bare_consumer_events_per_s": round(bare_eps),
         "bare_consumer_one_event_records_per_s": round(bare_single_rps),
         "worker_events_per_s": round(worker_eps),
         "ratio_worker_events_to_bare_events": round(worker_eps / bare_eps, 4),
         "ratio_worker_events_to_bare_one_event_records": round(worker_eps / bare_single_rps, 4),
+        "scattered_events": n_events,
+        "scattered_events_per_record": BATCH,
+        "scattered_worker_events_per_s": round(scattered_eps),
+        "ratio_scattered_worker_events_to_bare_one_event_records": round(
+            scattered_eps / bare_single_rps, 4
+        ),
         "distinct_users": users,
-        "worker_rss_idle_mib": round(w["rss_idle_kib"] / 1024, 1),
-        "worker_rss_done_mib": round(w["rss_done_kib"] / 1024, 1),
+        "worker_rss_idle_mib": round(ws["rss_idle_kib"] / 1024, 1),
+        "worker_rss_done_mib": round(ws["rss_done_kib"] / 1024, 1),
         "worker_mib_per_million_users": round(grown_kib / 1024 / users * 1e6, 1),
     }
 
