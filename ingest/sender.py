@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import random
-import socket
 import threading
 import time
 from collections import deque
@@ -19,7 +18,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from usersignals.ingest.batching import Item, Record, records_from_spool, records_of
-from usersignals.ingest.contract import MAX_RECORD_BYTES
+from usersignals.ingest.producer import (
+    close_producer,
+    error_of,
+    is_done,
+    open_producer,
+    retryable,
+    unreachable,
+    wait_for,
+)
 from usersignals.ingest.spool import Spool, SpooledRecord, SpoolFullError
 
 __all__ = ["Counters", "Sender", "SenderConfig", "backoff"]
@@ -84,19 +91,6 @@ class _Flight:
 def backoff(attempt: int, base_s: float, max_s: float) -> float:
     """Exponential backoff with full jitter: uniform in [0, min(max, base * 2**attempt)]."""
     return random.uniform(0, min(max_s, base_s * (2 ** max(0, attempt))))
-
-
-def _unreachable(exc: BaseException) -> bool:
-    """The broker did not answer (or is gone): spool rather than retry in a loop."""
-    from kafka.errors import IllegalStateError, KafkaConnectionError, KafkaTimeoutError
-
-    return isinstance(
-        exc, KafkaTimeoutError | KafkaConnectionError | IllegalStateError | ConnectionError
-    )
-
-
-def _retryable(exc: BaseException) -> bool:
-    return bool(getattr(exc, "retriable", False)) or _unreachable(exc)
 
 
 class Sender:
@@ -265,11 +259,11 @@ class Sender:
         """Settles acknowledged flights, oldest first; a failed one starts the recovery."""
         while self._window:
             flight = self._window[0]
-            if not all(_done(f) for f in flight.futures):
+            if not all(is_done(f) for f in flight.futures):
                 if time.monotonic() - flight.sent_at > self._flight_limit_s:
                     self._recover(0.0)  # what is still pending now counts as timed out
                 return
-            if any(_error(f) is not None for f in flight.futures):
+            if any(error_of(f) is not None for f in flight.futures):
                 self._recover(self._flight_limit_s)
                 return
             self._window.popleft()
@@ -299,7 +293,7 @@ class Sender:
         sent = 0
         for flight in flights:
             for record, future in zip(flight.records, flight.futures, strict=True):
-                exc = _wait(future, deadline)
+                exc = wait_for(future, deadline)
                 if exc is None:
                     sent += record.events
                 else:
@@ -307,15 +301,15 @@ class Sender:
         failed = 0
         attempt = 0
         while pending:
-            fatal = [(r, e) for r, e in pending if not _retryable(e)]
+            fatal = [(r, e) for r, e in pending if not retryable(e)]
             for record, exc in fatal:
                 log.error("%d events lost: Kafka refused their record: %r", record.events, exc)
                 failed += record.events
-            retry = [r for r, e in pending if _retryable(e)]
+            retry = [r for r, e in pending if retryable(e)]
             if not retry:
                 break
             if (
-                any(_unreachable(e) for _, e in pending)
+                any(unreachable(e) for _, e in pending)
                 or attempt >= cfg.retries
                 or self._producer is None
             ):
@@ -333,7 +327,7 @@ class Sender:
             pending = []
             deadline = time.monotonic() + self._flight_limit_s
             for record, future in zip(retry, futures, strict=True):
-                exc = _wait(future, deadline)
+                exc = wait_for(future, deadline)
                 if exc is None:
                     sent += record.events
                 else:
@@ -374,8 +368,8 @@ class Sender:
         committed, frames_ok, sent, failed = 0, 0, 0, 0
         deadline = time.monotonic() + self._flight_limit_s
         for futures, records, end, bad in plan:
-            errors = [_wait(f, deadline) for f in futures]
-            if any(e is not None and _retryable(e) for e in errors):
+            errors = [wait_for(f, deadline) for f in futures]
+            if any(e is not None and retryable(e) for e in errors):
                 first = next(e for e in errors if e is not None)
                 log.warning("Kafka is unavailable again (%r); keeping the spool", first)
                 self._drop_producer()
@@ -413,14 +407,14 @@ class Sender:
             self._drain_spool()
         producer, self._producer = self._producer, None
         if producer is not None:
-            _close(producer, max(0.0, min(5.0, self._deadline - time.monotonic())))
+            close_producer(producer, max(0.0, min(5.0, self._deadline - time.monotonic())))
 
     # -- connecting ------------------------------------------------------------------------
 
     def _drop_producer(self) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:
-            threading.Thread(target=_close, args=(producer, 0.0), daemon=True).start()
+            threading.Thread(target=close_producer, args=(producer, 0.0), daemon=True).start()
         self._want_connect.set()
 
     def _connect_loop(self) -> None:
@@ -456,110 +450,12 @@ class Sender:
                 self.cond.notify_all()
 
     def _connect(self) -> tuple[Any, int]:
-        from kafka import KafkaProducer
-
         cfg = self.config
-        settings: dict[str, Any] = {
-            "bootstrap_servers": cfg.bootstrap,
-            "client_id": "usersignals-tracker",
-            "acks": "all",
-            "enable_idempotence": True,
-            "linger_ms": 0,
-            "batch_size": MAX_RECORD_BYTES + (64 << 10),
-            "max_request_size": MAX_RECORD_BYTES + (64 << 10),
-            "max_block_ms": cfg.connect_timeout_ms,
-            "bootstrap_timeout_ms": cfg.connect_timeout_ms,
-            "request_timeout_ms": min(30_000, max(1_000, cfg.delivery_timeout_ms // 2)),
-            "delivery_timeout_ms": cfg.delivery_timeout_ms,
-            "retry_backoff_ms": max(1, int(cfg.backoff_s * 1000)),
-            "allow_auto_create_topics": False,
-        }
-        settings.update(cfg.producer_config)
-        _probe(cfg.bootstrap, cfg.connect_timeout_ms / 1000)
-        _close_failed_connections()
-        producer = KafkaProducer(**settings)
-        getattr(producer, "_unregister_cleanup", lambda: None)()  # the Tracker closes it
-        try:
-            partitions = len(producer.partitions_for(cfg.topic))
-        except Exception:
-            _close(producer, 0.0)
-            raise
-        return producer, partitions
-
-
-def _probe(bootstrap: str, timeout: float) -> None:
-    """Raises ``ConnectionError`` unless some bootstrap server accepts a TCP connection.
-
-    A ``KafkaProducer`` that fails to bootstrap leaves its sockets and network thread behind,
-    so none is built while nothing listens.
-    """
-    last: OSError | None = None
-    for server in bootstrap.split(","):
-        host, _, port = server.strip().rpartition(":")
-        try:
-            with socket.create_connection((host.strip("[]") or "localhost", int(port)), timeout):
-                return
-        except (OSError, ValueError) as exc:
-            last = exc if isinstance(exc, OSError) else OSError(str(exc))
-    raise ConnectionError(f"no bootstrap server of {bootstrap!r} accepts connections: {last}")
-
-
-def _close(producer: Any, timeout: float) -> None:
-    """Closes a producer, its sockets and its network thread, whatever is still pending.
-
-    kafka-python's ``close()`` raises from its flush when batches are still pending (a broker
-    that is gone), before it stops the network thread; those batches are spooled by then, so
-    they are abandoned and the thread is told to stop.
-    """
-    try:
-        producer.close(timeout=timeout)
-    except Exception as exc:
-        log.debug("Closing the producer: %r; abandoning its pending batches", exc)
-        sender = getattr(producer, "_sender", None)
-        if sender is not None:
-            sender.force_close()
-
-
-def _close_failed_connections() -> None:
-    """Makes kafka-python close the socket of a connection attempt that fails.
-
-    Its ``KafkaNetSocket.sock_connect`` (3.0) raises on a refused or timed-out connection and
-    drops the socket unclosed: a producer whose broker is gone leaks one file descriptor per
-    reconnection attempt (a ``ResourceWarning`` when collected). Installed once, idempotent.
-    """
-    from kafka.net.inet import KafkaNetSocket
-
-    connect = KafkaNetSocket.sock_connect
-    if getattr(connect, "closes_on_failure", False):
-        return
-
-    async def sock_connect(self: Any, net: Any, sock: Any, sockaddr: Any, **kw: Any) -> Any:
-        try:
-            return await connect(self, net, sock, sockaddr, **kw)
-        except BaseException:
-            sock.close()
-            raise
-
-    sock_connect.closes_on_failure = True  # type: ignore[attr-defined]
-    KafkaNetSocket.sock_connect = sock_connect
-
-
-def _done(future: Any) -> bool:
-    return isinstance(future, BaseException) or bool(future.is_done)
-
-
-def _error(future: Any) -> BaseException | None:
-    if isinstance(future, BaseException):
-        return future
-    return future.exception if future.failed() else None
-
-
-def _wait(future: Any, deadline: float) -> BaseException | None:
-    """The future's error once it is done, ``KafkaTimeoutError`` if not by ``deadline``."""
-    if isinstance(future, BaseException):
-        return future
-    try:
-        future.get(timeout=max(0.0, deadline - time.monotonic()))
-    except Exception as exc:
-        return exc
-    return None
+        return open_producer(
+            cfg.bootstrap,
+            cfg.topic,
+            connect_timeout_ms=cfg.connect_timeout_ms,
+            delivery_timeout_ms=cfg.delivery_timeout_ms,
+            backoff_s=cfg.backoff_s,
+            overrides=cfg.producer_config,
+        )
