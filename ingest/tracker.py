@@ -47,7 +47,6 @@ from typing import Any
 from usersignals.config import Settings, UsersignalsError
 from usersignals.ingest.batching import (
     Item,
-    encode_call,
     encode_obj,
     new_event_id,
     records_of,
@@ -55,6 +54,7 @@ from usersignals.ingest.batching import (
 from usersignals.ingest.contract import MAX_BATCH, Event, encode_event
 from usersignals.ingest.sender import Sender, SenderConfig
 from usersignals.ingest.spool import Spool, SpoolFullError
+from usersignals.ingest.typed import TypedEvents
 
 __all__ = ["Tracker", "TrackerClosedError", "TrackerStats"]
 
@@ -96,7 +96,7 @@ class TrackerStats:
     spool_bytes: int = 0
 
 
-class Tracker:
+class Tracker(TypedEvents):
     """Validated, batched, durable delivery of events to the events topic.
 
     Use as a context manager, or call :meth:`close`; an open tracker is also flushed when the
@@ -187,144 +187,6 @@ class Tracker:
         ref = weakref.ref(self)
         self._atexit = lambda: _close_at_exit(ref)
         atexit.register(self._atexit)
-
-    # -- one method per event type --------------------------------------------------------
-
-    def session_start(
-        self,
-        user_id: str,
-        *,
-        session_id: str | None = None,
-        ts: datetime | str | int | None = None,
-        event_id: str | None = None,
-        model: str | None = None,
-        platform: str | None = None,
-        properties: Mapping[str, Any] | None = None,
-    ) -> str:
-        """Records the start of a session; returns the event's ``event_id``.
-
-        Raises:
-            EventError: the event breaks the contract (the message names the field).
-            TrackerClosedError: the tracker is closed.
-        """
-        values = (session_id, model, platform, properties)
-        return self._enqueue(
-            *encode_call("session_start", user_id, event_id, ts, _SESSION_START, values)
-        )
-
-    def session_end(
-        self,
-        user_id: str,
-        *,
-        session_id: str | None = None,
-        duration_s: float | None = None,
-        ts: datetime | str | int | None = None,
-        event_id: str | None = None,
-        model: str | None = None,
-        platform: str | None = None,
-        properties: Mapping[str, Any] | None = None,
-    ) -> str:
-        """Records the end of a session (``duration_s`` >= 0); returns the ``event_id``.
-
-        Raises:
-            EventError: the event breaks the contract (the message names the field).
-            TrackerClosedError: the tracker is closed.
-        """
-        values = (session_id, model, platform, properties, duration_s)
-        return self._enqueue(
-            *encode_call("session_end", user_id, event_id, ts, _SESSION_END, values)
-        )
-
-    def message(
-        self,
-        user_id: str,
-        role: str,
-        *,
-        tokens: int | None = None,
-        message_id: str | None = None,
-        session_id: str | None = None,
-        ts: datetime | str | int | None = None,
-        event_id: str | None = None,
-        model: str | None = None,
-        platform: str | None = None,
-        properties: Mapping[str, Any] | None = None,
-    ) -> str:
-        """Records one chat message (``role``: user, assistant, system, tool).
-
-        Raises:
-            EventError: the event breaks the contract (the message names the field).
-            TrackerClosedError: the tracker is closed.
-        """
-        values = (session_id, model, platform, properties, role, tokens, message_id)
-        return self._enqueue(*encode_call("message", user_id, event_id, ts, _MESSAGE, values))
-
-    def feedback(
-        self,
-        user_id: str,
-        message_id: str,
-        rating: int,
-        *,
-        session_id: str | None = None,
-        ts: datetime | str | int | None = None,
-        event_id: str | None = None,
-        model: str | None = None,
-        platform: str | None = None,
-        properties: Mapping[str, Any] | None = None,
-    ) -> str:
-        """Records a vote on a message: ``rating`` 1 (up), -1 (down) or 0 (withdrawn).
-
-        Raises:
-            EventError: the event breaks the contract (the message names the field).
-            TrackerClosedError: the tracker is closed.
-        """
-        values = (session_id, model, platform, properties, message_id, rating)
-        return self._enqueue(*encode_call("feedback", user_id, event_id, ts, _FEEDBACK, values))
-
-    def preference(
-        self,
-        user_id: str,
-        model_a: str,
-        model_b: str,
-        winner: str,
-        *,
-        session_id: str | None = None,
-        ts: datetime | str | int | None = None,
-        event_id: str | None = None,
-        model: str | None = None,
-        platform: str | None = None,
-        properties: Mapping[str, Any] | None = None,
-    ) -> str:
-        """Records a side-by-side vote (``winner``: a, b, tie, both_bad).
-
-        Raises:
-            EventError: the event breaks the contract (the message names the field).
-            TrackerClosedError: the tracker is closed.
-        """
-        values = (session_id, model, platform, properties, model_a, model_b, winner)
-        return self._enqueue(*encode_call("preference", user_id, event_id, ts, _PREFERENCE, values))
-
-    def risk_flag(
-        self,
-        user_id: str,
-        category: str,
-        severity: str,
-        *,
-        source: str | None = None,
-        session_id: str | None = None,
-        ts: datetime | str | int | None = None,
-        event_id: str | None = None,
-        model: str | None = None,
-        platform: str | None = None,
-        properties: Mapping[str, Any] | None = None,
-    ) -> str:
-        """Records a wellbeing risk flag (``category``, ``severity``, optional ``source``).
-
-        Raises:
-            EventError: the event breaks the contract (the message names the field).
-            TrackerClosedError: the tracker is closed.
-        """
-        values = (session_id, model, platform, properties, category, severity, source)
-        return self._enqueue(*encode_call("risk_flag", user_id, event_id, ts, _RISK_FLAG, values))
 
     def track(self, event: Mapping[str, Any]) -> str:
         """Records one raw event (a dict shaped like the wire JSON); returns its ``event_id``.
@@ -460,24 +322,6 @@ class Tracker:
         with self._cond:
             self._overflow_spooled += 1
             self._cond.notify_all()
-
-
-_SESSION_START = ("session_id", "model", "platform", "properties")
-_SESSION_END = ("session_id", "model", "platform", "properties", "duration_s")
-_MESSAGE = ("session_id", "model", "platform", "properties", "role", "tokens", "message_id")
-_FEEDBACK = ("session_id", "model", "platform", "properties", "message_id", "rating")
-_PREFERENCE = ("session_id", "model", "platform", "properties", "model_a", "model_b", "winner")
-_RISK_FLAG = ("session_id", "model", "platform", "properties", "category", "severity", "source")
-METHOD_FIELDS = {
-    "session_start": _SESSION_START,
-    "session_end": _SESSION_END,
-    "message": _MESSAGE,
-    "feedback": _FEEDBACK,
-    "preference": _PREFERENCE,
-    "risk_flag": _RISK_FLAG,
-}
-"""Per typed method: the event fields it takes besides ``user_id``, ``event_id`` and ``ts``,
-in the contract's order (a test checks them against the signatures)."""
 
 
 def _close_at_exit(ref: weakref.ref[Tracker]) -> None:

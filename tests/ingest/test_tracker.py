@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import Kafka
-from usersignals.ingest import tracker as tracker_module
+from usersignals.ingest import typed as typed_module
 from usersignals.ingest.batching import OPTIONAL_FIELDS, encode_call, encode_obj, new_event_id
 from usersignals.ingest.contract import (
     CHOICES,
@@ -317,8 +317,8 @@ def typed_calls(
     draw: st.DrawFn, plain: bool
 ) -> tuple[str, Any, Any, Any, tuple[str, ...], tuple[Any, ...]]:
     """Typed calls with any arguments, or (``plain``) with mostly valid ones."""
-    method = draw(st.sampled_from(sorted(tracker_module.METHOD_FIELDS)))
-    fields = tracker_module.METHOD_FIELDS[method]
+    method = draw(st.sampled_from(sorted(typed_module.METHOD_FIELDS)))
+    fields = typed_module.METHOD_FIELDS[method]
     if plain:
         values = tuple(draw(st.none() | _PLAIN_VALUES[name]) for name in fields)
         user_id = draw(st.text(min_size=1, max_size=30))
@@ -384,8 +384,8 @@ def test_a_forked_child_makes_other_event_ids() -> None:
     assert child_prefix != new_event_id()[:24]
 
 
-@pytest.mark.parametrize("method", sorted(tracker_module.METHOD_FIELDS))
+@pytest.mark.parametrize("method", sorted(typed_module.METHOD_FIELDS))
 def test_method_fields_follow_the_signature_in_contract_order(method: str) -> None:
     params = inspect.signature(getattr(Tracker, method)).parameters
-    assert tracker_module.METHOD_FIELDS[method] == tuple(f for f in OPTIONAL_FIELDS if f in params)
+    assert typed_module.METHOD_FIELDS[method] == tuple(f for f in OPTIONAL_FIELDS if f in params)
     assert set(params) - set(OPTIONAL_FIELDS) == {"self", "user_id", "event_id", "ts"}
