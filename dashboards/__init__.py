@@ -11,12 +11,8 @@ from typing import TYPE_CHECKING
 from usersignals._exports import lazy_exports
 
 if TYPE_CHECKING:
-    from usersignals.dashboards.grafana import (
-        GRAFANA_DIR,
-        build_dashboards,
-        rendered_files,
-        write_dashboards,
-    )
+    from usersignals.dashboards.grafana import GRAFANA_DIR, build_dashboards
+    from usersignals.dashboards.provisioning import rendered_files, write_dashboards
     from usersignals.dashboards.push import (
         PushError,
         PushRejectedError,
@@ -33,9 +29,8 @@ if TYPE_CHECKING:
     )
 
 _EXPORTS = {
-    **dict.fromkeys(
-        ("GRAFANA_DIR", "build_dashboards", "rendered_files", "write_dashboards"), "grafana"
-    ),
+    **dict.fromkeys(("GRAFANA_DIR", "build_dashboards"), "grafana"),
+    **dict.fromkeys(("rendered_files", "write_dashboards"), "provisioning"),
     **dict.fromkeys(
         (
             "PushError",

@@ -1,4 +1,4 @@
-"""Grafana dashboards as data: a small typed builder, its JSON, and the provisioning files.
+"""Grafana dashboards as data: a small typed builder and its JSON.
 
 Frozen dataclasses (:class:`Datasource`, :class:`PromQuery`, :class:`SqlQuery`, :class:`Panel`,
 :class:`Row`) let each panel say only what it shows; :func:`dashboard` lays them out on Grafana's
@@ -7,15 +7,15 @@ Frozen dataclasses (:class:`Datasource`, :class:`PromQuery`, :class:`SqlQuery`, 
 * ``usersignals-live``: the stream workers' series in Prometheus.
 * ``usersignals-history``: the warehouse views through Grafana's DuckDB datasource
   (``motherduck-duckdb-datasource``), whose ``initSql`` creates the views over the Parquet files
-  (:func:`duckdb_init_sql`), so every panel's SQL is a query over the warehouse's own views.
+  (:func:`.provisioning.duckdb_init_sql`), so every panel's SQL is a query over the warehouse's
+  own views.
 
-:func:`build_dashboards` returns the dashboard JSON objects, :func:`write_dashboards` writes them
-and the provisioning files. The committed files under ``grafana/`` are its output.
+:func:`build_dashboards` returns the dashboard JSON objects; :mod:`.provisioning` writes them
+with Grafana's provisioning files. The committed files under ``grafana/`` are its output.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -23,14 +23,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from usersignals.warehouse.db import views_script
-
 __all__ = [
     "DUCKDB",
     "GRAFANA_DIR",
     "PROMETHEUS",
-    "PROVISIONED_DASHBOARDS",
-    "PROVISIONED_WAREHOUSE",
     "Datasource",
     "Panel",
     "PromQuery",
@@ -38,24 +34,13 @@ __all__ = [
     "SqlQuery",
     "build_dashboards",
     "dashboard",
-    "dashboards_yaml",
-    "datasources_yaml",
-    "duckdb_init_sql",
     "expand_macros",
     "panel_specs",
     "queries",
-    "rendered_files",
-    "write_dashboards",
 ]
 
 GRAFANA_DIR = Path(__file__).with_name("grafana")
 """Where the generated dashboards and provisioning files are committed."""
-
-PROVISIONED_WAREHOUSE = "/var/lib/grafana/warehouse"
-"""The warehouse volume's mount point inside the Grafana container."""
-
-PROVISIONED_DASHBOARDS = "/var/lib/grafana/dashboards/usersignals"
-"""Where the Grafana container finds the dashboard JSON files."""
 
 SCHEMA_VERSION = 41
 
@@ -294,133 +279,6 @@ def expand_macros(sql: str, start: datetime, end: datetime) -> str:
         return instant(start if name == "timeFrom" else end)
 
     return _MACRO.sub(one, sql)
-
-
-def duckdb_init_sql(warehouse: str | Path = PROVISIONED_WAREHOUSE) -> str:
-    """The datasource's ``initSql``: the warehouse views over the Parquet files by glob.
-
-    The plugin runs it on every new connection of one in-memory database, so every view is
-    created with ``CREATE OR REPLACE``.
-    """
-    script = re.sub(r"\bCREATE VIEW\b", "CREATE OR REPLACE VIEW", views_script(warehouse))
-    return "\n".join(line.rstrip() for line in script.strip().splitlines()) + "\n"
-
-
-class _Literal(str):
-    """A string written as a YAML ``|`` block (its lines kept verbatim)."""
-
-
-def _scalar(value: object) -> str:
-    # JSON scalars are YAML flow scalars; strings come out double-quoted and escaped.
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _emit(value: object, indent: int) -> list[str]:
-    """YAML lines of the small shapes provisioning files use (mappings, lists, scalars)."""
-    pad = " " * indent
-    lines: list[str] = []
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if isinstance(item, _Literal):
-                lines.append(f"{pad}{key}: |")
-                lines.extend(f"{pad}  {line}" if line else "" for line in item.splitlines())
-            elif isinstance(item, dict | list):
-                lines.append(f"{pad}{key}:")
-                lines.extend(_emit(item, indent + 2))
-            else:
-                lines.append(f"{pad}{key}: {_scalar(item)}")
-    elif isinstance(value, list):
-        for item in value:
-            nested = _emit(item, indent + 2)
-            lines.append(f"{pad}- {nested[0].lstrip()}")
-            lines.extend(nested[1:])
-    return lines
-
-
-def _yaml(header: str, data: dict[str, Any]) -> str:
-    return header + "\n".join(_emit(data, 0)) + "\n"
-
-
-def datasources_yaml(
-    warehouse: str = PROVISIONED_WAREHOUSE, prometheus_url: str = "http://prometheus:9090"
-) -> str:
-    """Grafana datasource provisioning: Prometheus and DuckDB over the warehouse volume."""
-    # Grafana expands $NAME in provisioning files; $$ is a literal dollar.
-    init = duckdb_init_sql(warehouse).replace("$", "$$")
-    data = {
-        "apiVersion": 1,
-        "datasources": [
-            {
-                "name": PROMETHEUS.name,
-                "uid": PROMETHEUS.uid,
-                "type": PROMETHEUS.type,
-                "access": "proxy",
-                "url": prometheus_url,
-                "isDefault": True,
-                "editable": False,
-                "jsonData": {"timeInterval": "15s"},
-            },
-            {
-                "name": DUCKDB.name,
-                "uid": DUCKDB.uid,
-                "type": DUCKDB.type,
-                "access": "proxy",
-                "isDefault": False,
-                "editable": False,
-                "jsonData": {"path": "", "initSql": _Literal(init)},
-            },
-        ],
-    }
-    header = (
-        "# Generated by usersignals.dashboards.grafana (write_dashboards); do not edit.\n"
-        "# DuckDB runs in memory; initSql creates the warehouse views over the Parquet files.\n"
-    )
-    return _yaml(header, data)
-
-
-def dashboards_yaml(path: str = PROVISIONED_DASHBOARDS) -> str:
-    """Grafana dashboard provisioning: the JSON files in ``path``, in a usersignals folder."""
-    data = {
-        "apiVersion": 1,
-        "providers": [
-            {
-                "name": "usersignals",
-                "orgId": 1,
-                "folder": "usersignals",
-                "type": "file",
-                "disableDeletion": True,
-                "allowUiUpdates": False,
-                "updateIntervalSeconds": 60,
-                "options": {"path": path},
-            }
-        ],
-    }
-    header = "# Generated by usersignals.dashboards.grafana (write_dashboards); do not edit.\n"
-    return _yaml(header, data)
-
-
-def _dump(obj: Any) -> str:
-    return json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
-
-
-def rendered_files() -> dict[str, str]:
-    """Every generated file's text, by path relative to :data:`GRAFANA_DIR`."""
-    files = {name: _dump(d) for name, d in build_dashboards().items()}
-    files["provisioning/datasources.yml"] = datasources_yaml()
-    files["provisioning/dashboards.yml"] = dashboards_yaml()
-    return files
-
-
-def write_dashboards(directory: str | Path = GRAFANA_DIR) -> list[Path]:
-    """Writes the dashboards and provisioning files under ``directory``; returns their paths."""
-    root = Path(directory)
-    written: list[Path] = []
-    for name, text in rendered_files().items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        written.append(path)
-    return written
 
 
 def queries(board: dict[str, Any]) -> Iterable[tuple[dict[str, Any], dict[str, Any]]]:

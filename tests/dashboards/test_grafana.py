@@ -38,12 +38,11 @@ from usersignals.dashboards.grafana import (
     PROMETHEUS,
     SqlQuery,
     build_dashboards,
-    duckdb_init_sql,
     expand_macros,
     panel_specs,
     queries,
-    rendered_files,
 )
+from usersignals.dashboards.provisioning import duckdb_init_sql, rendered_files
 from usersignals.dashboards.rules import LIVE_SERIES, RECORDED_SERIES, RULES_FILE
 from usersignals.ingest.contract import Event
 from usersignals.streams.exposition import EventTimeLag, WorkerCollector, render
