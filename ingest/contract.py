@@ -186,8 +186,8 @@ def _decode_precise(
     With ``fast_elements``, each element of a batch is first decoded as :func:`_decode_fast`
     decodes a whole record, and only an element that fails that goes through
     :func:`validate`: the result is the same, and a batch with a bad element costs about
-    what a valid one does. (Elements that all
-    decode that way are nested a few levels at most, so the nesting scan is left out then.)
+    what a valid one does. Only the failing elements are scanned for nesting (see
+    :func:`_too_deep`).
     """
     raw = bytes(value) if value else b""
     problem = _record_problem(raw)
