@@ -1,9 +1,10 @@
 """The SDK's typed calls: one method per event type, each with the fields that type takes.
 
 :class:`TypedEvents` is mixed into :class:`~usersignals.ingest.tracker.Tracker`: each method
-builds the event's wire bytes with the contract's checks (:func:`~usersignals.ingest.batching.
-encode_call`, which raises :class:`~usersignals.ingest.contract.EventError` naming the field)
-and hands them to the tracker's queue.
+builds the event's wire bytes with the contract's checks
+(:func:`~usersignals.ingest.batching.encode_call`, which raises
+:class:`~usersignals.ingest.contract.EventError` naming the field) and hands them to the
+tracker's queue.
 """
 
 from __future__ import annotations
