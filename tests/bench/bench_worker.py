@@ -28,7 +28,6 @@ import asyncio
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -38,6 +37,7 @@ from typing import Any
 
 from usersignals.broker import EmbeddedBroker, ensure_topics, free_port, wait_for_port
 from usersignals.ingest.partitioner import partition_for
+from usersignals.processes import terminate
 
 __all__ = ["run"]
 
@@ -205,12 +205,7 @@ def _worker(bootstrap: str, prefix: str, records: int, timeout: float) -> dict[s
             time.sleep(0.05)
         raise RuntimeError("worker did not catch up in time")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        terminate(proc, 60)
 
 
 def run(n_events: int = 1_000_000, bootstrap: str | None = None, seed: int = 7) -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 import urllib.parse
@@ -28,6 +27,7 @@ from tests.streams.workerproc import (
 )
 from usersignals.broker import free_port, wait_for_port
 from usersignals.ingest.contract import Event
+from usersignals.processes import terminate
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 N = 8
@@ -136,9 +136,4 @@ def test_prometheus_scrapes_the_exact_dau(kafka: Kafka, tmp_path: Path) -> None:
                 float(sum(r["events"] for r in expected["events_by_day"]))
             ]
         finally:
-            prom.send_signal(signal.SIGTERM)
-            try:
-                prom.wait(30)
-            except subprocess.TimeoutExpired:
-                prom.kill()
-                prom.wait()
+            terminate(prom, 30)
