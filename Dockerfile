@@ -7,6 +7,7 @@ COPY ingest ./ingest
 COPY streams ./streams
 COPY warehouse ./warehouse
 COPY dashboards ./dashboards
+COPY metrics ./metrics
 RUN pip install --no-cache-dir . && useradd --create-home usersignals \
     && mkdir -p /data/warehouse /data/state && chown -R usersignals /data
 USER usersignals
