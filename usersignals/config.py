@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,7 @@ ENV_VARS: Mapping[str, str] = {
     "collector_port": "USERSIGNALS_COLLECTOR_PORT",
     "state_dir": "USERSIGNALS_STATE_DIR",
     "topic_prefix": "USERSIGNALS_TOPIC_PREFIX",
+    "min_ts": "USERSIGNALS_MIN_TS",
 }
 
 
@@ -93,6 +95,8 @@ class Settings:
         state_dir: Local directory for worker state and SDK spool files.
         topic_prefix: Prefix of topic names and consumer group ids, so that several
             installations (or tests) can share one Kafka cluster.
+        min_ts: The earliest event ``ts`` the contract accepts (tz-aware, kept in UTC); an
+            RFC 3339 date-time in the environment. Lower it for older backfills.
     """
 
     bootstrap: str = "127.0.0.1:9092"
@@ -106,6 +110,7 @@ class Settings:
     collector_port: int = 8080
     state_dir: Path = field(default_factory=lambda: Path(".usersignals"))
     topic_prefix: str = "usersignals"
+    min_ts: datetime = datetime(2000, 1, 1, tzinfo=UTC)
 
     @property
     def events_topic(self) -> str:
@@ -150,6 +155,8 @@ class Settings:
                 value = value.resolve()
             elif isinstance(value, tuple):
                 value = ",".join(value)
+            elif isinstance(value, datetime):
+                value = value.isoformat().replace("+00:00", "Z")
             env[var] = str(value)
         return env
 
@@ -186,4 +193,23 @@ def _coerce(name: str, raw: Any) -> Any:
             return int(raw)
         except (TypeError, ValueError):
             raise ConfigError(name, raw, "not a whole number") from None
+    if name == "min_ts":
+        return _moment(name, raw)
     return str(raw)
+
+
+def _moment(name: str, raw: Any) -> datetime:
+    """An RFC 3339 date-time with an offset (or an aware datetime), in UTC."""
+    if isinstance(raw, datetime):
+        moment = raw
+    else:
+        try:
+            moment = datetime.fromisoformat(str(raw))
+        except ValueError:
+            raise ConfigError(name, raw, "not an RFC 3339 date-time") from None
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ConfigError(name, raw, "no UTC offset; add 'Z' or '+HH:MM'")
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ConfigError(name, raw, "out of range") from None
