@@ -73,6 +73,9 @@ ENV_VARS: Mapping[str, str] = {
     "state_dir": "USERSIGNALS_STATE_DIR",
     "topic_prefix": "USERSIGNALS_TOPIC_PREFIX",
     "min_ts": "USERSIGNALS_MIN_TS",
+    "flattery_level": "USERSIGNALS_FLATTERY_LEVEL",
+    "flattery_min_votes": "USERSIGNALS_FLATTERY_MIN_VOTES",
+    "flattery_min_users": "USERSIGNALS_FLATTERY_MIN_USERS",
 }
 
 
@@ -97,6 +100,10 @@ class Settings:
             installations (or tests) can share one Kafka cluster.
         min_ts: The earliest event ``ts`` the contract accepts (tz-aware, kept in UTC); an
             RFC 3339 date-time in the environment. Lower it for older backfills.
+        flattery_level: Significance level of each of the flattery watch's two one-sided
+            tests (``usersignals.metrics.flattery``).
+        flattery_min_votes: Thumbs votes a model needs in each of two weeks to be flagged.
+        flattery_min_users: Active users a model needs in each of two weeks to be flagged.
     """
 
     bootstrap: str = "127.0.0.1:9092"
@@ -110,6 +117,9 @@ class Settings:
     collector_port: int = 8080
     state_dir: Path = field(default_factory=lambda: Path(".usersignals"))
     topic_prefix: str = "usersignals"
+    flattery_level: float = 0.05
+    flattery_min_votes: int = 30
+    flattery_min_users: int = 30
     min_ts: datetime = datetime(2000, 1, 1, tzinfo=UTC)
 
     @property
@@ -171,7 +181,15 @@ class Settings:
             raise ConfigError("topic_prefix", self.topic_prefix, "letters, digits, '.', '_', '-'")
         if not self.bootstrap.strip():
             raise ConfigError("bootstrap", self.bootstrap, "empty")
-        for name in ("partitions", "retention_days", "max_models"):
+        if not 0.0 < self.flattery_level < 0.5:
+            raise ConfigError("flattery_level", self.flattery_level, "must be between 0 and 0.5")
+        for name in (
+            "partitions",
+            "retention_days",
+            "max_models",
+            "flattery_min_votes",
+            "flattery_min_users",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(name, getattr(self, name), "must be at least 1")
         for name in ("worker_port", "collector_port"):
@@ -186,7 +204,22 @@ def _coerce(name: str, raw: Any) -> Any:
         if isinstance(raw, str):
             return tuple(k.strip() for k in raw.split(",") if k.strip())
         return tuple(raw)
-    if name in ("partitions", "retention_days", "max_models", "worker_port", "collector_port"):
+    if name == "flattery_level":
+        if isinstance(raw, bool):
+            raise ConfigError(name, raw, "not a number")
+        try:
+            return float(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(name, raw, "not a number") from None
+    if name in (
+        "partitions",
+        "retention_days",
+        "max_models",
+        "worker_port",
+        "collector_port",
+        "flattery_min_votes",
+        "flattery_min_users",
+    ):
         if isinstance(raw, bool):
             raise ConfigError(name, raw, "not a whole number")
         try:
