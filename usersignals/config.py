@@ -76,6 +76,9 @@ ENV_VARS: Mapping[str, str] = {
     "flattery_level": "USERSIGNALS_FLATTERY_LEVEL",
     "flattery_min_votes": "USERSIGNALS_FLATTERY_MIN_VOTES",
     "flattery_min_users": "USERSIGNALS_FLATTERY_MIN_USERS",
+    "kafka_timeout_s": "USERSIGNALS_KAFKA_TIMEOUT_S",
+    "stop_grace_s": "USERSIGNALS_STOP_GRACE_S",
+    "log_repeat_s": "USERSIGNALS_LOG_REPEAT_S",
 }
 
 
@@ -104,6 +107,12 @@ class Settings:
             tests (``usersignals.metrics.flattery``).
         flattery_min_votes: Thumbs votes a model needs in each of two weeks to be flagged.
         flattery_min_users: Active users a model needs in each of two weeks to be flagged.
+        kafka_timeout_s: How long a command (``status``, ``deadletter replay``) waits for
+            Kafka to answer before it fails.
+        stop_grace_s: How long a long-running process (worker, loader) may take to stop
+            cleanly after SIGTERM or SIGINT; then it exits without waiting for Kafka.
+        log_repeat_s: The same warning or error (same logger, same message template) is
+            logged at most once per this many seconds; the suppressed ones are counted.
     """
 
     bootstrap: str = "127.0.0.1:9092"
@@ -121,6 +130,9 @@ class Settings:
     flattery_min_votes: int = 30
     flattery_min_users: int = 30
     min_ts: datetime = datetime(2000, 1, 1, tzinfo=UTC)
+    kafka_timeout_s: float = 10.0
+    stop_grace_s: float = 30.0
+    log_repeat_s: float = 10.0
 
     @property
     def events_topic(self) -> str:
@@ -183,6 +195,9 @@ class Settings:
             raise ConfigError("bootstrap", self.bootstrap, "empty")
         if not 0.0 < self.flattery_level < 0.5:
             raise ConfigError("flattery_level", self.flattery_level, "must be between 0 and 0.5")
+        for name in ("kafka_timeout_s", "stop_grace_s", "log_repeat_s"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(name, getattr(self, name), "must be more than 0 seconds")
         for name in (
             "partitions",
             "retention_days",
@@ -204,7 +219,7 @@ def _coerce(name: str, raw: Any) -> Any:
         if isinstance(raw, str):
             return tuple(k.strip() for k in raw.split(",") if k.strip())
         return tuple(raw)
-    if name == "flattery_level":
+    if name in ("flattery_level", "kafka_timeout_s", "stop_grace_s", "log_repeat_s"):
         if isinstance(raw, bool):
             raise ConfigError(name, raw, "not a number")
         try:
