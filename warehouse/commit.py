@@ -1,17 +1,20 @@
 """Writing one loaded range atomically, and putting the warehouse right after a crash.
 
-A flush of source range ``p/first..last`` writes every file under a temporary name, renames
-the data files to their final names, then renames in the commit marker
-``_loader/p{p}-{first}-{last}.commit``. The marker is the commit point: a range counts as loaded
-exactly when its marker (or a later one of the same partition) exists. :func:`recover` runs before
-the loader reads anything: it deletes temporary files and the data files of ranges past the last
-marker, so that the range is loaded again from Kafka and no row is ever there twice.
+A flush of source range ``p/first..last`` (warehouse offsets) writes every file under a
+temporary name, renames the data files to their final names, then replaces the manifest with
+one that names them and moves the partition's position to the range's last record
+(:mod:`usersignals.warehouse.manifest`). That replace is the commit point: a range counts as
+loaded exactly when the manifest names its files. :func:`recover` runs before the loader reads
+anything: it deletes temporary files and the loader files the manifest does not name (a flush
+that did not commit, whose records are loaded again from Kafka, or inputs a compaction already
+replaced), so that no row is ever there twice.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
 
@@ -20,14 +23,18 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from usersignals.warehouse.layout import (
-    COMMITS_DIR,
     DEADLETTER_DIR,
     EVENTS_DIR,
     FileRange,
-    committed_offsets,
     day_dir,
     parse_range,
     range_name,
+)
+from usersignals.warehouse.manifest import (
+    Manifest,
+    PartitionState,
+    ensure_manifest,
+    replace_manifest,
 )
 
 __all__ = [
@@ -79,18 +86,24 @@ def write_range(
     dead: pa.Table,
     *,
     step: Callable[[str], None] | None = None,
+    state: PartitionState | None = None,
+    topic: str | None = None,
 ) -> list[Path]:
     """Writes one source range's events (a file per event day) and rejections, then commits it.
 
     Args:
         root: The warehouse directory.
-        r: The source partition and offsets the tables come from.
+        r: The source partition and warehouse offsets the tables come from.
         events: Rows of ``EVENTS_SCHEMA`` (may be empty).
         dead: Rows of ``DEADLETTER_SCHEMA`` (may be empty).
         step: Called with the name of each step done; tests raise from it to crash there.
+        state: The partition's position once committed (the loader's, with the epoch's base
+            and the last record's fingerprint); default: Kafka offsets equal to warehouse
+            offsets of the current epoch's base, no fingerprint.
+        topic: The events topic the range comes from, recorded in the manifest.
 
     Returns:
-        The data files written (not the marker).
+        The data files written.
     """
     root = Path(root)
     note = step or (lambda _name: None)
@@ -109,42 +122,43 @@ def write_range(
     for final in finals:
         os.replace(temp_path(final), final)
         note(f"renamed {final.name}")
-    commits = root / COMMITS_DIR
-    commits.mkdir(parents=True, exist_ok=True)
-    marker = commits / range_name(r, "commit")
-    temp_path(marker).write_bytes(b"")
-    os.replace(temp_path(marker), marker)
+    names = [str(f.relative_to(root)) for f in finals]
+
+    def commit(m: Manifest) -> Manifest:
+        current = m.partitions.get(r.partition, PartitionState())
+        new = state or PartitionState(current.base, r.last - current.base)
+        parts = {**m.partitions, r.partition: new}
+        changed = dataclasses.replace(m, partitions=parts, topic=topic or m.topic)
+        return changed.with_files(add=names)
+
+    replace_manifest(root, commit)
     note("committed")
-    for old in commits.glob(f"p{r.partition:03d}-*.commit"):
-        prev = parse_range(old.name)
-        if prev is not None and prev.last < r.last:
-            old.unlink(missing_ok=True)
     return finals
 
 
-def recover(root: Path) -> dict[int, int]:
-    """Deletes what a crashed flush left behind; returns the last loaded offset per partition.
-
-    Temporary files go, and so do data files of ranges after their partition's last commit
-    marker (their records will be loaded again). Older markers of a partition go too.
-    """
-    root = Path(root)
-    committed = committed_offsets(root)
-    dirs = [root / DEADLETTER_DIR, root / COMMITS_DIR]
+def _loader_files(root: Path) -> Iterator[Path]:
+    dirs = [root / DEADLETTER_DIR]
     events = root / EVENTS_DIR
     if events.is_dir():
         dirs.extend(p for p in events.iterdir() if p.is_dir())
     for d in dirs:
-        if not d.is_dir():
-            continue
-        for path in d.iterdir():
-            if path.name.endswith(TEMP_SUFFIX):
-                path.unlink(missing_ok=True)
-                continue
-            r = parse_range(path.name)
-            if r is None:
-                continue
-            last = committed.get(r.partition, -1)
-            if r.last > last or (path.suffix == ".commit" and r.last < last):
-                path.unlink(missing_ok=True)
-    return committed
+        if d.is_dir():
+            yield from d.iterdir()
+
+
+def recover(root: Path) -> Manifest:
+    """Deletes what a crashed flush left behind; returns the manifest to resume from.
+
+    Temporary files go, and so do the loader files the manifest does not name: ranges that
+    were never committed (their records will be loaded again) and inputs of a compaction
+    that replaced them. Compacted files are compaction's to clean up (it may be writing one).
+    """
+    root = Path(root)
+    manifest = ensure_manifest(root)
+    live = set(manifest.files)
+    for path in _loader_files(root):
+        temporary = path.name.endswith(TEMP_SUFFIX)
+        loaded = parse_range(path.name) is not None
+        if temporary or (loaded and str(path.relative_to(root)) not in live):
+            path.unlink(missing_ok=True)
+    return manifest

@@ -1,19 +1,25 @@
 """Compaction: a day's many small loader files become one, each ``event_id`` once.
 
-Safe while the loader runs and idempotent:
+Safe while the loader runs and idempotent. Its inputs are the day's files in the manifest
+(committed loader files and an earlier compacted file); files the loader writes meanwhile
+are left for next time. It keeps the first copy of each ``event_id`` (least source partition,
+offset, batch index); rows keep their log position, so every reader's dedupe rule gives the
+same answer. Then, in the order of :data:`STEPS`:
 
-1. Read the commit markers, then list the day: only files of committed ranges (and earlier
-   compacted files) are inputs; files the loader writes meanwhile are left for next time.
-2. Keep the first copy of each ``event_id`` (least source partition, offset, batch index);
-   rows keep their log position, so every reader's dedupe rule gives the same answer.
-3. Write ``c-{digest of the input names}.parquet`` under a temporary name with the input names
-   in its footer (``covers``), rename it in, then delete the inputs. Until they are gone,
-   :func:`~usersignals.warehouse.layout.live_event_files` skips them, and a reader of the glob
-   that counts each ``event_id`` once is not affected (the rows are identical); the next run
-   deletes what a crash left. The loader resumes from its commit markers, which compaction
-   never touches.
-4. Before the rename, write the day's rollups named after the same digest; after it, the
-   weekly counts of the day's ISO week (see :mod:`usersignals.warehouse.plan`).
+1. ``rollups written``: the day's rollups (and a new version of the user dictionary), named
+   after the digest of the input names (see :mod:`usersignals.warehouse.plan`);
+2. ``merged written``: ``c-{digest}.parquet``, under a temporary name then renamed, with the
+   input names in its footer (``covers``);
+3. ``manifest replaced``: one replace puts the merged file and the new rollups in and takes
+   the inputs and the rollups they replace out — the commit point;
+4. ``inputs deleted``: the files the manifest no longer names;
+5. ``week written``: the weekly counts of the day's ISO week, over the days served now;
+6. ``week replaced``: a replace puts them in the manifest instead of the older version;
+7. ``old weeks deleted``.
+
+A crash anywhere leaves the old manifest or the new one, and each names a consistent set of
+files; what a crash left on disk that the manifest does not name is deleted by the next run.
+The loader's positions are in the same manifest, and compaction never changes them.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import fcntl
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,18 +42,47 @@ from usersignals.warehouse.commit import temp_path, write_parquet
 from usersignals.warehouse.layout import (
     COMMITS_DIR,
     COVERS_KEY,
-    EVENTS_DIR,
     EVENTS_SCHEMA,
-    committed_offsets,
-    compacted_covers,
     day_dir,
-    is_committed,
     parse_range,
 )
-from usersignals.warehouse.plan import ROLLUP_SCHEMAS, digest_of, monday_of, rollup_path
-from usersignals.warehouse.rollup import drop_stale_rollups, write_day_rollups, write_week
+from usersignals.warehouse.manifest import (
+    Manifest,
+    ensure_manifest,
+    read_manifest,
+    replace_manifest,
+)
+from usersignals.warehouse.plan import (
+    ROLLUP_SCHEMAS,
+    ROLLUPS_DIR,
+    digest_of,
+    monday_of,
+    rollup_path,
+    users_files,
+    week_dir,
+)
+from usersignals.warehouse.rollup import ROLLUP_SUFFIX, write_day_rollups, write_week
 
-__all__ = ["CompactResult", "DayNotFoundError", "compact", "compact_day", "days", "dedupe_first"]
+__all__ = [
+    "STEPS",
+    "CompactResult",
+    "DayNotFoundError",
+    "compact",
+    "compact_day",
+    "days",
+    "dedupe_first",
+]
+
+STEPS = (
+    "rollups written",
+    "merged written",
+    "manifest replaced",
+    "inputs deleted",
+    "week written",
+    "week replaced",
+    "old weeks deleted",
+)
+"""The steps of compacting a day, in order (the names ``compact_day`` reports)."""
 
 COMPACT_SUFFIX = ".compact.tmp"
 _ORDER = [("source_partition", "ascending"), ("source_offset", "ascending")]
@@ -98,84 +133,152 @@ def _compact_lock(root: Path) -> Iterator[None]:
         yield
 
 
-def _clean(directory: Path) -> None:
-    """Deletes temporary files of a crashed compaction and files already compacted."""
-    covered: set[str] = set()
-    for f in directory.iterdir():
-        if f.name.endswith(COMPACT_SUFFIX):
-            f.unlink(missing_ok=True)
-        elif f.name.startswith("c-") and f.suffix == ".parquet":
-            covered.update(compacted_covers(f))
-    for name in covered:
-        (directory / name).unlink(missing_ok=True)
+def _rel(root: Path, path: Path) -> str:
+    return str(path.relative_to(root))
 
 
-def compact_day(root: Path, day: str, *, weekly: bool = True) -> CompactResult:
-    """Merges the committed files of one event day into one file without duplicate events.
+def _clean(root: Path, day: str, manifest: Manifest) -> None:
+    """Deletes what a crashed compaction left: temporary files, and files not in the manifest.
+
+    Loader files of the day that the manifest does not name are deleted only when their range
+    is committed (a compaction replaced them); later ones belong to a flush in progress.
+    """
+    live = set(manifest.files)
+    stored = manifest.stored_committed()
+    rollups = Path(root) / ROLLUPS_DIR
+    dirs = [day_dir(root, day), rollups / f"day={day}", week_dir(root, monday_of(day))]
+    for d in dirs:
+        if not d.is_dir():
+            continue
+        for f in d.iterdir():
+            if f.name.endswith((COMPACT_SUFFIX, ROLLUP_SUFFIX)):
+                f.unlink(missing_ok=True)
+                continue
+            if _rel(root, f) in live or f.suffix != ".parquet":
+                continue
+            r = parse_range(f.name)
+            if r is None or r.last <= stored.get(r.partition, -1):
+                f.unlink(missing_ok=True)
+    if rollups.is_dir():
+        for f in rollups.glob("users-*.parquet"):
+            if _rel(root, f) not in live:
+                f.unlink(missing_ok=True)
+
+
+def compact_day(
+    root: Path, day: str, *, weekly: bool = True, step: Callable[[str], None] | None = None
+) -> CompactResult:
+    """Merges the live files of one event day into one file without duplicate events.
 
     Also writes the day's rollups (:mod:`usersignals.warehouse.rollup`) before the merged file
     is renamed in, and (``weekly``) the weekly counts of the day's ISO week.
 
+    Args:
+        root: The warehouse.
+        day: The event day, ``YYYY-MM-DD``.
+        weekly: Also rewrite the weekly counts of the day's week.
+        step: Called with the name of each step of :data:`STEPS` when it is done.
+
     Raises:
         DayNotFoundError: the warehouse has no directory for ``day``.
     """
+    root = Path(root)
+    note = step or (lambda _name: None)
     directory = day_dir(root, day)
     if not directory.is_dir():
         raise DayNotFoundError(day)
     with _compact_lock(root):
-        _clean(directory)
-        committed = committed_offsets(root)
-        inputs = []
-        for f in sorted(directory.glob("*.parquet")):
-            r = parse_range(f.name)
-            if f.name.startswith("c-") or (r is not None and is_committed(r, committed)):
-                inputs.append(f)
+        m = ensure_manifest(root)
+        _clean(root, day, m)
+        prefix = f"{_rel(root, directory)}/"
+        inputs = [root / f for f in m.events() if f.startswith(prefix)]
         if not inputs or (len(inputs) == 1 and inputs[0].name.startswith("c-")):
             rows = pq.read_metadata(inputs[0]).num_rows if inputs else 0
-            if inputs and not _has_rollups(root, day, inputs[0]):
-                _roll_up(root, day, inputs[0], pq.read_table(inputs[0], schema=EVENTS_SCHEMA))
-                _week(root, day, weekly)
+            if inputs and not _has_rollups(m, root, day, inputs[0]):
+                table = pq.read_table(inputs[0], schema=EVENTS_SCHEMA).replace_schema_metadata(None)
+                _swap(root, day, m, digest_of(inputs[0]), table, [], note)
+                _week(root, day, weekly, note)
             return CompactResult(day, len(inputs), rows, rows, None)
         tables = [pq.read_table(f, schema=EVENTS_SCHEMA) for f in inputs]
         merged = pa.concat_tables([t.replace_schema_metadata(None) for t in tables])
         out = dedupe_first(merged)
         names = sorted(f.name for f in inputs)
         digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
-        final = directory / f"c-{digest}.parquet"
-        write_day_rollups(root, day, digest, out)
+        _swap(root, day, m, digest, out, inputs, note, covers=names)
+        _week(root, day, weekly, note)
+        return CompactResult(day, len(inputs), merged.num_rows, out.num_rows, f"c-{digest}.parquet")
+
+
+def _swap(
+    root: Path,
+    day: str,
+    m: Manifest,
+    digest: str,
+    rows: pa.Table,
+    inputs: list[Path],
+    note: Callable[[str], None],
+    *,
+    covers: list[str] | None = None,
+) -> None:
+    """Steps 1 to 4: rollups, merged file (unless ``covers`` is None), manifest, deletions.
+
+    With no ``covers`` the day's compacted file exists already (made before rollups were):
+    only its rollups are written and put in.
+    """
+    written = write_day_rollups(root, day, digest, rows, m)
+    note("rollups written")
+    add = [_rel(root, f) for f in written]
+    if covers is not None:
+        final = day_dir(root, day) / f"c-{digest}.parquet"
         temp = temp_path(final, COMPACT_SUFFIX)
-        write_parquet(out, temp, {COVERS_KEY: json.dumps(names).encode()})
+        write_parquet(rows, temp, {COVERS_KEY: json.dumps(covers).encode()})
         os.replace(temp, final)
-        for f in inputs:
-            f.unlink(missing_ok=True)
-        drop_stale_rollups(root, day, digest)
-        _week(root, day, weekly)
-        return CompactResult(day, len(inputs), merged.num_rows, out.num_rows, final.name)
+        add.append(_rel(root, final))
+    note("merged written")
+    day_rollups = f"{ROLLUPS_DIR}/day={day}/"
+    stale = [f for f in m.rollups() if f.startswith(day_rollups)]
+    if written and written[0].name.startswith("users-"):
+        stale += [_rel(root, f) for f in users_files(root, m)]
+    gone = [_rel(root, f) for f in inputs] + [f for f in stale if f not in add]
+    replace_manifest(root, lambda cur: cur.with_files(add=add, remove=gone))
+    note("manifest replaced")
+    for name in gone:
+        (root / name).unlink(missing_ok=True)
+    note("inputs deleted")
 
 
-def _has_rollups(root: Path, day: str, compacted: Path) -> bool:
+def _has_rollups(m: Manifest, root: Path, day: str, compacted: Path) -> bool:
     digest = digest_of(compacted)
-    return all(rollup_path(root, day, kind, digest).is_file() for kind in ROLLUP_SCHEMAS)
+    live = set(m.rollups())
+    return all(_rel(root, rollup_path(root, day, kind, digest)) in live for kind in ROLLUP_SCHEMAS)
 
 
-def _roll_up(root: Path, day: str, compacted: Path, rows: pa.Table) -> None:
-    """Rollups for a compacted file made before rollups existed."""
-    digest = digest_of(compacted)
-    write_day_rollups(root, day, digest, rows.replace_schema_metadata(None))
-    drop_stale_rollups(root, day, digest)
-
-
-def _week(root: Path, day: str, weekly: bool) -> None:
+def _week(root: Path, day: str, weekly: bool, note: Callable[[str], None]) -> None:
+    """Steps 5 to 7 for the ISO week of ``day`` (nothing unless ``weekly``)."""
     if weekly:
-        write_week(root, monday_of(day))
+        _write_week(root, monday_of(day), note)
+
+
+def _write_week(root: Path, monday: str, note: Callable[[str], None]) -> None:
+    m = read_manifest(root)
+    path = write_week(root, monday, m)
+    note("week written")
+    new = [] if path is None else [_rel(root, path)]
+    prefix = f"{_rel(root, week_dir(root, monday))}/"
+    old = [f for f in m.rollups() if f.startswith(prefix) and f not in new]
+    if not old and (not new or new[0] in m.files):
+        return
+    replace_manifest(root, lambda cur: cur.with_files(add=new, remove=old))
+    note("week replaced")
+    for name in old:
+        (root / name).unlink(missing_ok=True)
+    note("old weeks deleted")
 
 
 def days(root: Path) -> list[str]:
-    """Event days present in the warehouse, ascending."""
-    events = Path(root) / EVENTS_DIR
-    if not events.is_dir():
-        return []
-    return sorted(p.name.removeprefix("day=") for p in events.glob("day=*") if p.is_dir())
+    """Event days of the warehouse's live files, ascending."""
+    m = read_manifest(Path(root))
+    return sorted({Path(f).parent.name.removeprefix("day=") for f in m.events()})
 
 
 def compact(root: Path, day: str | None = None) -> list[CompactResult]:
@@ -184,5 +287,5 @@ def compact(root: Path, day: str | None = None) -> list[CompactResult]:
     results = [compact_day(root, d, weekly=False) for d in chosen]
     with _compact_lock(root):
         for monday in sorted({monday_of(d) for d in chosen}):
-            write_week(root, monday)
+            _write_week(root, monday, lambda _name: None)
     return results

@@ -1,12 +1,15 @@
 """DuckDB over the warehouse: one in-process connection with the metric views.
 
-:func:`connect` lists the warehouse's live Parquet files (``layout.live_event_files``: committed
-ranges, compacted files instead of the ones they replaced), makes the two source relations
-``events_raw`` and ``deadletter_raw`` over them, and runs ``views.sql``, where every metric is
-defined. It also makes the relations a report reads (:mod:`usersignals.warehouse.plan`):
-``tail_raw`` and ``compacted_raw`` (live files not served / served by rollups) and
-``rollup_<kind>``, ``rollup_weeks``, ``rollup_users``. The connection sees the files that
-existed when it was made; call :func:`connect` again to see newer loads.
+Every reader takes the warehouse's files from its manifest (:mod:`usersignals.warehouse.
+manifest`), never from a directory listing, so that it sees one consistent version whatever
+the loader and compaction are doing. :func:`connect` reads the manifest once, makes the two
+source relations ``events_raw`` and ``deadletter_raw`` over the files it names, and runs
+``views.sql``, where every metric is defined. It also makes the relations a report reads
+(:mod:`usersignals.warehouse.plan`): ``tail_raw`` and ``compacted_raw`` (live files not served
+/ served by rollups) and ``rollup_<kind>``, ``rollup_weeks``, ``rollup_users``. The connection
+sees the manifest that was current when it was made; call :func:`connect` again to see newer
+loads. :func:`views_script` is the same read path for DuckDB outside this package (Grafana's
+DuckDB datasource): SQL that reads the manifest itself.
 
 Results convert without copying where the types allow::
 
@@ -26,14 +29,20 @@ import pyarrow as pa
 
 from usersignals.config import Settings, UsersignalsError
 from usersignals.warehouse.layout import (
+    DEADLETTER_DIR,
     DEADLETTER_SCHEMA,
+    EVENTS_DIR,
     EVENTS_SCHEMA,
-    deadletter_glob,
-    events_glob,
-    live_deadletter_files,
-    live_event_files,
 )
-from usersignals.warehouse.plan import ROLLUP_SCHEMAS, USERS_SCHEMA, WEEK_SCHEMA, plan
+from usersignals.warehouse.manifest import MANIFEST, Manifest, read_manifest
+from usersignals.warehouse.plan import (
+    ROLLUP_SCHEMAS,
+    USERS_SCHEMA,
+    WEEK_SCHEMA,
+    Plan,
+    empty_sql,
+    plan,
+)
 
 __all__ = [
     "VIEWS",
@@ -90,25 +99,58 @@ def _sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _source(name: str, files: Sequence[str]) -> str:
+def _source(name: str, files: Sequence[str], where: str | None = None) -> str:
     listed = ", ".join(_sql_string(f) for f in files)
+    filtered = f" WHERE {where}" if where else ""
     return (
         f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet([{listed}], "
-        "hive_partitioning = false);\n"
+        f"hive_partitioning = false){filtered};\n"
+    )
+
+
+_QUOTE = "''''"
+"""A SQL string literal holding one single quote."""
+
+
+def _manifest_source(name: str, root: Path, folder: str, schema: pa.Schema) -> str:
+    """SQL making view ``name`` over the manifest's files under ``folder``, read by DuckDB.
+
+    ``read_parquet`` needs its list of files when a query is bound and no subquery can give
+    it, so the list goes through a variable: the SQL of the relation is built from the
+    manifest (a typed empty relation when the list is empty) and run by ``query()``.
+    """
+    prefix = _sql_string(f"{root}/")
+    quoted = f"{_QUOTE} || replace({prefix} || f, {_QUOTE}, '''''') || {_QUOTE}"
+    variable = f"usersignals_{name}"
+    return (
+        f"SET VARIABLE {variable} = (\n"
+        f"    SELECT CASE WHEN len(files) = 0 THEN {_sql_string(empty_sql(schema))}\n"
+        "    ELSE 'SELECT * FROM read_parquet([' "
+        f"|| array_to_string(list_transform(files, lambda f: {quoted}), ', ') "
+        "|| '], hive_partitioning = false)' END\n"
+        "    FROM (SELECT list_filter(getvariable('usersignals_files'), "
+        f"lambda f: starts_with(f, {_sql_string(folder + '/')})) AS files)\n"
+        ");\n"
+        f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM query(getvariable('{variable}'));\n"
     )
 
 
 def views_script(root: Path | str) -> str:
-    """A self-contained SQL script that creates the views over the warehouse by glob.
+    """A self-contained SQL script that creates the views over the warehouse's manifest.
 
-    For DuckDB outside this package (the DuckDB CLI, Grafana's DuckDB datasource): the globs
-    match every events file, which the ``events`` view deduplicates anyway. The warehouse
-    must hold at least one events and one dead-letter file.
+    For DuckDB outside this package (the DuckDB CLI, Grafana's DuckDB datasource, which runs
+    it as ``initSql`` on its connections): it reads ``manifest.json`` at ``root`` when it runs
+    and makes ``events_raw`` and ``deadletter_raw`` over exactly the files listed there, the
+    files :func:`connect` reads. Run it again to see a newer manifest.
     """
     root = Path(root)
+    manifest = _sql_string(str(root / MANIFEST))
     return (
-        _source("events_raw", [events_glob(root)])
-        + _source("deadletter_raw", [deadletter_glob(root)])
+        "SET VARIABLE usersignals_files = (\n"
+        f"    SELECT files FROM read_json({manifest}, columns = {{files: 'VARCHAR[]'}})\n"
+        ");\n"
+        + _manifest_source("events_raw", root, EVENTS_DIR, EVENTS_SCHEMA)
+        + _manifest_source("deadletter_raw", root, DEADLETTER_DIR, DEADLETTER_SCHEMA)
         + views_sql()
     )
 
@@ -120,7 +162,18 @@ def _empty(con: duckdb.DuckDBPyConnection, name: str, schema: pa.Schema) -> None
     con.unregister("_usersignals_empty")
 
 
-def connect(path: Path | str | None = None, *, read_only: bool = True) -> duckdb.DuckDBPyConnection:
+def _epoch_filter(m: Manifest) -> str | None:
+    """SQL keeping the rows loaded in the manifest's current epoch (None: every row is)."""
+    bases = {p: s.base for p, s in m.partitions.items() if s.base > 0}
+    if not bases:
+        return None
+    cases = " ".join(f"WHEN {p} THEN {b}" for p, b in sorted(bases.items()))
+    return f"source_offset >= CASE source_partition {cases} ELSE 0 END"
+
+
+def connect(
+    path: Path | str | None = None, *, read_only: bool = True, current_epoch: bool = False
+) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with the metric views over the warehouse at ``path``.
 
     Args:
@@ -129,6 +182,9 @@ def connect(path: Path | str | None = None, *, read_only: bool = True) -> duckdb
         read_only: Confine the connection's file access to reading the warehouse files it
             was made over (no COPY to other places, no ATTACH, no reading other files), and
             lock that setting. ``False`` leaves DuckDB's file access as it is.
+        current_epoch: Only the rows loaded from the current incarnation of the events topic
+            (see :mod:`usersignals.warehouse.manifest`), all read raw: what live metrics of
+            the same records must equal (``usersignals run`` checks it).
 
     Returns:
         The connection; its views are listed in :data:`VIEWS`.
@@ -139,9 +195,14 @@ def connect(path: Path | str | None = None, *, read_only: bool = True) -> duckdb
     root = Path(path) if path is not None else Settings.load().warehouse
     if not root.is_dir():
         raise WarehouseNotFoundError(root)
-    events = [str(p) for p in live_event_files(root)]
-    dead = [str(p) for p in live_deadletter_files(root)]
-    layout = plan(root)
+    m = read_manifest(root)
+    events = [str(root / f) for f in m.events()]
+    dead = [str(root / f) for f in m.deadletter()]
+    where = _epoch_filter(m) if current_epoch else None
+    if current_epoch:
+        layout = Plan(rollups={k: [] for k in ROLLUP_SCHEMAS}, tail=[Path(f) for f in events])
+    else:
+        layout = plan(root, m)
     con = duckdb.connect(":memory:")
     con.execute("SET parquet_metadata_cache = true")
     con.execute("SET TimeZone = 'UTC'")  # casts of ts to DATE give the UTC day, as metrics do
@@ -155,10 +216,11 @@ def connect(path: Path | str | None = None, *, read_only: bool = True) -> duckdb
     ]
     sources += [(f"rollup_{k}", layout.rollups[k], ROLLUP_SCHEMAS[k]) for k in ROLLUP_SCHEMAS]
     readable = list(dead)
+    raw = {"events_raw", "deadletter_raw", "tail_raw"}
     for name, files, schema in sources:
         readable += [str(f) for f in files]
         if files:
-            con.execute(_source(name, [str(f) for f in files]))
+            con.execute(_source(name, [str(f) for f in files], where if name in raw else None))
         else:
             _empty(con, name, schema)
     con.execute(views_sql())

@@ -5,19 +5,21 @@ The warehouse is a directory::
     events/day=YYYY-MM-DD/p{partition:03d}-{first:012d}-{last:012d}.parquet   loader output
     events/day=YYYY-MM-DD/c-{digest}.parquet                                   compacted
     deadletter/p{partition:03d}-{first:012d}-{last:012d}.parquet               rejected input
-    _loader/p{partition:03d}-{first:012d}-{last:012d}.commit                   commit marker
+    manifest.json                     the live files and the loader's position (``manifest.py``)
     rollups/...                       what reports read of compacted days (``plan.py``)
 
 A loader file holds the records of one source partition from offset ``first`` to ``last``
 (inclusive) whose events fall on that day. One flush of a partition writes one file per event
 day touched, maybe a dead-letter file, all under temporary names, renames them, and only then
-renames in the commit marker of the same range: the flush counts as loaded once its marker is
-there. On start the loader resumes after the highest marker of each partition and deletes the
-files of ranges past it. Compaction keeps source partition, offset and batch index of every row
-and records the files it replaced in the footer of the file it wrote (``covers``).
+replaces the manifest with one that names them: the flush counts as loaded once that manifest
+is in. On start the loader resumes after its partitions' positions in the manifest and deletes
+the files the manifest does not name. Offsets in names and rows are warehouse offsets: Kafka
+offsets plus the base of the topic's incarnation (``manifest.py``), so they never repeat.
+Compaction keeps source partition, offset and batch index of every row and records the files
+it replaced in the footer of the file it wrote (``covers``).
 
-``events_glob`` is always safe for readers that count each ``event_id`` once (the rule of every
-metric); readers that need every physical row exactly once use :func:`live_event_files`.
+Which of the files on disk are live is not read from the directories: the manifest
+(:mod:`usersignals.warehouse.manifest`) lists them, and every reader takes its files from it.
 """
 
 from __future__ import annotations
@@ -41,8 +43,6 @@ __all__ = [
     "committed_offsets",
     "compacted_covers",
     "day_dir",
-    "deadletter_glob",
-    "events_glob",
     "live_deadletter_files",
     "live_event_files",
     "parse_range",
@@ -134,32 +134,11 @@ def day_dir(root: Path, day: str) -> Path:
     return Path(root) / EVENTS_DIR / f"day={day}"
 
 
-def events_glob(root: Path) -> str:
-    """Glob of every events file (loader and compacted)."""
-    return str(Path(root) / EVENTS_DIR / "day=*" / "*.parquet")
-
-
-def deadletter_glob(root: Path) -> str:
-    """Glob of every dead-letter file."""
-    return str(Path(root) / DEADLETTER_DIR / "*.parquet")
-
-
 def committed_offsets(root: Path) -> dict[int, int]:
-    """Last loaded offset of each source partition, from the commit markers' names."""
-    out: dict[int, int] = {}
-    commits = Path(root) / COMMITS_DIR
-    if not commits.is_dir():
-        return out
-    for path in commits.iterdir():
-        r = parse_range(path.name)
-        if r is not None and path.suffix == ".commit":
-            out[r.partition] = max(out.get(r.partition, -1), r.last)
-    return out
+    """Last Kafka offset loaded per source partition (current epoch), from the manifest."""
+    from usersignals.warehouse.manifest import read_manifest
 
-
-def is_committed(r: FileRange, committed: dict[int, int]) -> bool:
-    """Whether a loader file's range is at or before its partition's last commit."""
-    return r.last <= committed.get(r.partition, -1)
+    return read_manifest(Path(root)).committed()
 
 
 def compacted_covers(path: Path) -> list[str]:
@@ -173,41 +152,14 @@ def compacted_covers(path: Path) -> list[str]:
 
 
 def live_event_files(root: Path) -> list[Path]:
-    """Events files a reader should use to see every loaded row exactly once.
+    """The events files the manifest names: every loaded row once (committed, compacted)."""
+    from usersignals.warehouse.manifest import read_manifest
 
-    Leaves out files of ranges not yet committed (a crash mid-flush) and files that a
-    compacted file has replaced but that are not deleted yet.
-    """
-    committed = committed_offsets(root)
-    events = Path(root) / EVENTS_DIR
-    if not events.is_dir():
-        return []
-    out: list[Path] = []
-    for day in sorted(p for p in events.iterdir() if p.is_dir()):
-        files = sorted(p for p in day.iterdir() if p.suffix == ".parquet")
-        covered: set[str] = set()
-        for f in files:
-            if f.name.startswith("c-") and len(files) > 1:  # alone, it covers nothing here
-                covered.update(compacted_covers(f))
-        for f in files:
-            if f.name in covered:
-                continue
-            r = parse_range(f.name)
-            if r is not None and not is_committed(r, committed):
-                continue
-            out.append(f)
-    return out
+    return [Path(root) / f for f in read_manifest(Path(root)).events()]
 
 
 def live_deadletter_files(root: Path) -> list[Path]:
-    """Dead-letter files of committed ranges."""
-    committed = committed_offsets(root)
-    dead = Path(root) / DEADLETTER_DIR
-    if not dead.is_dir():
-        return []
-    out = []
-    for f in sorted(dead.glob("*.parquet")):
-        r = parse_range(f.name)
-        if r is not None and is_committed(r, committed):
-            out.append(f)
-    return out
+    """The dead-letter files the manifest names (committed ranges)."""
+    from usersignals.warehouse.manifest import read_manifest
+
+    return [Path(root) / f for f in read_manifest(Path(root)).deadletter()]

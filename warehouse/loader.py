@@ -4,15 +4,22 @@ It owns every partition of the events topic (one loader per warehouse, guarded b
 file), decodes records with the contract (:mod:`usersignals.warehouse.rows`), and rolls each
 partition's buffer into a committed range (:mod:`usersignals.warehouse.commit`) when it holds
 enough events or bytes or is old enough, and compacts event days that have gone quiet (so that
-reports read their rollups instead of their rows). Where to start comes from the commit
-markers' names, never from Kafka; the offsets it commits to its consumer group only inform
+reports read their rollups instead of their rows). Where to start comes from the warehouse's
+manifest, never from Kafka; the offsets it commits to its consumer group only inform
 ``status``.
+
+Before it loads, it checks that the topic is the incarnation the manifest's positions belong
+to, by reading back the last record it loaded of each partition (:mod:`usersignals.warehouse.
+manifest`): a recreated topic, or a restarted embedded broker, starts at offset 0 again, and
+its records would otherwise be skipped as "already loaded". A new incarnation is loaded from
+its beginning under a new epoch, at warehouse offsets after every offset used before.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import gc
 import logging
@@ -23,18 +30,27 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from usersignals.config import Settings, UsersignalsError
 from usersignals.warehouse.commit import recover, write_range
 from usersignals.warehouse.compact import compact_day
 from usersignals.warehouse.layout import COMMITS_DIR, EVENTS_DIR, FileRange
+from usersignals.warehouse.manifest import (
+    Manifest,
+    PartitionState,
+    fingerprint,
+    replace_manifest,
+)
 from usersignals.warehouse.rows import PartitionBuffer, SourceRecord
 
 __all__ = ["Loader", "LoaderBusyError", "LoaderError", "LoaderStats", "RollPolicy", "run_loader"]
 
 log = logging.getLogger("usersignals.loader")
+
+READ_BACK_TIMEOUT_S = 30.0
+"""How long the loader waits for the last loaded records when it checks the incarnation."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +103,7 @@ class LoaderStats:
     files: int = 0
     compactions: int = 0
     seconds: float = 0.0
+    epoch: int = 0
     committed: dict[int, int] = field(default_factory=dict)
 
 
@@ -149,6 +166,8 @@ class Loader:
         self._parent = os.getppid()
         self._stopping = asyncio.Event()
         self._buffers: dict[int, PartitionBuffer] = {}
+        self._bases: dict[int, int] = {}  # warehouse offset of Kafka offset 0, per partition
+        self._tail: dict[int, SourceRecord] = {}  # last record buffered, per partition
         self._born: dict[int, float] = {}
         self._partitions = 0
         self._touched: dict[str, float] = {}  # event day -> when a flush last wrote to it
@@ -162,7 +181,7 @@ class Loader:
         """Loads until stopped (or drained); every buffered record is committed on return."""
         started = time.monotonic()
         with warehouse_lock(self.root), _manual_gc():
-            committed = recover(self.root)
+            manifest = recover(self.root)
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=self.settings.bootstrap,
                 group_id=f"{self.settings.topic_prefix}-loader",
@@ -173,15 +192,13 @@ class Loader:
             )
             await consumer.start()
             try:
-                await self._consume(consumer, committed)
+                await self._consume(consumer, manifest)
             finally:
                 await consumer.stop()
         self.stats.seconds = time.monotonic() - started
         return self.stats
 
-    async def _assign(
-        self, consumer: AIOKafkaConsumer, committed: dict[int, int]
-    ) -> list[TopicPartition]:
+    async def _assign(self, consumer: AIOKafkaConsumer, manifest: Manifest) -> list[TopicPartition]:
         await consumer.topics()
         parts = consumer.partitions_for_topic(self.topic)
         if not parts:
@@ -189,27 +206,103 @@ class Loader:
         self._partitions = len(parts)
         tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
         consumer.assign(tps)
+        manifest = await self._incarnation(consumer, tps, manifest)
+        states = manifest.partitions
+        self._bases = {p: states.get(p, PartitionState()).base for p in sorted(parts)}
         for tp in tps:
-            if tp.partition in committed:
-                consumer.seek(tp, committed[tp.partition] + 1)
+            state = states.get(tp.partition, PartitionState())
+            if state.last >= 0:
+                consumer.seek(tp, state.last + 1)
             else:
                 await consumer.seek_to_beginning(tp)
-        self.stats.committed = dict(committed)
-        log.info("loading %s from %s", self.topic, {p: o + 1 for p, o in committed.items()})
+        self.stats.epoch = manifest.epoch
+        self.stats.committed = manifest.committed()
+        starts = {p: o + 1 for p, o in self.stats.committed.items()}
+        log.info("loading %s (epoch %d) from %s", self.topic, manifest.epoch, starts)
         return tps
 
-    async def _consume(self, consumer: AIOKafkaConsumer, committed: dict[int, int]) -> None:
-        tps = await self._assign(consumer, committed)
-        ends: dict[int, int] = {}
-        if self.drain:
-            ends = {tp.partition: o for tp, o in (await consumer.end_offsets(tps)).items()}
-        position = {tp.partition: committed.get(tp.partition, -1) + 1 for tp in tps}
+    async def _incarnation(
+        self, consumer: AIOKafkaConsumer, tps: list[TopicPartition], manifest: Manifest
+    ) -> Manifest:
+        """The manifest to load under: a new epoch when the topic is not the one loaded."""
+        reason = await self._changed(consumer, tps, manifest)
+        if reason is None:
+            return manifest
+        log.warning(
+            "%s is a new incarnation of the topic (%s): loading it from its beginning as epoch %d",
+            self.topic,
+            reason,
+            manifest.epoch + 1,
+        )
+
+        def new_epoch(m: Manifest) -> Manifest:
+            parts = {p: PartitionState(base=s.base + s.last + 1) for p, s in m.partitions.items()}
+            return dataclasses.replace(m, epoch=m.epoch + 1, topic=self.topic, partitions=parts)
+
+        return replace_manifest(self.root, new_epoch)
+
+    async def _changed(
+        self, consumer: AIOKafkaConsumer, tps: list[TopicPartition], manifest: Manifest
+    ) -> str | None:
+        """Why the topic is not the incarnation ``manifest`` belongs to; None if it is."""
+        if manifest.topic is not None and manifest.topic != self.topic:
+            return f"the warehouse was loaded from {manifest.topic!r}"
+        loaded = {
+            tp: manifest.partitions[tp.partition]
+            for tp in tps
+            if manifest.partitions.get(tp.partition, PartitionState()).last >= 0
+        }
+        if not loaded:
+            return None
+        ends = await consumer.end_offsets(list(loaded))
+        for tp, state in loaded.items():
+            if ends[tp] <= state.last:
+                return f"partition {tp.partition} ends at {ends[tp]}, last loaded {state.last}"
+        check = {tp: s for tp, s in loaded.items() if s.fingerprint is not None}
+        found = await self._read_back(consumer, {tp: s.last for tp, s in check.items()})
+        for tp, record in found.items():
+            state = check[tp]
+            # a record gone to retention cannot be compared: the offsets are all we have
+            same = record.offset != state.last or state.fingerprint == fingerprint(
+                record.timestamp, record.key, record.value
+            )
+            if not same:
+                return f"partition {tp.partition} holds another record at {state.last}"
+        return None
+
+    async def _read_back(
+        self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]
+    ) -> dict[TopicPartition, ConsumerRecord[bytes, bytes]]:
+        """The first record at or after ``offsets[tp]`` of each partition."""
+        for tp, offset in offsets.items():
+            consumer.seek(tp, offset)
+        found: dict[TopicPartition, ConsumerRecord[bytes, bytes]] = {}
+        deadline = time.monotonic() + READ_BACK_TIMEOUT_S
+        while len(found) < len(offsets):
+            missing = [tp for tp in offsets if tp not in found]
+            if time.monotonic() > deadline:
+                listed = sorted(tp.partition for tp in missing)
+                raise LoaderError(self.topic, f"partitions {listed} did not answer a fetch")
+            batch = await consumer.getmany(*missing, timeout_ms=200)
+            for tp, messages in batch.items():
+                if messages:
+                    found.setdefault(tp, messages[0])
+        return found
+
+    async def _consume(self, consumer: AIOKafkaConsumer, manifest: Manifest) -> None:
+        tps = await self._assign(consumer, manifest)
+        ends = {tp.partition: o for tp, o in (await consumer.end_offsets(tps)).items()}
+        caught_up = False
+        position = {tp.partition: self.stats.committed.get(tp.partition, -1) + 1 for tp in tps}
         while not self._stopping.is_set():
             batch = await consumer.getmany(timeout_ms=200, max_records=20_000)
             for tp, messages in batch.items():
                 buf = self._buffer(tp.partition)
+                base = self._bases.get(tp.partition, 0)
                 for m in messages:
-                    buf.add(SourceRecord(m.partition, m.offset, m.timestamp, m.key, m.value))
+                    record = SourceRecord(m.partition, base + m.offset, m.timestamp, m.key, m.value)
+                    buf.add(record)
+                    self._tail[tp.partition] = record
                     if buf.events >= self.roll.max_events or buf.bytes >= self.roll.max_bytes:
                         del self._buffers[tp.partition]
                         await self._flush(consumer, buf)
@@ -221,7 +314,10 @@ class Loader:
             if self.exit_with_parent and os.getppid() != self._parent:
                 log.info("parent process %d is gone; stopping", self._parent)
                 break
-            if self.drain and all(position[p] >= end for p, end in ends.items()):
+            if not caught_up and all(position[p] >= end for p, end in ends.items()):
+                caught_up = True
+                log.info("caught up with the end offsets at start: %s", ends)
+            if self.drain and caught_up:
                 break
         await self._roll(consumer, force=True)
         await self._compact_quiet_days(wait=True)
@@ -283,7 +379,19 @@ class Loader:
         if buf.first is None or buf.last is None:
             return
         r = FileRange(buf.partition, buf.first, buf.last)
-        files = write_range(self.root, r, buf.events_table(), buf.deadletter_table())
+        base = self._bases.get(buf.partition, 0)
+        tail = self._tail[buf.partition]
+        state = PartitionState(
+            base, buf.last - base, fingerprint(tail.timestamp_ms, tail.key, tail.value)
+        )
+        files = write_range(
+            self.root,
+            r,
+            buf.events_table(),
+            buf.deadletter_table(),
+            state=state,
+            topic=self.topic,
+        )
         now = time.monotonic()
         for f in files:
             if f.parent.parent.name == EVENTS_DIR:
@@ -293,10 +401,10 @@ class Loader:
         self.stats.events += buf.events
         self.stats.rejected += buf.rejected
         self.stats.foreign += buf.foreign
-        self.stats.committed[buf.partition] = buf.last
+        self.stats.committed[buf.partition] = state.last
         gc.collect(1)
         try:
-            await consumer.commit({TopicPartition(self.topic, buf.partition): buf.last + 1})
+            await consumer.commit({TopicPartition(self.topic, buf.partition): state.last + 1})
         except KafkaError as exc:  # informational only: the markers are the truth
             log.warning("could not commit offset of partition %d: %s", buf.partition, exc)
 

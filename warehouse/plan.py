@@ -7,7 +7,9 @@ Compaction (:mod:`usersignals.warehouse.rollup`) writes next to each compacted f
     rollups/day=YYYY-MM-DD/{kind}-{digest}.parquet one file per kind of ROLLUP_SCHEMAS
     rollups/week=YYYY-MM-DD/w-{digest}.parquet     distinct users of an ISO week (Monday's date)
 
-A day is *served* by rollups when its live compacted file has every kind of rollup; its rows are
+Only files the manifest names count (:mod:`usersignals.warehouse.manifest`): compaction writes
+a day's rollups and merged file first and puts them in the manifest in one replace. A day is
+*served* by rollups when its live compacted file has every kind of rollup; its rows are
 then never read by a report, unless an ``event_id`` of the day also occurs in another day or in
 the tail (the report reads such *dirty* days raw, so the first-copy rule stays exact). The
 *tail* is every other live events file. A weekly file counts only when its footer (``covers``)
@@ -17,7 +19,6 @@ names exactly the served days of its week, and no tail file falls in that week.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -26,7 +27,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from usersignals.warehouse.layout import COVERS_KEY, live_event_files
+from usersignals.warehouse.layout import COVERS_KEY
+from usersignals.warehouse.manifest import Manifest, read_manifest
 
 __all__ = [
     "ROLLUPS_DIR",
@@ -35,6 +37,7 @@ __all__ = [
     "WEEK_SCHEMA",
     "Plan",
     "digest_of",
+    "empty_sql",
     "monday_of",
     "parquet_sql",
     "plan",
@@ -116,14 +119,21 @@ _SQL_TYPES = {
     pa.int32(): "INTEGER",
     pa.string(): "VARCHAR",
     pa.timestamp("us", tz="UTC"): "TIMESTAMPTZ",
+    pa.float64(): "DOUBLE",
+    pa.binary(): "BLOB",
 }
+
+
+def empty_sql(schema: pa.Schema) -> str:
+    """A query of no rows with the columns of ``schema``."""
+    cols = ", ".join(f"CAST(NULL AS {_SQL_TYPES[f.type]}) AS {f.name}" for f in schema)
+    return f"SELECT {cols} LIMIT 0"
 
 
 def parquet_sql(paths: Sequence[Path | str], schema: pa.Schema) -> str:
     """SQL reading ``paths``; with none, an empty relation with the columns of ``schema``."""
     if not paths:
-        cols = ", ".join(f"CAST(NULL AS {_SQL_TYPES[f.type]}) AS {f.name}" for f in schema)
-        return f"(SELECT {cols} LIMIT 0)"
+        return f"({empty_sql(schema)})"
     listed = ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths)
     return f"read_parquet([{listed}])"
 
@@ -146,10 +156,11 @@ def week_dir(root: Path, monday: str) -> Path:
     return Path(root) / ROLLUPS_DIR / f"week={monday}"
 
 
-def users_files(root: Path) -> list[Path]:
-    """Versions of the user dictionary, oldest first (the last is the newest)."""
-    d = Path(root) / ROLLUPS_DIR
-    return sorted(d.glob("users-*.parquet")) if d.is_dir() else []
+def users_files(root: Path, manifest: Manifest | None = None) -> list[Path]:
+    """Live versions of the user dictionary, oldest first (the last is the newest)."""
+    m = manifest or read_manifest(Path(root))
+    prefix = f"{ROLLUPS_DIR}/users-"
+    return [Path(root) / f for f in m.rollups() if f.startswith(prefix)]
 
 
 def week_covers(path: Path) -> list[str]:
@@ -157,20 +168,22 @@ def week_covers(path: Path) -> list[str]:
     return [] if raw is None else [str(c) for c in json.loads(raw)]
 
 
-def plan(root: Path) -> Plan:
-    """The report's reading plan of the warehouse at ``root`` as it is now."""
+def plan(root: Path, manifest: Manifest | None = None) -> Plan:
+    """The report's reading plan of the warehouse at ``root``, from its manifest."""
     root = Path(root)
+    m = manifest or read_manifest(root)
+    live = set(m.rollups())
     out = Plan(rollups={kind: [] for kind in ROLLUP_SCHEMAS})
-    for f in live_event_files(root):
+    for name in m.events():
+        f = root / name
         day = f.parent.name.removeprefix("day=")
         digest = digest_of(f)
-        names = [f"{kind}-{digest}.parquet" for kind in ROLLUP_SCHEMAS]
-        d = Path(root) / ROLLUPS_DIR / f"day={day}"
-        if f.name.startswith("c-") and d.is_dir() and set(names) <= set(os.listdir(d)):
+        names = [f"{ROLLUPS_DIR}/day={day}/{kind}-{digest}.parquet" for kind in ROLLUP_SCHEMAS]
+        if f.name.startswith("c-") and set(names) <= live:
             out.served[day] = digest
             out.compacted.append(f)
-            for kind, name in zip(ROLLUP_SCHEMAS, names, strict=True):
-                out.rollups[kind].append(d / name)
+            for kind, rollup in zip(ROLLUP_SCHEMAS, names, strict=True):
+                out.rollups[kind].append(root / rollup)
         else:
             out.tail.append(f)
     tail_weeks = {monday_of(f.parent.name.removeprefix("day=")) for f in out.tail}
@@ -178,13 +191,13 @@ def plan(root: Path) -> Plan:
     for day, digest in out.served.items():
         expected.setdefault(monday_of(day), set()).add(f"{day}/{digest}")
     for monday, covers in expected.items():
-        d = week_dir(root, monday)
-        if monday in tail_weeks or not d.is_dir():
+        if monday in tail_weeks:
             continue
-        for w in sorted(d.glob("w-*.parquet")):
-            if set(week_covers(w)) == covers:
-                out.weeks.append(w)
+        prefix = f"{ROLLUPS_DIR}/week={monday}/w-"
+        for w in sorted(f for f in live if f.startswith(prefix)):
+            if set(week_covers(root / w)) == covers:
+                out.weeks.append(root / w)
                 break
-    users = users_files(root)
+    users = users_files(root, m)
     out.users = users[-1] if users else None
     return out

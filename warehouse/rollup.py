@@ -1,7 +1,10 @@
 """Rollups of a compacted day: what a report needs of the day, computed once at compaction.
 
 Compaction calls :func:`write_day_rollups` (under its lock) with the day's deduplicated rows
-before it renames the compacted file in, then :func:`write_week` for the day's ISO week. Every
+before it renames the compacted file in, then :func:`write_week` for the day's ISO week. They
+only write files and return their paths: compaction puts them in the manifest (and takes the
+versions they replace out) in its own replace, and deletes what the manifest no longer names.
+Every
 rollup is the relation of the same name in ``views.sql`` over the day's events (users replaced
 by their uid in the append-only dictionary), so the metric definitions stay in one place; see
 :mod:`usersignals.warehouse.plan` for the names and for how a report picks its files.
@@ -21,6 +24,7 @@ from usersignals.warehouse.arena import ARENA_DAILY_SQL
 from usersignals.warehouse.commit import temp_path, write_parquet
 from usersignals.warehouse.db import views_sql
 from usersignals.warehouse.layout import COVERS_KEY, DEADLETTER_SCHEMA
+from usersignals.warehouse.manifest import Manifest
 from usersignals.warehouse.plan import (
     ROLLUP_SCHEMAS,
     ROLLUPS_DIR,
@@ -34,7 +38,7 @@ from usersignals.warehouse.plan import (
     week_dir,
 )
 
-__all__ = ["ROLLUP_SUFFIX", "drop_stale_rollups", "write_day_rollups", "write_week"]
+__all__ = ["ROLLUP_SUFFIX", "write_day_rollups", "write_week"]
 
 ROLLUP_SUFFIX = ".rollup.tmp"
 
@@ -76,28 +80,33 @@ def _write(table: pa.Table, final: Path, metadata: dict[bytes, bytes] | None = N
     os.replace(temp, final)
 
 
-def _update_users(root: Path, con: duckdb.DuckDBPyConnection) -> None:
-    """Appends the day's new users to the dictionary (a new file; old versions stay valid)."""
-    files = users_files(root)
+def _update_users(root: Path, con: duckdb.DuckDBPyConnection, manifest: Manifest) -> Path | None:
+    """Writes the dictionary with the day's new users appended (a new file), if there are any.
+
+    Uids already given never change, so rollups made with an older version stay valid.
+    """
+    files = users_files(root, manifest)
     con.execute(f"CREATE TEMP TABLE users AS SELECT * FROM {parquet_sql(files[-1:], USERS_SCHEMA)}")
     new = con.execute(
         "SELECT user_id FROM (SELECT DISTINCT user_id FROM day_rows) "
         "ANTI JOIN users USING (user_id) ORDER BY user_id"
     ).fetchall()
     if not new:
-        return
+        return None
     con.execute(
         "INSERT INTO users SELECT user_id, (SELECT coalesce(max(uid), -1) FROM users) "
         "+ row_number() OVER (ORDER BY user_id) FROM (SELECT DISTINCT user_id FROM day_rows) "
         "ANTI JOIN users USING (user_id)"
     )
     table = con.sql("SELECT * FROM users ORDER BY uid").to_arrow_table().cast(USERS_SCHEMA)
-    _write(table, Path(root) / ROLLUPS_DIR / f"users-{table.num_rows:012d}.parquet")
-    for old in files[:-1]:  # keep the previous version for readers that listed it
-        old.unlink(missing_ok=True)
+    final = Path(root) / ROLLUPS_DIR / f"users-{table.num_rows:012d}.parquet"
+    _write(table, final)
+    return final
 
 
-def write_day_rollups(root: Path, day: str, digest: str, rows: pa.Table) -> None:
+def write_day_rollups(
+    root: Path, day: str, digest: str, rows: pa.Table, manifest: Manifest
+) -> list[Path]:
     """Writes every rollup of ``day`` for the compacted file ``c-{digest}.parquet``.
 
     Args:
@@ -105,12 +114,19 @@ def write_day_rollups(root: Path, day: str, digest: str, rows: pa.Table) -> None
         day: The event day, ``YYYY-MM-DD``.
         digest: The digest in the compacted file's name.
         rows: The compacted file's rows (each event id once; ``EVENTS_SCHEMA``).
+        manifest: The manifest the compaction started from.
+
+    Returns:
+        The files written: a new user dictionary first, if there are new users, then the
+        day's rollups.
     """
     root = Path(root)
     con = _connect()
+    written: list[Path] = []
     try:
         con.register("day_rows", rows)
-        _update_users(root, con)
+        users = _update_users(root, con, manifest)
+        written += [users] if users is not None else []
         con.execute(
             f"CREATE TEMP TABLE events_raw AS {UID_SQL.format(source='day_rows', users='users')}"
         )
@@ -123,7 +139,7 @@ def write_day_rollups(root: Path, day: str, digest: str, rows: pa.Table) -> None
             "CREATE TEMP TABLE ids AS SELECT DISTINCT day, hash(event_id) AS h FROM events_raw"
         )
         tables["ids"] = con.sql("SELECT * FROM ids ORDER BY h").to_arrow_table()
-        p = plan(root)
+        p = plan(root, manifest)
         others = [f for f in p.rollups["ids"] if f.parent.name != f"day={day}"]
         tables["shared"] = con.sql(
             "SELECT DISTINCT CAST($day AS DATE) AS day, o.day AS other_day "
@@ -133,26 +149,20 @@ def write_day_rollups(root: Path, day: str, digest: str, rows: pa.Table) -> None
     finally:
         con.close()
     for kind, schema in ROLLUP_SCHEMAS.items():
-        _write(tables[kind].select(schema.names).cast(schema), rollup_path(root, day, kind, digest))
+        final = rollup_path(root, day, kind, digest)
+        _write(tables[kind].select(schema.names).cast(schema), final)
+        written.append(final)
+    return written
 
 
-def drop_stale_rollups(root: Path, day: str, digest: str) -> None:
-    """Deletes the day's rollups of earlier compacted files (after the new one is in)."""
-    d = Path(root) / ROLLUPS_DIR / f"day={day}"
-    if not d.is_dir():
-        return
-    for f in d.iterdir():
-        if f.name.endswith(ROLLUP_SUFFIX) or not f.name.endswith(f"-{digest}.parquet"):
-            f.unlink(missing_ok=True)
+def write_week(root: Path, monday: str, manifest: Manifest) -> Path | None:
+    """Writes the weekly distinct-user counts of the ISO week starting on ``monday``.
 
-
-def write_week(root: Path, monday: str) -> Path | None:
-    """Rewrites the weekly distinct-user counts of the ISO week starting on ``monday``.
-
-    Covers the week's days served by rollups now; None when no day of the week is served.
+    Covers the week's days served by rollups in ``manifest``; None when no day of the week
+    is served.
     """
     root = Path(root)
-    p = plan(root)
+    p = plan(root, manifest)
     days = sorted(d for d in p.served if monday_of(d) == monday)
     d = week_dir(root, monday)
     if not days:
@@ -176,7 +186,4 @@ def write_week(root: Path, monday: str) -> Path | None:
     final = d / f"w-{digest}.parquet"
     table = table.rename_columns(WEEK_SCHEMA.names).cast(WEEK_SCHEMA)
     _write(table, final, {COVERS_KEY: json.dumps(covers).encode()})
-    for f in d.iterdir():
-        if f != final:
-            f.unlink(missing_ok=True)
     return final

@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.conftest import Kafka
-from tests.warehouse.test_loader import make_records, produce, start_loader
+from tests.warehouse.test_loader import events_glob, make_records, produce, start_loader
 from usersignals.cli import cli
 from usersignals.warehouse.commit import write_range
 from usersignals.warehouse.compact import DayNotFoundError, compact, compact_day, dedupe_first
@@ -29,7 +29,6 @@ from usersignals.warehouse.layout import (
     FileRange,
     committed_offsets,
     compacted_covers,
-    events_glob,
     live_event_files,
 )
 from usersignals.warehouse.plan import plan as rollup_plan
@@ -191,7 +190,9 @@ def test_compaction_while_the_loader_runs(kafka: Kafka) -> None:
     proc = start_loader(kafka, "--roll-events", "100", "--roll-seconds", "0.1")
     merged = 0
     try:
+        deadline = time.monotonic() + 120
         while committed_offsets(root) != last:
+            assert time.monotonic() < deadline, f"committed {committed_offsets(root)}, want {last}"
             merged += sum(r.output is not None for r in compact(root))
             time.sleep(0.05)
     finally:

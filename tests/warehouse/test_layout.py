@@ -1,4 +1,4 @@
-"""File names, committed offsets and the files a reader should use."""
+"""File names, and the live files of a warehouse written before manifests (migration)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,6 @@ from usersignals.warehouse.layout import (
     EVENTS_SCHEMA,
     FileRange,
     committed_offsets,
-    deadletter_glob,
-    events_glob,
     live_deadletter_files,
     live_event_files,
     parse_range,
@@ -61,11 +59,6 @@ def test_range_name_round_trip(partition: int, first: int, last: int) -> None:
     assert parse_range(range_name(r, "commit")) == r
 
 
-def test_globs(tmp_path: Path) -> None:
-    assert events_glob(tmp_path) == f"{tmp_path}/events/day=*/*.parquet"
-    assert deadletter_glob(tmp_path) == f"{tmp_path}/deadletter/*.parquet"
-
-
 def _touch_marker(root: Path, r: FileRange) -> None:
     (root / "_loader").mkdir(parents=True, exist_ok=True)
     (root / "_loader" / range_name(r, "commit")).write_bytes(b"")
@@ -77,7 +70,7 @@ def _empty_events(path: Path, covers: list[str] | None = None) -> None:
     write_parquet(pa.Table.from_pylist([], schema=EVENTS_SCHEMA), path, meta)
 
 
-def test_committed_offsets_take_the_highest_marker_per_partition(tmp_path: Path) -> None:
+def test_without_a_manifest_committed_offsets_are_the_highest_markers(tmp_path: Path) -> None:
     assert committed_offsets(tmp_path) == {}
     for r in (FileRange(0, 0, 9), FileRange(0, 10, 19), FileRange(5, 0, 3)):
         _touch_marker(tmp_path, r)
@@ -85,7 +78,7 @@ def test_committed_offsets_take_the_highest_marker_per_partition(tmp_path: Path)
     assert committed_offsets(tmp_path) == {0: 19, 5: 3}
 
 
-def test_live_files_skip_uncommitted_and_compacted(tmp_path: Path) -> None:
+def test_without_a_manifest_live_files_skip_uncommitted_and_compacted(tmp_path: Path) -> None:
     _touch_marker(tmp_path, FileRange(0, 10, 19))
     day = tmp_path / "events" / "day=2026-01-01"
     names = [
@@ -100,7 +93,7 @@ def test_live_files_skip_uncommitted_and_compacted(tmp_path: Path) -> None:
     assert [p.name for p in live_event_files(tmp_path)] == ["c-a.parquet", names[1]]
 
 
-def test_live_deadletter_files_skip_uncommitted(tmp_path: Path) -> None:
+def test_without_a_manifest_live_deadletter_files_skip_uncommitted(tmp_path: Path) -> None:
     _touch_marker(tmp_path, FileRange(2, 0, 5))
     dead = tmp_path / "deadletter"
     dead.mkdir()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -24,8 +26,6 @@ from usersignals.warehouse.layout import (
     DEADLETTER_SCHEMA,
     EVENTS_SCHEMA,
     committed_offsets,
-    deadletter_glob,
-    events_glob,
 )
 from usersignals.warehouse.loader import LoaderBusyError, RollPolicy, run_loader, warehouse_lock
 
@@ -136,6 +136,15 @@ def produce(kafka: Kafka, records: list[tuple[int, bytes]], plan: Plan | None = 
     return plan
 
 
+def events_glob(root: Path) -> str:
+    """Every events file on disk, live or not: a test's look at what is physically there."""
+    return str(root / "events" / "day=*" / "*.parquet")
+
+
+def deadletter_glob(root: Path) -> str:
+    return str(root / "deadletter" / "*.parquet")
+
+
 def loaded_positions(root: Path) -> Counter[Position]:
     rows = duckdb.sql(
         "SELECT source_partition, source_offset, batch_index "
@@ -242,10 +251,36 @@ def wait_for_offsets(root: Path, want: dict[int, int], timeout: float = 60) -> N
         time.sleep(0.05)
 
 
+def wait_for_line(proc: subprocess.Popen[bytes], start: bytes, timeout: float = 60) -> None:
+    """Reads the process's stderr until a line starting with ``start``; fails at the deadline."""
+    stream = proc.stderr
+    assert stream is not None
+    lines: queue.Queue[bytes] = queue.Queue()
+
+    def read() -> None:
+        for line in iter(stream.readline, b""):
+            lines.put(line)
+            if line.startswith(start):
+                return
+        lines.put(b"")
+
+    threading.Thread(target=read, daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            raise TimeoutError(f"no line starting with {start!r} within {timeout} s") from None
+        if not line:
+            raise AssertionError(f"stderr closed before a line starting with {start!r}")
+        if line.startswith(start):
+            return
+
+
 def test_sigterm_flushes_buffered_records_and_exits_0(kafka: Kafka) -> None:
     plan = produce(kafka, make_records(16, per_record=10))
     proc = start_loader(kafka, "--roll-seconds", "3600")
-    time.sleep(4)  # long enough to read everything; nothing is due to be written yet
+    wait_for_line(proc, b"usersignals.loader: caught up")  # everything read, nothing written
     assert committed_offsets(kafka.settings.warehouse) == {}
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
@@ -270,10 +305,8 @@ def test_exits_with_its_parent(kafka: Kafka) -> None:
         stderr=subprocess.PIPE,
     )
     assert parent.stdout is not None
-    assert parent.stderr is not None
     child = int(parent.stdout.readline())
-    while not parent.stderr.readline().startswith(b"usersignals.loader: loading"):
-        pass
+    wait_for_line(parent, b"usersignals.loader: loading")
     parent.kill()
     parent.communicate(timeout=10)
     deadline = time.monotonic() + 30

@@ -1,4 +1,4 @@
-"""A loaded range is committed by its marker; a crash at any step leaves no row twice."""
+"""A loaded range is committed by the manifest; a crash at any step leaves no row twice."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from usersignals.warehouse.layout import (
     live_deadletter_files,
     live_event_files,
 )
+from usersignals.warehouse.manifest import PartitionState, read_manifest
 
 RANGE = FileRange(3, 100, 104)
 
@@ -82,9 +83,9 @@ def test_write_range_names_files_after_the_range(tmp_path: Path) -> None:
         f"events/day=2026-01-03/{name}",
         f"deadletter/{name}",
     ]
-    assert sorted(p.name for p in (tmp_path / "_loader").iterdir()) == [
-        "p003-000000000100-000000000104.commit"
-    ]
+    assert read_manifest(tmp_path).files == tuple(
+        sorted(str(f.relative_to(tmp_path)) for f in files)
+    )
     meta = pq.read_metadata(files[0])
     assert meta.row_group(0).column(0).compression == "ZSTD"
     assert pq.read_schema(files[0]).remove_metadata() == EVENTS_SCHEMA
@@ -97,12 +98,18 @@ def test_a_range_without_rows_still_commits(tmp_path: Path) -> None:
     assert not (tmp_path / "events").exists()
 
 
-def test_new_marker_replaces_older_ones(tmp_path: Path) -> None:
+def test_a_commit_moves_the_partition_position(tmp_path: Path) -> None:
     write_range(tmp_path, FileRange(3, 0, 99), events_table([]), dead_table().slice(0, 0))
     write_range(tmp_path, RANGE, events_table([]), dead_table().slice(0, 0))
-    assert [p.name for p in (tmp_path / "_loader").iterdir()] == [
-        "p003-000000000100-000000000104.commit"
-    ]
+    manifest = read_manifest(tmp_path)
+    assert (manifest.generation, manifest.partitions) == (2, {3: PartitionState(0, 104)})
+    state = PartitionState(base=1000, last=4, fingerprint="f")
+    write_range(tmp_path, FileRange(3, 1000, 1004), events_table([]), DEAD0, state=state)
+    assert read_manifest(tmp_path).partitions == {3: state}
+    assert committed_offsets(tmp_path) == {3: 4}
+
+
+DEAD0 = DEADLETTER_SCHEMA.empty_table()
 
 
 # three event days and one dead-letter file: four renames between "written" and "committed"
@@ -126,7 +133,7 @@ def test_crash_at_any_step_then_reload_gives_every_row_once(tmp_path: Path, cras
     with pytest.raises(Crash):
         write_range(tmp_path, RANGE, events_table(DAYS), dead_table(), step=step)
     assert seen == STEPS[: crash_at + 1]
-    committed = recover(tmp_path)
+    committed = recover(tmp_path).committed()
     loaded = crash_at == len(STEPS) - 1
     assert committed == {3: 104 if loaded else 99}
     leftovers = [p.name for p in tmp_path.rglob(".*")]
@@ -144,15 +151,19 @@ def test_crash_at_any_step_then_reload_gives_every_row_once(tmp_path: Path, cras
     )
 
 
-def test_recover_deletes_files_of_partitions_without_a_marker(tmp_path: Path) -> None:
+def test_recover_deletes_files_the_manifest_does_not_name(tmp_path: Path) -> None:
+    renamed = 0
+
     def step(name: str) -> None:
-        if name == "committed":
+        nonlocal renamed
+        renamed += name.startswith("renamed")
+        if renamed == 4:  # every file has its final name, the manifest is not replaced yet
             raise Crash(name)
 
     with pytest.raises(Crash):
         write_range(
             tmp_path, FileRange(1, 0, 3), events_table(DAYS, 1, 0), dead_table(1, 3), step=step
         )
-    (tmp_path / "_loader" / "p001-000000000000-000000000003.commit").unlink()
-    assert recover(tmp_path) == {}
+    assert len(list(tmp_path.rglob("*.parquet"))) == 4
+    assert recover(tmp_path).committed() == {}
     assert list(tmp_path.rglob("*.parquet")) == []
