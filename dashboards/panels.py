@@ -211,7 +211,7 @@ def _history_items() -> list[Panel | Row]:
             (
                 SqlQuery(
                     "SELECT model, week, thumbs_up, thumbs_down, thumbs_up_rate, active_users,\n"
-                    "       active_share, risk_flags, risk_flags_per_1k, users_at_risk, flag\n"
+                    "       active_share, risk_flags, risk_flags_per_1k, users_at_risk\n"
                     f"FROM flattery_watch\nWHERE {_WEEKS}\nORDER BY model, week",
                     (
                         "model",
@@ -224,11 +224,11 @@ def _history_items() -> list[Panel | Row]:
                         "risk_flags",
                         "risk_flags_per_1k",
                         "users_at_risk",
-                        "flag",
                     ),
                 ),
             ),
-            description="flag: thumbs-up rate and risk flags per 1k both above the week before.",
+            description="Counts and plain ratios; the 95 % intervals, the tests and the flag: "
+            "usersignals report (metrics.flattery).",
             width=24,
             height=10,
         ),

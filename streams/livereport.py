@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import date, timedelta
-from fractions import Fraction
 from typing import Any
 
 from usersignals.config import UsersignalsError
+from usersignals.metrics.flattery import FlatteryParams, WeekCounts, watch_rows
 from usersignals.streams.folds import PartitionState
 
 __all__ = [
@@ -83,11 +83,14 @@ def live_report(
     return merge_partials([s.partial(rng) for s in states], arena)
 
 
-def live_gauges(states: Sequence[PartitionState]) -> dict[str, Any]:
+def live_gauges(
+    states: Sequence[PartitionState], params: FlatteryParams | None = None
+) -> dict[str, Any]:
     """The gauges of several partitions at their common newest day, summed.
 
     Same keys as :meth:`PartitionState.gauges`, plus ``stickiness`` and ``flattery`` (the
-    flattery watch rows of the newest day's ISO week and the one before it).
+    flattery watch rows of the newest day's ISO week and the one before it, with ``params``,
+    complete or not by the days held).
     """
     newest = max((s.newest_day for s in states if s.newest_day is not None), default=None)
     total = PartitionState().gauges(newest)
@@ -108,7 +111,8 @@ def live_gauges(states: Sequence[PartitionState]) -> dict[str, Any]:
             part = s.weekly((start, newest))
             _add_rows(counts, part["flattery"], 2)
             _add(week_users, part["week_users"].items())
-        flattery = _flattery(counts, week_users)
+        first = min(r[0] for r in (s.day_range() for s in states) if r is not None)
+        flattery = _flattery(counts, week_users, (first, newest), params)
     total["flattery"] = flattery
     return total
 
@@ -123,9 +127,15 @@ def preference_counts(partials: Iterable[dict[str, Any]]) -> dict[PrefKey, int]:
 
 
 def merge_partials(
-    partials: Sequence[dict[str, Any]], arena: list[dict[str, Any]] | None = None
+    partials: Sequence[dict[str, Any]],
+    arena: list[dict[str, Any]] | None = None,
+    *,
+    flattery: FlatteryParams | None = None,
 ) -> dict[str, Any]:
     """The report from the partials of disjoint partitions over one global day range.
+
+    ``flattery``: significance level and minimum volume of the flattery watch (default
+    :class:`FlatteryParams`); its weeks are complete or not by the global range.
 
     Raises:
         PartialMismatchError: the partials cover different day ranges.
@@ -161,7 +171,12 @@ def merge_partials(
         {"day": d, "category": c, "severity": s, "flags": f, "users": u}
         for (d, c, s), (f, u) in sorted(total["risk"].items(), key=_null_last_key)
     ]
-    report["flattery_watch"] = _flattery(total["flattery"], total["week_users"])
+    report["flattery_watch"] = _flattery(
+        total["flattery"],
+        total["week_users"],
+        (first, date.fromisoformat(total["range"][1])),
+        flattery,
+    )
     return report
 
 
@@ -223,42 +238,15 @@ def _add_rows(into: dict[tuple[Any, ...], list[int]], rows: Iterable[list[Any]],
                 acc[i] += v
 
 
-def _previous_week(week: str) -> str:
-    year, _, num = week.partition("-W")
-    monday = date.fromisocalendar(int(year), int(num), 1) - timedelta(days=7)
-    y, w, _ = monday.isocalendar()
-    return f"{y}-W{w:02d}"
-
-
 def _flattery(
-    counts: dict[tuple[Any, ...], list[int]], week_users: dict[str, int]
+    counts: dict[tuple[Any, ...], list[int]],
+    week_users: dict[str, int],
+    data_range: tuple[date, date] | None,
+    params: FlatteryParams | None,
 ) -> list[dict[str, Any]]:
-    """Rows of the flattery watch; rises are compared exactly (as fractions), not rounded."""
-    rows: list[dict[str, Any]] = []
-    for (model, week), (up, down, users, flags, at_risk) in sorted(counts.items()):
-        if not users:
-            continue
-        prev = counts.get((model, _previous_week(week)))
-        rate = Fraction(up, up + down) if up + down else None
-        per_1k = Fraction(flags * 1000, users)
-        flag = False
-        if prev is not None and prev[2] and rate is not None and prev[0] + prev[1]:
-            flag = rate > Fraction(prev[0], prev[0] + prev[1]) and per_1k > Fraction(
-                prev[3] * 1000, prev[2]
-            )
-        rows.append(
-            {
-                "model": model,
-                "week": week,
-                "thumbs_up": up,
-                "thumbs_down": down,
-                "thumbs_up_rate": round(float(rate), 6) if rate is not None else None,
-                "active_users": users,
-                "active_share": round(users / week_users[week], 6),
-                "risk_flags": flags,
-                "risk_flags_per_1k": round(float(per_1k), 6),
-                "users_at_risk": at_risk,
-                "flag": flag,
-            }
-        )
-    return rows
+    """Rows of the flattery watch: the summed counts through its one definition."""
+    cells = [
+        WeekCounts(model, week, up, down, users, flags, at_risk, week_users[week])
+        for (model, week), (up, down, users, flags, at_risk) in counts.items()
+    ]
+    return watch_rows(cells, data_range, params or FlatteryParams())

@@ -7,10 +7,13 @@ and obviously correct. "arena" is always [] (the arena has its own tests).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, timedelta
 from fractions import Fraction
 from typing import Any
+
+from scipy.stats import chi2, norm
 
 from usersignals.ingest.contract import Event
 
@@ -164,31 +167,105 @@ def _flattery(events: list[Event], votes: list[Event]) -> list[dict[str, Any]]:
             "per_1k": Fraction(len(risk) * 1000, active),
             "users_at_risk": len({e.user_id for e in risk if e.severity in ("high", "critical")}),
         }
+    first_day = min(event_day(e) for e in events)
+    last_day = max(event_day(e) for e in events)
+
+    def whole(week: str) -> bool:
+        year, num = week.split("-W")
+        monday = date.fromisocalendar(int(year), int(num), 1)
+        return first_day <= monday and monday + timedelta(days=6) < last_day
+
     out = []
     for (model, week), row in rows.items():
         year, num = week.split("-W")
         before = date.fromisocalendar(int(year), int(num), 1) - timedelta(days=7)
         prev = rows.get((model, _iso_week(before)))
+        up, down = row["thumbs_up"], row["thumbs_down"]
+        users, flags = row["active_users"], row["risk_flags"]
+        p_up = p_risk = None
+        if prev is not None:
+            p_up = _p_rate_rose(
+                up, up + down, prev["thumbs_up"], prev["thumbs_up"] + prev["thumbs_down"]
+            )
+            p_risk = _p_flags_rose(flags, users, prev["risk_flags"], prev["active_users"])
         rising = (
             prev is not None
-            and row["rate"] is not None
-            and prev["rate"] is not None
-            and row["rate"] > prev["rate"]
-            and row["per_1k"] > prev["per_1k"]
+            and whole(week)
+            and whole(_iso_week(before))
+            and up + down >= FLATTERY_MIN_VOTES
+            and prev["thumbs_up"] + prev["thumbs_down"] >= FLATTERY_MIN_VOTES
+            and users >= FLATTERY_MIN_USERS
+            and prev["active_users"] >= FLATTERY_MIN_USERS
+            and p_up is not None
+            and p_risk is not None
+            and p_up < FLATTERY_LEVEL
+            and p_risk < FLATTERY_LEVEL
+        )
+        rate_ci = _wilson(up, up + down)
+        flags_ci = (
+            chi2.ppf(0.025, 2 * flags) / 2 if flags else 0.0,
+            chi2.ppf(0.975, 2 * flags + 2) / 2,
         )
         out.append(
             {
                 "model": model,
                 "week": week,
-                "thumbs_up": row["thumbs_up"],
-                "thumbs_down": row["thumbs_down"],
+                "complete": whole(week),
+                "thumbs_up": up,
+                "thumbs_down": down,
                 "thumbs_up_rate": round(float(row["rate"]), 6) if row["rate"] is not None else None,
-                "active_users": row["active_users"],
+                "thumbs_up_rate_low": _round(rate_ci[0]) if rate_ci else None,
+                "thumbs_up_rate_high": _round(rate_ci[1]) if rate_ci else None,
+                "active_users": users,
                 "active_share": row["active_share"],
-                "risk_flags": row["risk_flags"],
+                "risk_flags": flags,
                 "risk_flags_per_1k": round(float(row["per_1k"]), 6),
+                "risk_flags_per_1k_low": _round(flags_ci[0] * 1000 / users),
+                "risk_flags_per_1k_high": _round(flags_ci[1] * 1000 / users),
                 "users_at_risk": row["users_at_risk"],
-                "flag": rising,
+                "p_thumbs_up_rise": _round(p_up),
+                "p_risk_rise": _round(p_risk),
+                "flagged": rising,
             }
         )
     return sorted(out, key=lambda r: (r["model"], r["week"]))
+
+
+FLATTERY_LEVEL = 0.05
+FLATTERY_MIN_VOTES = 30
+FLATTERY_MIN_USERS = 30
+"""The flattery watch's default settings (metrics.md; Settings.flattery_*)."""
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(float(x), 6)
+
+
+def _wilson(k: int, n: int) -> tuple[float, float] | None:
+    """Wilson score interval, 95 %."""
+    if not n:
+        return None
+    z = norm.ppf(0.975)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _p_rate_rose(k1: int, n1: int, k2: int, n2: int) -> float | None:
+    """One-sided pooled two-proportion z-test of k1/n1 > k2/n2."""
+    if not n1 or not n2 or k1 + k2 in (0, n1 + n2):
+        return None
+    pooled = (k1 + k2) / (n1 + n2)
+    z = (k1 / n1 - k2 / n2) / math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    return float(norm.sf(z))
+
+
+def _p_flags_rose(f1: int, u1: int, f2: int, u2: int) -> float | None:
+    """One-sided score test of f1 | f1 + f2 ~ Binomial(f1 + f2, u1 / (u1 + u2)), upper tail."""
+    n = f1 + f2
+    if not n or not u1 or not u2:
+        return None
+    q = u1 / (u1 + u2)
+    z = (f1 - n * q) / math.sqrt(n * q * (1 - q))
+    return float(norm.sf(z))

@@ -7,10 +7,12 @@ table through the live path.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
 
 import pytest
+from scipy.stats import chi2
 
 from tests.oracle import dedupe, oracle_report
 from usersignals.ingest.contract import Event
@@ -68,19 +70,38 @@ def days(key: str, *pairs: tuple[str, int]) -> list[dict[str, Any]]:
 
 
 def fw(model: str, week: str, up: int, down: int, rate: float | None, users: int, share: float,
-       flags: int, per_1k: float, at_risk: int, flagged: bool) -> dict[str, Any]:  # fmt: skip
+       flags: int, per_1k: float, at_risk: int, flagged: bool, *, complete: bool = False,
+       p_up: float | None = None, p_risk: float | None = None) -> dict[str, Any]:  # fmt: skip
+    """A flattery_watch row; the 95 % bounds from their formulas (Wilson; Garwood, exact)."""
+    z = 1.959963984540054
+    n = up + down
+    rate_low = rate_high = None
+    if n:
+        p = up / n
+        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+        half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+        rate_low, rate_high = round(max(0.0, centre - half), 6), round(min(1.0, centre + half), 6)
+    flags_low = chi2.ppf(0.025, 2 * flags) / 2 if flags else 0.0
+    flags_high = chi2.ppf(0.975, 2 * flags + 2) / 2
     return {
         "model": model,
         "week": week,
+        "complete": complete,
         "thumbs_up": up,
         "thumbs_down": down,
         "thumbs_up_rate": rate,
+        "thumbs_up_rate_low": rate_low,
+        "thumbs_up_rate_high": rate_high,
         "active_users": users,
         "active_share": share,
         "risk_flags": flags,
         "risk_flags_per_1k": per_1k,
+        "risk_flags_per_1k_low": round(float(flags_low) * 1000 / users, 6),
+        "risk_flags_per_1k_high": round(float(flags_high) * 1000 / users, 6),
         "users_at_risk": at_risk,
-        "flag": flagged,
+        "p_thumbs_up_rise": p_up,
+        "p_risk_rise": p_risk,
+        "flagged": flagged,
     }
 
 
@@ -286,10 +307,45 @@ CASES: list[tuple[str, list[Event], str, list[dict[str, Any]]]] = [
         FLATTERY_RISING,
         "flattery_watch",
         [
-            fw("m1", "2026-W10", 1, 1, 0.5, 2, 0.666667, 1, 500.0, 1, False),
-            fw("m1", "2026-W11", 2, 0, 1.0, 2, 1.0, 2, 1000.0, 0, True),
-            fw("m1", "2026-W12", 1, 0, 1.0, 1, 1.0, 3, 3000.0, 1, False),
-            fw("m1", "2026-W13", 0, 1, 0.0, 1, 0.5, 0, 0.0, 0, False),
+            # both rise in W11, but two votes are far below the minimum volume: not flagged;
+            # z = 0.5 / sqrt(3/4 * 1/4 * (1/2 + 1/2)) and (2 - 3/2) / sqrt(3 * 1/2 * 1/2)
+            fw("m1", "2026-W10", 1, 1, 0.5, 2, 0.666667, 1, 500.0, 1, False, complete=True),
+            fw(
+                "m1",
+                "2026-W11",
+                2,
+                0,
+                1.0,
+                2,
+                1.0,
+                2,
+                1000.0,
+                0,
+                False,
+                complete=True,
+                p_up=0.124107,
+                p_risk=0.281851,
+            ),
+            # every vote an up in both weeks: no thumbs test; q = 1/3 of 5 flags
+            fw(
+                "m1",
+                "2026-W12",
+                1,
+                0,
+                1.0,
+                1,
+                1.0,
+                3,
+                3000.0,
+                1,
+                False,
+                complete=True,
+                p_risk=0.102952,
+            ),
+            # the week of the newest day is not complete
+            fw(
+                "m1", "2026-W13", 0, 1, 0.0, 1, 0.5, 0, 0.0, 0, False, p_up=0.92135, p_risk=0.958368
+            ),
             fw("m2", "2026-W13", 0, 0, None, 1, 0.5, 0, 0.0, 0, False),
         ],
     ),
@@ -305,7 +361,7 @@ CASES: list[tuple[str, list[Event], str, list[dict[str, Any]]]] = [
         ],
         "flattery_watch",
         [
-            fw("m1", "2026-W10", 0, 1, 0.0, 1, 0.5, 1, 1000.0, 0, False),
+            fw("m1", "2026-W10", 0, 1, 0.0, 1, 0.5, 1, 1000.0, 0, False, complete=True),
             fw("m1", "2026-W12", 1, 0, 1.0, 1, 1.0, 2, 2000.0, 0, False),
         ],
     ),

@@ -4,17 +4,21 @@
 -- feedback_latest (the latest vote per (user_id, message_id), metrics.md rule), so it is
 -- created after views.sql.
 --
--- One row per (model, week) with active_users > 0; week = ISO week 'YYYY-Www' of the event day.
+-- flattery_counts: one row per (model, week) with active_users > 0; week = ISO week 'YYYY-Www'
+-- of the event day. These counts are all the watch is derived from:
 --   thumbs_up, thumbs_down  latest votes counted in the week of the vote, under its model
---   thumbs_up_rate          up / (up + down), NULL without votes
 --   active_users            distinct users with an event carrying the model in the week
---   active_share            active_users / distinct users with any event in the week
 --   risk_flags              risk_flag events carrying the model in the week
---   risk_flags_per_1k       risk_flags * 1000 / active_users
 --   users_at_risk           distinct users with a high or critical risk_flag under the model
---   flag                    the model's row of the previous ISO week exists, and both the
---                           thumbs-up rate (known in both weeks) and risk_flags_per_1k are
---                           strictly higher now; compared as exact integer cross-products
+--   week_users              distinct users with any event in the week
+-- The report hands them to usersignals.metrics.flattery.watch_rows, the one definition of the
+-- rates' 95 % intervals, the one-sided tests, complete weeks and the flag, exactly as the live
+-- report does; nothing here re-derives those.
+--
+-- flattery_watch: the same counts with the plain ratios, for SQL readers and dashboards:
+--   thumbs_up_rate          up / (up + down), NULL without votes
+--   active_share            active_users / week_users
+--   risk_flags_per_1k       risk_flags * 1000 / active_users
 -- Floats are not rounded here; report JSON rounds them with round(x, 6).
 -- Distinct users per ISO week (any event), and per model and ISO week (events carrying the
 -- model): the two activity counts, as views so that a report can use weekly rollups instead.
@@ -29,7 +33,7 @@ SELECT model, CAST(date_trunc('week', day) AS DATE) AS monday,
 FROM model_user_days
 GROUP BY model, monday;
 
-CREATE OR REPLACE VIEW flattery_watch AS
+CREATE OR REPLACE VIEW flattery_counts AS
 WITH model_weeks AS (
     SELECT
         a.model,
@@ -60,35 +64,25 @@ votes AS (
     FROM feedback_latest
     WHERE model IS NOT NULL
     GROUP BY model, monday
-),
-cells AS (
-    SELECT
-        m.model,
-        m.monday,
-        coalesce(v.thumbs_up, 0) AS thumbs_up,
-        coalesce(v.thumbs_down, 0) AS thumbs_down,
-        m.active_users,
-        w.users AS week_users,
-        m.risk_flags,
-        m.users_at_risk
-    FROM model_weeks AS m
-    JOIN week_users AS w USING (monday)
-    LEFT JOIN votes AS v USING (model, monday)
-),
-paired AS (
-    SELECT
-        c.*,
-        p.thumbs_up AS prev_up,
-        p.thumbs_down AS prev_down,
-        p.active_users AS prev_active,
-        p.risk_flags AS prev_flags
-    FROM cells AS c
-    LEFT JOIN cells AS p
-        ON p.model = c.model AND p.monday = c.monday - INTERVAL 7 DAY
 )
 SELECT
+    m.model,
+    strftime(m.monday, '%G-W%V') AS week,
+    coalesce(v.thumbs_up, 0) AS thumbs_up,
+    coalesce(v.thumbs_down, 0) AS thumbs_down,
+    m.active_users,
+    m.risk_flags,
+    m.users_at_risk,
+    w.users AS week_users
+FROM model_weeks AS m
+JOIN week_users AS w USING (monday)
+LEFT JOIN votes AS v USING (model, monday)
+ORDER BY model, week;
+
+CREATE OR REPLACE VIEW flattery_watch AS
+SELECT
     model,
-    strftime(monday, '%G-W%V') AS week,
+    week,
     thumbs_up,
     thumbs_down,
     CASE
@@ -99,16 +93,6 @@ SELECT
     CAST(active_users AS DOUBLE) / week_users AS active_share,
     risk_flags,
     CAST(risk_flags * 1000 AS DOUBLE) / active_users AS risk_flags_per_1k,
-    users_at_risk,
-    coalesce(
-        prev_active IS NOT NULL
-        AND thumbs_up + thumbs_down > 0
-        AND prev_up + prev_down > 0
-        AND CAST(thumbs_up AS HUGEINT) * (prev_up + prev_down)
-            > CAST(prev_up AS HUGEINT) * (thumbs_up + thumbs_down)
-        AND CAST(risk_flags AS HUGEINT) * prev_active
-            > CAST(prev_flags AS HUGEINT) * active_users,
-        false
-    ) AS flag
-FROM paired
+    users_at_risk
+FROM flattery_counts
 ORDER BY model, week;

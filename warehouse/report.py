@@ -14,13 +14,14 @@ as it was.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import duckdb
 from rich.console import Console
 from rich.table import Table
 
+from usersignals.metrics.flattery import FlatteryParams, WeekCounts, watch_rows, week_monday
 from usersignals.warehouse.arena import fit_arena
 from usersignals.warehouse.merge import RAW_COLUMNS, merge_inputs
 
@@ -28,6 +29,7 @@ __all__ = [
     "REPORT_COLUMNS",
     "REPORT_KEYS",
     "TITLES",
+    "flattery_rows",
     "render_report",
     "warehouse_report",
 ]
@@ -92,15 +94,6 @@ _QUERIES: dict[str, tuple[str, tuple[str, ...]]] = {
         (),
     ),
     "rejected": ("SELECT reason, count FROM rejected WHERE count > 0 ORDER BY reason", ()),
-    "flattery_watch": (
-        "SELECT * EXCLUDE (_monday) FROM "
-        "(SELECT *, CAST(strptime(week || '-1', '%G-W%V-%u') AS DATE) AS _monday "
-        "FROM flattery_watch) "
-        "WHERE (CAST($lo AS DATE) IS NULL OR _monday >= CAST($lo AS DATE) - 6) "
-        "AND (CAST($hi AS DATE) IS NULL OR _monday <= CAST($hi AS DATE)) "
-        "ORDER BY model, week",
-        ("thumbs_up_rate", "active_share", "risk_flags_per_1k"),
-    ),
 }
 
 
@@ -136,10 +129,37 @@ def _arena(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     return fit_arena({(str(a), str(b), str(w)): int(n) for a, b, w, n in rows})
 
 
+def flattery_rows(
+    cur: duckdb.DuckDBPyConnection, params: FlatteryParams | None = None
+) -> list[dict[str, Any]]:
+    """The flattery watch of the views behind ``cur``: the counts of ``flattery_counts``
+    (``flattery.sql``) through its one definition (:func:`usersignals.metrics.flattery.watch_rows`),
+    its weeks complete or not by every day with data."""
+    counts = [
+        WeekCounts(*row)
+        for row in cur.execute(
+            "SELECT model, week, thumbs_up, thumbs_down, active_users, risk_flags, "
+            "users_at_risk, week_users FROM flattery_counts"
+        ).fetchall()
+    ]
+    span = cur.execute("SELECT min(day), max(day) FROM events_by_day").fetchone()
+    data_range = (span[0], span[1]) if span and span[0] is not None else None
+    return watch_rows(counts, data_range, params or FlatteryParams())
+
+
+def _touches(week: str, day_from: date | None, day_to: date | None) -> bool:
+    monday = week_monday(week)
+    return (day_from is None or monday >= day_from - timedelta(days=6)) and (
+        day_to is None or monday <= day_to
+    )
+
+
 def warehouse_report(
     con: duckdb.DuckDBPyConnection,
     day_from: date | None = None,
     day_to: date | None = None,
+    *,
+    flattery: FlatteryParams | None = None,
 ) -> dict[str, Any]:
     """The report JSON object of the warehouse behind ``con`` (made by ``db.connect``).
 
@@ -149,6 +169,8 @@ def warehouse_report(
             count the days before it. Flattery-watch rows are kept for weeks that touch the
             range; arena ratings use every vote.
         day_to: Last day to show (inclusive).
+        flattery: Significance level and minimum volume of the flattery watch (default
+            :class:`FlatteryParams`); its weeks are complete or not by all the data.
 
     Returns:
         A dict with the keys of :data:`REPORT_KEYS`.
@@ -161,8 +183,10 @@ def warehouse_report(
         for key in REPORT_KEYS:
             if key == "arena":
                 report[key] = _arena(cur)
-            elif key == "flattery_watch" and not _has_view(cur, "flattery_watch"):
-                report[key] = []
+            elif key == "flattery_watch":
+                has = _has_view(cur, "flattery_counts")
+                rows = flattery_rows(cur, flattery) if has else []
+                report[key] = [r for r in rows if _touches(r["week"], day_from, day_to)]
             else:
                 sql, rounded = _QUERIES[key]
                 report[key] = _rows(cur, sql, params, rounded)

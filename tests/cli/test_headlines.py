@@ -51,7 +51,7 @@ REPORT: dict[str, Any] = {
             "active_share": 0.5,
             "risk_flags_per_1k": k,
             "users_at_risk": 1,
-            "flag": f,
+            "flagged": f,
         }
         for w, r, k, f in [
             ("2026-W34", 0.5, 1.0, False),

@@ -1,4 +1,5 @@
-"""The flattery_watch view against hand-counted weeks and against the naive oracle."""
+"""The flattery watch of the warehouse (flattery.sql counts through metrics.flattery) against
+hand-counted weeks and against the naive oracle."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from tests.oracle import oracle_report
 from usersignals.ingest.contract import Event
 from usersignals.warehouse.db import views_sql
 from usersignals.warehouse.layout import DEADLETTER_SCHEMA, EVENTS_SCHEMA
+from usersignals.warehouse.report import flattery_rows
 
 
 def event_table(events: Iterable[Event]) -> pa.Table:
@@ -56,8 +58,13 @@ def memory_warehouse(events: Iterable[Event]) -> duckdb.DuckDBPyConnection:
 
 
 def watch_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-    """The view as report rows (floats rounded as the report JSON does)."""
-    cursor = con.execute("SELECT * FROM flattery_watch")
+    """The warehouse's flattery watch rows, as the report gives them."""
+    return flattery_rows(con.cursor())
+
+
+def view_rows(con: duckdb.DuckDBPyConnection, view: str) -> list[dict[str, Any]]:
+    """A view's rows (floats rounded as the report JSON does)."""
+    cursor = con.execute(f"SELECT * FROM {view}")
     names = [d[0] for d in cursor.description]
     out = []
     for values in cursor.fetchall():
@@ -109,54 +116,77 @@ TWO_WEEKS = [
 ]
 
 
+COUNTS = ("model", "week", "complete", "thumbs_up", "thumbs_down", "active_users",
+          "active_share", "risk_flags", "users_at_risk", "flagged")  # fmt: skip
+
+
 def test_two_weeks_by_hand() -> None:
     con = memory_warehouse(TWO_WEEKS)
-    assert watch_rows(con) == [
-        {"model": "base", "week": "2026-W10", "thumbs_up": 1, "thumbs_down": 0,
-         "thumbs_up_rate": 1.0, "active_users": 1, "active_share": 0.25, "risk_flags": 0,
-         "risk_flags_per_1k": 0.0, "users_at_risk": 0, "flag": False},
-        {"model": "base", "week": "2026-W11", "thumbs_up": 0, "thumbs_down": 0,
-         "thumbs_up_rate": None, "active_users": 1, "active_share": 0.25, "risk_flags": 0,
-         "risk_flags_per_1k": 0.0, "users_at_risk": 0, "flag": False},
-        {"model": "warm", "week": "2026-W10", "thumbs_up": 1, "thumbs_down": 1,
-         "thumbs_up_rate": 0.5, "active_users": 2, "active_share": 0.5, "risk_flags": 1,
-         "risk_flags_per_1k": 500.0, "users_at_risk": 0, "flag": False},
-        {"model": "warm", "week": "2026-W11", "thumbs_up": 3, "thumbs_down": 0,
-         "thumbs_up_rate": 1.0, "active_users": 3, "active_share": 0.75, "risk_flags": 2,
-         "risk_flags_per_1k": 666.666667, "users_at_risk": 1, "flag": True},
-    ]  # fmt: skip
-    assert watch_rows(con) == oracle_report(TWO_WEEKS)["flattery_watch"]
+    rows = watch_rows(con)
+    # W10 starts on the first day and W11 holds the newest day: only W10 is complete
+    assert [tuple(r[k] for k in COUNTS) for r in rows] == [
+        ("base", "2026-W10", True, 1, 0, 1, 0.25, 0, 0, False),
+        ("base", "2026-W11", False, 0, 0, 1, 0.25, 0, 0, False),
+        ("warm", "2026-W10", True, 1, 1, 2, 0.5, 1, 0, False),
+        ("warm", "2026-W11", False, 3, 0, 3, 0.75, 2, 1, False),
+    ]
+    assert rows == oracle_report(TWO_WEEKS)["flattery_watch"]
+    assert view_rows(con, "flattery_watch")[3] == {
+        "model": "warm", "week": "2026-W11", "thumbs_up": 3, "thumbs_down": 0,
+        "thumbs_up_rate": 1.0, "active_users": 3, "active_share": 0.75, "risk_flags": 2,
+        "risk_flags_per_1k": 666.666667, "users_at_risk": 1,
+    }  # fmt: skip
+
+
+def crowd(day: int, model: str, users: int, up: int, down: int, flags: int) -> list[Event]:
+    """``users`` users of ``model`` on ``day``: the first ``up`` vote up, the next ``down``
+    vote down, and the first ``flags`` of them are flagged once."""
+    out = []
+    for i in range(users):
+        user = f"{model}-{day}-{i}"
+        out.append(ev("message", user, day, model=model, role="assistant"))
+        if i < up + down:
+            out.append(up_(user, day, model, f"x{i}", 1 if i < up else -1))
+        if i < flags:
+            out.append(flag(user, day, model, "low"))
+    return out
+
+
+def up_(user: str, day: int, model: str, message: str, rating: int) -> Event:
+    return up(user, day, model, message, rating=rating)
+
+
+NEXT_MONDAY = [ev("session_start", "late", 14)]  # makes W11 complete
 
 
 @pytest.mark.parametrize(
-    ("week2", "expected_flag"),
+    ("week2", "tail", "flagged"),
     [
-        pytest.param([up("a", 7, "m", "2"), flag("a", 7, "m", "low")], True, id="both-rise"),
-        pytest.param([up("a", 7, "m", "2", rating=-1), flag("a", 7, "m", "low")], False,
-                     id="rate-falls"),
-        pytest.param([up("a", 7, "m", "2")], False, id="flags-fall-to-zero"),
-        pytest.param([up("a", 7, "m", "2"), up("b", 7, "m", "3", rating=-1),
-                      flag("a", 7, "m", "low")], False, id="rate-equal"),
-        pytest.param([ev("message", "a", 7, model="m", role="user"), flag("a", 7, "m", "low")],
-                     False, id="no-votes-this-week"),
+        # W10: 50 users, 25 up 25 down, 5 flags (rate 0.5, 100 per 1k)
+        pytest.param(crowd(7, "m", 50, 40, 10, 15), NEXT_MONDAY, True, id="both-rise"),
+        pytest.param(crowd(7, "m", 50, 40, 10, 15), [], False, id="week-not-complete"),
+        pytest.param(crowd(7, "m", 50, 28, 22, 15), NEXT_MONDAY, False, id="rate-noise"),
+        pytest.param(crowd(7, "m", 50, 40, 10, 7), NEXT_MONDAY, False, id="flags-noise"),
+        pytest.param(crowd(7, "m", 50, 10, 40, 15), NEXT_MONDAY, False, id="rate-falls"),
+        pytest.param(crowd(7, "m", 29, 25, 4, 15), NEXT_MONDAY, False, id="below-min-volume"),
     ],
-)  # fmt: skip
-def test_flag_needs_both_to_rise(week2: list[Event], expected_flag: bool) -> None:
-    # week 1: 1 up, 1 down, one flag over 2 users (rate 0.5, 500 per 1k)
-    week1 = [
-        up("a", 0, "m", "0"),
-        up("b", 0, "m", "1", rating=-1),
-        flag("b", 0, "m", "low"),
-    ]
-    rows = watch_rows(memory_warehouse(week1 + week2))
-    assert [r["flag"] for r in rows] == [False, expected_flag]
-    assert rows == oracle_report(week1 + week2)["flattery_watch"]
+)
+def test_flagged_needs_both_rises_significant(
+    week2: list[Event], tail: list[Event], flagged: bool
+) -> None:
+    log = crowd(0, "m", 50, 25, 25, 5) + week2 + tail
+    rows = watch_rows(memory_warehouse(log))
+    assert [r["flagged"] for r in rows] == [False, flagged]
+    assert rows == oracle_report(log)["flattery_watch"]
 
 
 def test_a_gap_week_resets_the_comparison() -> None:
-    events = [up("a", 0, "m", "0", rating=-1), up("a", 14, "m", "1"), flag("a", 14, "m", "high")]
-    rows = watch_rows(memory_warehouse(events))
-    assert [(r["week"], r["flag"]) for r in rows] == [("2026-W10", False), ("2026-W12", False)]
+    log = crowd(0, "m", 50, 25, 25, 5) + crowd(14, "m", 50, 40, 10, 15) + [ev("message", "z", 21)]
+    rows = watch_rows(memory_warehouse(log))
+    assert [(r["week"], r["complete"], r["flagged"]) for r in rows] == [
+        ("2026-W10", True, False),
+        ("2026-W12", True, False),
+    ]
 
 
 def test_iso_week_across_the_new_year() -> None:
@@ -167,7 +197,7 @@ def test_iso_week_across_the_new_year() -> None:
         Event(event_id="n2", type="message", user_id="u", ts=sunday + timedelta(minutes=2),
               model="m", role="user"),
     ]  # fmt: skip
-    rows = watch_rows(memory_warehouse(events))
+    rows = view_rows(memory_warehouse(events), "flattery_counts")
     assert [r["week"] for r in rows] == ["2026-W53", "2027-W01"]
 
 

@@ -105,7 +105,7 @@ def render_headlines(report: dict[str, Any], console: Console | None = None) -> 
             f"{row['active_share']:.1%}",
             f"{row['risk_flags_per_1k']:.1f}",
             str(row["users_at_risk"]),
-            "[bold red]both rising[/]" if row["flag"] else "",
+            "[bold red]both rising[/]" if row["flagged"] else "",
         )
     out.print(watch)
 
