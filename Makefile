@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install system-deps test lint typecheck unit demo bench bench-quick notebook clean
+.PHONY: install system-deps test check-clean lint typecheck unit demo bench bench-quick notebook clean
 
 install: $(STAMP) system-deps
 
@@ -38,8 +38,20 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The whole suite; a test that needs prometheus, promtool or chromium fails here when the tool
+# is missing (make system-deps installs them) instead of skipping. Then the checkout must be as
+# clean as before: tests write only under temporary directories.
 test: install lint typecheck
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	USERSIGNALS_REQUIRE_TOOLS=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory check-clean
+
+check-clean:
+	@if ! git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+	  echo "check-clean: not a git checkout, nothing to compare"; \
+	elif [ -n "$$(git status --porcelain)" ]; then \
+	  echo "check-clean: the checkout is not clean (a test or a build step left these):"; \
+	  git status --porcelain; exit 1; \
+	fi
 
 demo: install
 	$(BIN)/usersignals generate --users 3000 --days 21 --seed 7 --out $(DEMO_DIR)/events.jsonl

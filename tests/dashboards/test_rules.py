@@ -18,15 +18,13 @@ from usersignals.dashboards.rules import (
     promtool_test,
 )
 
-pytestmark = pytest.mark.skipif(
-    not Path("/usr/bin/promtool").exists(), reason="Debian's promtool is not installed"
-)
 
-
+@pytest.mark.usefixtures("promtool")
 def test_promtool_check_rules() -> None:
     assert promtool_check() == f"Checking {RULES_FILE}\n  SUCCESS: 4 rules found\n\n"
 
 
+@pytest.mark.usefixtures("promtool")
 def test_promtool_unit_tests_pass() -> None:
     assert promtool_test() == f"Unit Testing:  {RULES_TEST_FILE}\n  SUCCESS\n\n"
 
@@ -40,6 +38,7 @@ def test_rules_read_exactly_the_live_series() -> None:
     assert re.findall(r"alert: (\S+)", rules) == list(ALERTS)
 
 
+@pytest.mark.usefixtures("promtool")
 def test_a_failing_rules_test_is_an_error(tmp_path: Path) -> None:
     broken = tmp_path / "rules_test.yml"
     broken.write_text(

@@ -545,6 +545,7 @@ def test_sigterm_finishes_the_request_in_flight(kafka: Kafka) -> None:
     )
 
 
+@pytest.mark.broker  # a broker of its own, not the session's
 def test_kafka_down_is_503_with_retry_after(tmp_path: Any) -> None:
     with EmbeddedBroker(partitions=8, log_path=tmp_path / "tansu.log") as own:
         env = {**os.environ, "USERSIGNALS_BOOTSTRAP": own.bootstrap}

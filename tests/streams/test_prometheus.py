@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -32,9 +31,7 @@ from usersignals.processes import terminate
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 N = 8
 
-pytestmark = pytest.mark.skipif(
-    not os.access(PROMETHEUS, os.X_OK), reason="Debian's prometheus is not installed"
-)
+pytestmark = pytest.mark.usefixtures("prometheus_bin")  # skips, or fails under make test
 
 
 def query(port: int, promql: str) -> list[dict[str, Any]]:
