@@ -13,6 +13,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
+from tests.conftest import require_tool
 from tests.warehouse.parquetfixtures import write_warehouse
 from usersignals.ingest.contract import Event
 from usersignals.warehouse.db import connect
@@ -192,12 +193,11 @@ def test_report_html_renders_in_chromium(warehouse: Path, tmp_path: Path) -> Non
     text = page.read_text(encoding="utf-8")
     assert text.count("<svg") == 2
     assert "http" not in text.replace('xmlns="http://www.w3.org/2000/svg"', "")
-    if not Path(CHROMIUM).exists():
-        pytest.skip("chromium is not installed (make system-deps)")
+    chromium = require_tool("chromium", CHROMIUM)  # skips, or fails under make test
     shot = tmp_path / "report.png"
     subprocess.run(
         [
-            CHROMIUM,
+            chromium,
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
