@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -317,11 +316,13 @@ def test_unreadable_record_is_one_rejection(raw: bytes | None, reason: str, mess
     _record_rejection(raw, reason, message)
 
 
-def test_hundred_thousand_brackets_rejected_fast() -> None:
-    start = time.perf_counter()
-    for raw in (b"[" * 100_000, b"[" * 100_000 + b"]" * 100_000, b'[{"a":' + b"[" * 100_000):
-        assert decode_record(raw, now=NOW)[1][0].reason == "too_deep"
-    assert time.perf_counter() - start < 0.5
+@pytest.mark.parametrize(
+    "raw", [b"[" * 100_000, b"[" * 100_000 + b"]" * 100_000, b'[{"a":' + b"[" * 100_000]
+)
+def test_hundred_thousand_brackets_are_one_too_deep_rejection(raw: bytes) -> None:
+    # found by the bracket scan before any parser recurses: one rejection of the whole
+    # record, not a RecursionError turned into "Unreadable record" (how fast is make bench's)
+    _record_rejection(raw, "too_deep", "Record nested deeper than 64 levels")
 
 
 def test_one_deep_element_beside_valid_ones_rejects_the_whole_record() -> None:
