@@ -38,6 +38,7 @@ from usersignals.ingest.contract import (
     partition_for,
     validate,
 )
+from usersignals.ingest.contract import min_ts as _min_ts
 from usersignals.ingest.spool import SpooledRecord
 
 __all__ = [
@@ -83,6 +84,7 @@ def encode_call(
     fields: Sequence[str],
     values: Sequence[Any],
     now: datetime | None = None,
+    min_ts: datetime | None = None,
 ) -> tuple[str, Item]:
     """The ``event_id`` and :data:`Item` of one typed call, or the contract's own error.
 
@@ -101,6 +103,7 @@ def encode_call(
             :data:`OPTIONAL_FIELDS`).
         values: Their values, ``None`` for absent.
         now: The moment of the call, for the 24 h future limit of ``ts`` (default: the clock).
+        min_ts: The earliest ``ts`` accepted (default: the contract's :func:`min_ts`).
 
     Raises:
         EventError: the event breaks the contract (:func:`validate`'s message).
@@ -108,7 +111,7 @@ def encode_call(
     required = REQUIRED_BY_TYPE.get(type_)
     if event_id is None:
         event_id = new_event_id()
-    elif not _text_ok(event_id, 1, 128):
+    elif not _text_ok(event_id, *TEXT_LIMITS["event_id"]):
         required = None
     if ts is None:
         ts = moment = datetime.now(UTC)
@@ -116,12 +119,13 @@ def encode_call(
         type(ts) is not datetime
         or ts.tzinfo is not UTC
         or ts > (now or datetime.now(UTC)) + MAX_FUTURE
+        or ts < (min_ts or _min_ts())
     ):
         required = None
     else:
         moment = ts
-    if required is None or not _text_ok(user_id, 1, 512):
-        return _by_contract(type_, user_id, event_id, ts, fields, values, now)
+    if required is None or not _text_ok(user_id, *TEXT_LIMITS["user_id"]):
+        return _by_contract(type_, user_id, event_id, ts, fields, values, now, min_ts)
     # msgspec writes a UTC datetime as format_ts does, except that it leaves out ".000000"
     obj: dict[str, Any] = {
         "event_id": event_id,
@@ -140,14 +144,14 @@ def encode_call(
             or (kind == _RATING and type(value) is int and value in _RATINGS)
             or (kind == _SECONDS and type(value) is float and 0.0 <= value < math.inf)
         ):
-            return _by_contract(type_, user_id, event_id, ts, fields, values, now)
+            return _by_contract(type_, user_id, event_id, ts, fields, values, now, min_ts)
         obj[name] = value
     for name in required:
         if name not in obj:
-            return _by_contract(type_, user_id, event_id, ts, fields, values, now)
+            return _by_contract(type_, user_id, event_id, ts, fields, values, now, min_ts)
     model_a = obj.get("model_a")
     if model_a is not None and model_a == obj.get("model_b"):
-        return _by_contract(type_, user_id, event_id, ts, fields, values, now)
+        return _by_contract(type_, user_id, event_id, ts, fields, values, now, min_ts)
     return event_id, (user_id, _encode_json(obj))
 
 
@@ -159,22 +163,25 @@ def _by_contract(
     fields: Sequence[str],
     values: Sequence[Any],
     now: datetime | None,
+    min_ts: datetime | None,
 ) -> tuple[str, Item]:
     """:func:`encode_call` by :func:`validate` itself (it names the problem, if any)."""
     obj = {"event_id": event_id, "type": type_, "user_id": user_id, "ts": ts}
     obj.update(
         (name, value) for name, value in zip(fields, values, strict=True) if value is not None
     )
-    return encode_obj(obj, now)
+    return encode_obj(obj, now, min_ts)
 
 
-def encode_obj(obj: Mapping[str, Any], now: datetime | None = None) -> tuple[str, Item]:
+def encode_obj(
+    obj: Mapping[str, Any], now: datetime | None = None, min_ts: datetime | None = None
+) -> tuple[str, Item]:
     """The ``event_id`` and :data:`Item` of one event given as a dict shaped like its JSON.
 
     Raises:
         EventError: the event breaks the contract (:func:`validate`'s message).
     """
-    result = validate(obj, now=now)
+    result = validate(obj, now=now, min_ts=min_ts)
     if isinstance(result, Rejection):
         raise EventError(result)
     return result.event_id, (result.user_id, encode_event(result))

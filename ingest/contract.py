@@ -60,7 +60,14 @@ from usersignals.ingest.rules import (
     check_event,
 )
 from usersignals.ingest.rules import RATINGS as RATINGS
-from usersignals.ingest.timestamps import TimestampError, format_ts, parse_epoch_ms, to_utc
+from usersignals.ingest.timestamps import (
+    TimestampError,
+    format_ts,
+    min_ts,
+    parse_epoch_ms,
+    set_min_ts,
+    to_utc,
+)
 
 __all__ = [
     "CHOICES",
@@ -83,7 +90,9 @@ __all__ = [
     "encode_batch",
     "encode_event",
     "json_schema",
+    "min_ts",
     "partition_for",
+    "set_min_ts",
     "validate",
 ]
 
@@ -101,31 +110,50 @@ _NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
 
 
 def decode_record(
-    value: bytes | None, *, now: datetime | None = None
+    value: bytes | None, *, now: datetime | None = None, min_ts: datetime | None = None
 ) -> tuple[list[Event], list[Rejection]]:
     """Decodes one Kafka record value: one event object, or a JSON array batch of them.
 
     Args:
         value: The record value as received.
         now: The moment of receipt, for the 24 h future limit of ``ts`` (default: the clock).
+        min_ts: The earliest ``ts`` accepted, tz-aware (default: :func:`min_ts`, the
+            setting ``USERSIGNALS_MIN_TS``).
 
     Returns:
         The valid events in batch order, and one rejection per bad element (or a single one
-        for a record that cannot be read at all). Never raises.
+        for a record that cannot be read at all). Never raises on input.
+
+    Raises:
+        ValueError: ``min_ts`` is naive.
     """
-    now = now or datetime.now(UTC)
+    bounds = _bounds(now or datetime.now(UTC), min_ts)
     try:
-        fast = _decode_fast(value, now)
+        fast = _decode_fast(value, bounds)
         if fast is not None:
             return fast, []
-        return _decode_precise(value, now, fast_elements=True)
+        return _decode_precise(value, bounds, fast_elements=True)
     except Exception as exc:  # never raise on input, whatever it is
         raw = bytes(value) if isinstance(value, bytes | bytearray | memoryview) else b""
         message = f"Unreadable record ({type(exc).__name__})"
         return [], [Rejection(reason="not_json", message=message, raw=raw)]
 
 
-def _decode_fast(value: bytes | None, now: datetime) -> list[Event] | None:
+_Bounds = tuple[datetime, datetime, datetime]
+"""The moment of receipt, the earliest and the latest ``ts`` accepted (UTC)."""
+
+
+def _bounds(now: datetime, low: datetime | None) -> _Bounds:
+    if low is None:
+        low = min_ts()
+    elif low.tzinfo is not UTC:
+        if low.utcoffset() is None:
+            raise ValueError(f"min_ts must be tz-aware: {low!r}")
+        low = low.astimezone(UTC)
+    return now, low, now + MAX_FUTURE
+
+
+def _decode_fast(value: bytes | None, bounds: _Bounds) -> list[Event] | None:
     """All events of a record that is wholly valid, else ``None``."""
     if not value or len(value) > MAX_RECORD_BYTES:
         return None
@@ -144,14 +172,14 @@ def _decode_fast(value: bytes | None, now: datetime) -> list[Event] | None:
                 return None
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None
-    limit = now + MAX_FUTURE
+    _, low, high = bounds
     for e in events:
-        if _checked(e, limit) is None:
+        if _checked(e, low, high) is None:
             return None
     return events
 
 
-def _checked(e: Event, limit: datetime) -> Event | None:
+def _checked(e: Event, low: datetime, high: datetime) -> Event | None:
     """A freshly decoded ``e``, its times made UTC in place, if msgspec's decoding left
     nothing for the precise path to say about it, else ``None`` (the rules msgspec does not
     check while decoding)."""
@@ -175,11 +203,11 @@ def _checked(e: Event, limit: datetime) -> Event | None:
         return None
     if ts is not e.ts:
         msgspec.structs.force_setattr(e, "ts", ts)
-    return None if ts > limit else e
+    return e if low <= ts <= high else None
 
 
 def _decode_precise(
-    value: bytes | None, now: datetime, *, fast_elements: bool = False
+    value: bytes | None, bounds: _Bounds, *, fast_elements: bool = False
 ) -> tuple[list[Event], list[Rejection]]:
     """Every element of a record checked on its own, with a rejection per bad one.
 
@@ -201,15 +229,15 @@ def _decode_precise(
         except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
             elements = None
         if elements and len(elements) <= MAX_BATCH:
-            limit = now + MAX_FUTURE
-            decoded = [_element_fast(element, limit) for element in elements]
+            _, low, high = bounds
+            decoded = [_element_fast(element, low, high) for element in elements]
             if None not in decoded:
                 return cast(list[Event], decoded), []
     if _too_deep(raw, elements, decoded):
         message = f"Record nested deeper than {MAX_READ_DEPTH} levels"
         return [], [Rejection(reason="too_deep", message=message, raw=raw)]
     if not _is_batch(raw):
-        return _decode_element(raw, None, now)
+        return _decode_element(raw, None, bounds)
     if elements is None:
         try:
             elements = _RAW_LIST_DECODER.decode(raw)
@@ -228,7 +256,7 @@ def _decode_precise(
         if event is not None:
             events.append(event)
             continue
-        got, rejected = _decode_element(bytes(element), index, now)
+        got, rejected = _decode_element(bytes(element), index, bounds)
         events += got
         rejections += rejected
     return events, rejections
@@ -246,13 +274,13 @@ def _too_deep(raw: bytes, elements: list[msgspec.Raw] | None, decoded: list[Even
     )
 
 
-def _element_fast(element: msgspec.Raw, limit: datetime) -> Event | None:
+def _element_fast(element: msgspec.Raw, low: datetime, high: datetime) -> Event | None:
     """The event of one batch element if msgspec decodes it as :func:`_decode_fast` would,
     else ``None``."""
     if len(element) > MAX_EVENT_BYTES:
         return None
     try:
-        return _checked(_EVENT_DECODER.decode(element), limit)
+        return _checked(_EVENT_DECODER.decode(element), low, high)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None
 
@@ -273,7 +301,7 @@ def _record_problem(raw: bytes) -> tuple[str, str] | None:
 
 
 def _decode_element(
-    raw: bytes, index: int | None, now: datetime
+    raw: bytes, index: int | None, bounds: _Bounds
 ) -> tuple[list[Event], list[Rejection]]:
     if len(raw) > MAX_EVENT_BYTES:
         message = f"Event of {len(raw)} bytes (at most {MAX_EVENT_BYTES})"
@@ -286,7 +314,7 @@ def _decode_element(
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         message = f"Not JSON: {exc}"
         return [], [Rejection(reason="not_json", message=message, index=index, raw=raw)]
-    result = validate(obj, now=now)
+    result = _validate(obj, bounds)
     if isinstance(result, Rejection):
         return [], [msgspec.structs.replace(result, index=index, raw=raw)]
     return [result], []
@@ -314,19 +342,29 @@ def _nesting_exceeds(raw: bytes, limit: int) -> bool:
 # -------------------------------------------------------------------------------- validation
 
 
-def validate(obj: Mapping[str, Any], *, now: datetime | None = None) -> Event | Rejection:
+def validate(
+    obj: Mapping[str, Any], *, now: datetime | None = None, min_ts: datetime | None = None
+) -> Event | Rejection:
     """Checks one parsed event against the contract.
 
     Args:
         obj: The event as parsed JSON (a dict); anything else is a ``not_object`` rejection.
         now: The moment of receipt, for the 24 h future limit of ``ts`` (default: the clock).
+        min_ts: The earliest ``ts`` accepted, tz-aware (default: :func:`min_ts`).
 
     Returns:
         The normalised :class:`Event`, or a :class:`Rejection` (``index=None``, ``raw=b""``).
-        Never raises.
+        Never raises on input.
+
+    Raises:
+        ValueError: ``min_ts`` is naive.
     """
+    return _validate(obj, _bounds(now or datetime.now(UTC), min_ts))
+
+
+def _validate(obj: Any, bounds: _Bounds) -> Event | Rejection:
     try:
-        return Event(**check_event(obj, now or datetime.now(UTC), FIELDS, _KNOWN))
+        return Event(**check_event(obj, bounds[0], FIELDS, _KNOWN, bounds[1]))
     except Rejected as exc:
         return Rejection(reason=exc.reason, message=exc.message, field=exc.field)
     except Exception as exc:  # never raise on input, whatever it is
@@ -364,8 +402,12 @@ def _wire(event: Event) -> dict[str, Any]:
     return out
 
 
-def json_schema() -> dict[str, Any]:
-    """The JSON Schema (draft 2020-12) of one event, for client teams (``usersignals schema``)."""
+def json_schema(min_ts: datetime | None = None) -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of one event, for client teams (``usersignals schema``).
+
+    Args:
+        min_ts: The lower bound of ``ts`` it states (default: :func:`min_ts`).
+    """
     from usersignals.ingest.schema import build_schema
 
-    return build_schema()
+    return build_schema(min_ts)

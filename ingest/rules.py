@@ -15,7 +15,16 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from usersignals.ingest.timestamps import TimestampError, parse_epoch_ms, parse_rfc3339, to_utc
+from usersignals.ingest.timestamps import (
+    TimestampError,
+    epoch_ms_at_or_after,
+    epoch_ms_at_or_before,
+    epoch_unit_hint,
+    parse_epoch_ms,
+    parse_rfc3339,
+    show_moment,
+    to_utc,
+)
 
 __all__ = [
     "CHOICES",
@@ -84,7 +93,7 @@ class Rejected(Exception):
 
 
 def check_event(
-    obj: object, now: datetime, fields: Sequence[str], known: frozenset[str]
+    obj: object, now: datetime, fields: Sequence[str], known: frozenset[str], min_ts: datetime
 ) -> dict[str, Any]:
     """The keyword arguments of a valid event built from ``obj``.
 
@@ -94,6 +103,7 @@ def check_event(
         fields: The contract's fields in the order they are checked (the first broken one
             is reported).
         known: The same fields as a set; other keys go to ``extra``.
+        min_ts: The earliest ``ts`` accepted (UTC).
 
     Raises:
         Rejected: The first rule ``obj`` breaks.
@@ -120,7 +130,7 @@ def check_event(
         raise Rejected(reason, _invalid("type", etype, _choices(EVENT_TYPES)), "type")
     for name in fields:
         if name in given:
-            out[name] = _check_field(name, given[name], now)
+            out[name] = _check_field(name, given[name], now, min_ts)
         elif name in REQUIRED_BY_TYPE[etype]:
             message = f"Missing {name!r} (required for type {etype!r})"
             raise Rejected("missing_field", message, name)
@@ -135,7 +145,7 @@ def check_event(
     return out
 
 
-def _check_field(name: str, value: Any, now: datetime) -> Any:
+def _check_field(name: str, value: Any, now: datetime, min_ts: datetime) -> Any:
     if name in TEXT_LIMITS:
         low, high = TEXT_LIMITS[name]
         rule = f"must be a string of {f'{low} to' if low else 'at most'} {high} characters"
@@ -152,7 +162,7 @@ def _check_field(name: str, value: Any, now: datetime) -> Any:
             raise Rejected("bad_value", _invalid(name, value, rule), name)
         return value
     if name in ("ts", "received_at"):
-        return _check_moment(name, value, now)
+        return _check_moment(name, value, now, min_ts)
     if name == "properties":
         if not isinstance(value, dict):
             raise Rejected("bad_type", _invalid(name, value, "must be an object"), name)
@@ -190,7 +200,8 @@ def _check_text(name: str, value: Any, rule: str) -> None:
         raise Rejected("bad_value", _invalid(name, value, "not valid Unicode"), name)
 
 
-def _check_moment(name: str, value: Any, now: datetime) -> datetime:
+def _check_moment(name: str, value: Any, now: datetime, min_ts: datetime) -> datetime:
+    limit = now + MAX_FUTURE
     try:
         if isinstance(value, str):
             moment = parse_rfc3339(value)
@@ -199,6 +210,10 @@ def _check_moment(name: str, value: Any, now: datetime) -> datetime:
                 raise TimestampError("no UTC offset; add 'Z' or '+HH:MM'")
             moment = to_utc(value)
         elif name == "ts" and type(value) is int:
+            low, high = epoch_ms_at_or_after(min_ts), epoch_ms_at_or_before(limit)
+            hint = None if low <= value <= high else epoch_unit_hint(value, low, high)
+            if hint is not None:
+                raise TimestampError(hint)
             moment = parse_epoch_ms(value)
         else:
             rule = "must be an RFC 3339 string" + (
@@ -207,9 +222,13 @@ def _check_moment(name: str, value: Any, now: datetime) -> datetime:
             raise Rejected("bad_type", _invalid(name, value, rule), name)
     except TimestampError as exc:
         raise Rejected("bad_timestamp", _invalid(name, value, exc.problem), name) from None
-    if name == "ts" and moment > now + MAX_FUTURE:
-        message = _invalid(name, value, "more than 24 h after receipt")
-        raise Rejected("bad_timestamp", message, name)
+    if name == "ts":
+        if moment > limit:
+            message = _invalid(name, value, "more than 24 h after receipt")
+            raise Rejected("bad_timestamp", message, name)
+        if moment < min_ts:
+            message = _invalid(name, value, f"before the lower bound {show_moment(min_ts)}")
+            raise Rejected("bad_timestamp", message, name)
     return moment
 
 

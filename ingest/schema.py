@@ -9,6 +9,7 @@ Some rules of the contract are beyond JSON Schema; the schema's descriptions nam
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from usersignals.ingest.contract import (
@@ -22,17 +23,23 @@ from usersignals.ingest.contract import (
     REQUIRED_BY_TYPE,
     TEXT_LIMITS,
 )
-from usersignals.ingest.timestamps import RFC3339_PATTERN
+from usersignals.ingest.timestamps import (
+    MAX_EPOCH_MS,
+    RFC3339_PATTERN,
+    epoch_ms_at_or_after,
+    min_ts,
+    show_moment,
+)
 
 __all__ = ["INEXPRESSIBLE", "SCHEMA_ID", "build_schema"]
 
 SCHEMA_ID = "https://usersignals.dev/schemas/event/v1.json"
-MIN_EPOCH_MS = -62135596800000  # 0001-01-01T00:00:00Z
-MAX_EPOCH_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
 
 INEXPRESSIBLE = (
     f"an event is at most {MAX_EVENT_BYTES} bytes of UTF-8 JSON",
     "'ts' must not be more than 24 hours after the moment the event is received",
+    "a string 'ts' must not be before the lower bound (the integer form's 'minimum') once "
+    "converted to UTC",
     "'ts' and 'received_at' must be real calendar dates (no 30 February) and fall in years "
     "1-9999 once converted to UTC; fractional seconds are rounded to the microsecond",
     "'model_b' must differ from 'model_a'",
@@ -50,8 +57,9 @@ _DESCRIPTIONS = {
     "type": "What happened.",
     "user_id": "The user, any Unicode; numbers are not coerced.",
     "ts": "When it happened: RFC 3339 with 'Z' or an offset, or integer Unix epoch "
-    "milliseconds. Normalised to UTC, microseconds. At most 24 h in the future (not checked "
-    "by this schema).",
+    "milliseconds (not seconds). Normalised to UTC, microseconds. Not before {min_ts} (for "
+    "strings not checked by this schema); at most 24 h in the future (not checked by this "
+    "schema).",
     "session_id": "Chat session.",
     "model": "Model version that produced the answer (m-5.2).",
     "platform": "Client platform.",
@@ -86,7 +94,7 @@ def _json_value(levels: int) -> dict[str, Any]:
     }
 
 
-def _field(name: str) -> dict[str, Any]:
+def _field(name: str, earliest: datetime) -> dict[str, Any]:
     nullable: dict[str, Any]
     if name in TEXT_LIMITS:
         low, high = TEXT_LIMITS[name]
@@ -99,7 +107,11 @@ def _field(name: str) -> dict[str, Any]:
         nullable = {
             "oneOf": [
                 {"type": "string", "pattern": RFC3339_PATTERN},
-                {"type": "integer", "minimum": MIN_EPOCH_MS, "maximum": MAX_EPOCH_MS},
+                {
+                    "type": "integer",
+                    "minimum": epoch_ms_at_or_after(earliest),
+                    "maximum": MAX_EPOCH_MS,
+                },
             ]
         }
     elif name == "received_at":
@@ -115,17 +127,23 @@ def _field(name: str) -> dict[str, Any]:
         nullable = {"type": "integer", "minimum": 0, "maximum": MAX_TOKENS}
     else:  # duration_s
         nullable = {"type": "number", "minimum": 0}
-    return {"description": _DESCRIPTIONS[name], **nullable}
+    description = _DESCRIPTIONS[name].replace("{min_ts}", show_moment(earliest))
+    return {"description": description, **nullable}
 
 
-def build_schema() -> dict[str, Any]:
-    """The schema of one event (a fresh dict each call)."""
+def build_schema(earliest: datetime | None = None) -> dict[str, Any]:
+    """The schema of one event (a fresh dict each call).
+
+    Args:
+        earliest: The lower bound of ``ts`` (default: the bound in force, :func:`min_ts`).
+    """
     from usersignals.ingest.contract import FIELDS
 
+    earliest = min_ts() if earliest is None else earliest.astimezone(UTC)
     common = ("event_id", "type", "user_id", "ts")
     properties: dict[str, Any] = {}
     for name in FIELDS:
-        field = _field(name)
+        field = _field(name, earliest)
         # null means absent, except for the fields every event needs
         properties[name] = field if name in common else {"anyOf": [field, {"type": "null"}]}
     per_type = [
@@ -133,7 +151,7 @@ def build_schema() -> dict[str, Any]:
             "if": {"properties": {"type": {"const": etype}}, "required": ["type"]},
             "then": {
                 "required": list(required),
-                "properties": {name: _field(name) for name in required},
+                "properties": {name: _field(name, earliest) for name in required},
             },
         }
         for etype, required in REQUIRED_BY_TYPE.items()

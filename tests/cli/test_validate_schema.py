@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ GOOD = '{"event_id":"e1","type":"message","user_id":"u","ts":"2026-08-03T10:00:0
 LINES = [
     GOOD,
     "",
-    '[1,{"event_id":"e2","type":"feedback","user_id":"u","ts":0,"message_id":"m","rating":2},'
+    '[1,{"event_id":"e2","type":"feedback","user_id":"u","ts":1785888000000,"message_id":"m","rating":2},'
     + GOOD
     + "]",
     "nope",
@@ -22,7 +23,10 @@ LINES = [
 NOW = ["--now", "2026-08-04T12:00:00Z"]
 
 
-def usersignals(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def usersignals(
+    *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if k != "USERSIGNALS_MIN_TS"}
     return subprocess.run(
         [sys.executable, "-m", "usersignals", *args],
         input=stdin,
@@ -30,6 +34,7 @@ def usersignals(*args: str, stdin: str | None = None) -> subprocess.CompletedPro
         text=True,
         timeout=60,
         check=False,
+        env={**environ, **(env or {})},
     )
 
 
@@ -103,3 +108,53 @@ def test_schema_prints_the_contract_schema() -> None:
     assert done.returncode == 0
     assert json.loads(done.stdout) == json_schema()
     assert done.stdout.startswith('{\n  "$schema": "https://json-schema.org/draft/2020-12/schema"')
+
+
+SECONDS = '{"event_id":"e4","type":"session_start","user_id":"u","ts":1764650000}'
+BACKFILL = '{"event_id":"e5","type":"session_start","user_id":"u","ts":"1995-06-01T10:00:00Z"}'
+
+
+def test_validate_hints_at_seconds_and_states_the_lower_bound() -> None:
+    done = usersignals("validate", "-", *NOW, stdin=SECONDS + "\n" + BACKFILL)
+    assert done.returncode == 1
+    assert done.stdout.splitlines() == [
+        "line 1: bad_timestamp: Invalid 'ts': 1764650000 (looks like seconds; send milliseconds)",
+        "line 2: bad_timestamp: Invalid 'ts': '1995-06-01T10:00:00Z' (before the lower bound "
+        "2000-01-01T00:00:00Z)",
+        "2 lines: 0 events valid, 2 rejected (bad_timestamp 2)",
+    ]
+
+
+def test_min_ts_flag_beats_environment_beats_default() -> None:
+    lowered = {"USERSIGNALS_MIN_TS": "1995-01-01T00:00:00Z"}
+    done = usersignals("validate", "-", *NOW, stdin=BACKFILL, env=lowered)
+    assert (done.returncode, done.stdout) == (0, "1 lines: 1 events valid, 0 rejected\n")
+    flag = ["--min-ts", "1996-01-01T00:00:00+01:00"]
+    done = usersignals("validate", "-", *NOW, *flag, stdin=BACKFILL, env=lowered)
+    assert done.returncode == 1
+    assert done.stdout.splitlines()[0] == (
+        "line 1: bad_timestamp: Invalid 'ts': '1995-06-01T10:00:00Z' (before the lower bound "
+        "1995-12-31T23:00:00Z)"
+    )
+
+
+def test_bad_min_ts_is_a_usage_error() -> None:
+    done = usersignals("validate", "-", "--min-ts", "2000-01-01", stdin="")
+    assert done.returncode == 2
+    assert (
+        "Invalid value for '--min-ts': '2000-01-01' (no UTC offset; add 'Z' or '+HH:MM')"
+        in done.stderr
+    )
+
+
+def test_schema_states_the_lower_bound_in_force() -> None:
+    def minimum(done: subprocess.CompletedProcess[str]) -> int:
+        assert done.returncode == 0
+        value: int = json.loads(done.stdout)["properties"]["ts"]["oneOf"][1]["minimum"]
+        return value
+
+    assert minimum(usersignals("schema")) == 946684800000
+    env = {"USERSIGNALS_MIN_TS": "1995-01-01T00:00:00Z"}
+    assert minimum(usersignals("schema", env=env)) == 788918400000
+    flag = usersignals("schema", "--min-ts", "1990-01-01T00:00:00.0005Z", env=env)
+    assert minimum(flag) == 631152000001

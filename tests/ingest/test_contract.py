@@ -94,7 +94,22 @@ REJECTED = [
     (ev(ts="0001-01-01T00:30:00+01:00"), "bad_timestamp", "ts", "Invalid 'ts': '0001-01-01T00:30:00+01:00' (out of range)"),
     (ev(ts="2026-08-05T12:00:00.000001Z"), "bad_timestamp", "ts", "Invalid 'ts': '2026-08-05T12:00:00.000001Z' (more than 24 h after receipt)"),
     (ev(ts=1785931200001), "bad_timestamp", "ts", "Invalid 'ts': 1785931200001 (more than 24 h after receipt)"),
-    (ev(ts=10**15), "bad_timestamp", "ts", "Invalid 'ts': 1000000000000000 (out of range)"),
+    (ev(ts=10**17), "bad_timestamp", "ts", "Invalid 'ts': 100000000000000000 (out of range)"),
+    # the lower bound (default 2000-01-01T00:00:00Z), and integers in another unit than ms
+    (ev(ts="1999-12-31T23:59:59.999999Z"), "bad_timestamp", "ts", "Invalid 'ts': '1999-12-31T23:59:59.999999Z' (before the lower bound 2000-01-01T00:00:00Z)"),
+    (ev(ts="2000-01-01T00:59:59+01:00"), "bad_timestamp", "ts", "Invalid 'ts': '2000-01-01T00:59:59+01:00' (before the lower bound 2000-01-01T00:00:00Z)"),
+    (ev(ts="1970-01-21T10:10:50Z"), "bad_timestamp", "ts", "Invalid 'ts': '1970-01-21T10:10:50Z' (before the lower bound 2000-01-01T00:00:00Z)"),
+    (ev(ts=946684799999), "bad_timestamp", "ts", "Invalid 'ts': 946684799999 (before the lower bound 2000-01-01T00:00:00Z)"),
+    (ev(ts=0), "bad_timestamp", "ts", "Invalid 'ts': 0 (before the lower bound 2000-01-01T00:00:00Z)"),
+    (ev(ts=-1), "bad_timestamp", "ts", "Invalid 'ts': -1 (before the lower bound 2000-01-01T00:00:00Z)"),
+    (ev(ts=1764650000), "bad_timestamp", "ts", "Invalid 'ts': 1764650000 (looks like seconds; send milliseconds)"),
+    (ev(ts=946684800), "bad_timestamp", "ts", "Invalid 'ts': 946684800 (looks like seconds; send milliseconds)"),
+    (ev(ts=1785931200), "bad_timestamp", "ts", "Invalid 'ts': 1785931200 (looks like seconds; send milliseconds)"),
+    (ev(ts=946684799), "bad_timestamp", "ts", "Invalid 'ts': 946684799 (before the lower bound 2000-01-01T00:00:00Z)"),
+    (ev(ts=1785931201), "bad_timestamp", "ts", "Invalid 'ts': 1785931201 (before the lower bound 2000-01-01T00:00:00Z)"),
+    (ev(ts=1764650000123456), "bad_timestamp", "ts", "Invalid 'ts': 1764650000123456 (looks like microseconds; send milliseconds)"),
+    (ev(ts=10**15), "bad_timestamp", "ts", "Invalid 'ts': 1000000000000000 (looks like microseconds; send milliseconds)"),
+    (ev(ts=1764650000123456789), "bad_timestamp", "ts", "Invalid 'ts': 1764650000123456789 (looks like nanoseconds; send milliseconds)"),
     (ev(ts=True), "bad_type", "ts", "Invalid 'ts': True (must be an RFC 3339 string or integer epoch milliseconds)"),
     (ev(ts=1.7e12), "bad_type", "ts", "Invalid 'ts': 1700000000000.0 (must be an RFC 3339 string or integer epoch milliseconds)"),
     (ev(session_id="s" * 257), "bad_value", "session_id", "Invalid 'session_id': '" + "s" * 76 + "... (must be a string of at most 256 characters)"),
@@ -192,13 +207,15 @@ ACCEPTED_TS = [
     ("2026-08-03T18:29:59.1234565Z", datetime(2026, 8, 3, 18, 29, 59, 123457, tzinfo=UTC)),
     ("2026-08-03T23:59:59.99999950Z", datetime(2026, 8, 4, tzinfo=UTC)),
     ("2026-08-04T00:30:00+01:00", datetime(2026, 8, 3, 23, 30, tzinfo=UTC)),
-    ("1901-01-01T00:00:00Z", datetime(1901, 1, 1, tzinfo=UTC)),
-    ("0001-01-01T00:00:00-01:00", datetime(1, 1, 1, 1, tzinfo=UTC)),
+    # the lower bound, exactly, in every form (a fraction rounds before the bound is checked)
+    ("2000-01-01T00:00:00Z", datetime(2000, 1, 1, tzinfo=UTC)),
+    ("2000-01-01T01:00:00+01:00", datetime(2000, 1, 1, tzinfo=UTC)),
+    ("1999-12-31T23:59:59.9999995Z", datetime(2000, 1, 1, tzinfo=UTC)),
+    (946684800000, datetime(2000, 1, 1, tzinfo=UTC)),
+    (946684800001, datetime(2000, 1, 1, 0, 0, 0, 1000, tzinfo=UTC)),
     ("2026-08-05T12:00:00Z", datetime(2026, 8, 5, 12, tzinfo=UTC)),  # exactly 24 h ahead
     (1785931200000, datetime(2026, 8, 5, 12, tzinfo=UTC)),
     (1785888000123, datetime(2026, 8, 5, 0, 0, 0, 123000, tzinfo=UTC)),
-    (0, datetime(1970, 1, 1, tzinfo=UTC)),
-    (-1, datetime(1969, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)),
 ]
 
 

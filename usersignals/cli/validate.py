@@ -5,15 +5,19 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import click
 
+from usersignals.config import ConfigError, Settings
 from usersignals.ingest.contract import decode_record
 from usersignals.ingest.timestamps import TimestampError, parse_rfc3339
 
-__all__ = ["command"]
+__all__ = ["command", "min_ts_option"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _parse_now(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime:
@@ -25,6 +29,24 @@ def _parse_now(ctx: click.Context, param: click.Parameter, value: str | None) ->
         raise click.BadParameter(f"{value!r} ({exc.problem})") from None
 
 
+def parse_min_ts(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime:
+    """``--min-ts``, else ``USERSIGNALS_MIN_TS``, else the default, as a UTC datetime."""
+    try:
+        return Settings.load(min_ts=value).min_ts
+    except ConfigError as exc:
+        raise click.BadParameter(f"{exc.value!r} ({exc.reason})") from None
+
+
+def min_ts_option(f: F) -> F:
+    """``--min-ts``: the earliest ``ts`` accepted (else ``USERSIGNALS_MIN_TS``)."""
+    return click.option(
+        "--min-ts",
+        callback=parse_min_ts,
+        metavar="RFC3339",
+        help="Earliest 'ts' accepted [env USERSIGNALS_MIN_TS; default 2000-01-01T00:00:00Z].",
+    )(f)
+
+
 @click.command("validate")
 @click.argument("file", type=click.File("rb"))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
@@ -34,7 +56,8 @@ def _parse_now(ctx: click.Context, param: click.Parameter, value: str | None) ->
     metavar="RFC3339",
     help="Moment of receipt for the 24 h future limit of 'ts' [default: the clock].",
 )
-def command(file: IO[bytes], as_json: bool, now: datetime) -> None:
+@min_ts_option
+def command(file: IO[bytes], as_json: bool, now: datetime, min_ts: datetime) -> None:
     """Check a JSON-lines FILE (or - for stdin) against the event contract.
 
     Each non-blank line is one record value: an event object or a JSON array batch. Every
@@ -45,6 +68,7 @@ def command(file: IO[bytes], as_json: bool, now: datetime) -> None:
     Example:
       usersignals validate events.jsonl
       cat events.jsonl | usersignals validate - --json
+      usersignals validate backfill.jsonl --min-ts 1995-01-01T00:00:00Z
     """
     lines = events = 0
     rejected: list[dict[str, Any]] = []
@@ -53,7 +77,7 @@ def command(file: IO[bytes], as_json: bool, now: datetime) -> None:
         if not record.strip():
             continue
         lines += 1
-        good, bad = decode_record(record, now=now)
+        good, bad = decode_record(record, now=now, min_ts=min_ts)
         events += len(good)
         for r in bad:
             row = {"line": number, "index": r.index, "reason": r.reason, "field": r.field}
