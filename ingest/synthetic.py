@@ -3,9 +3,10 @@
 The data set is what a chat product's clients really send, warts included: heavy-tailed user
 activity (a few people chat every day, most now and then), sessions that cross midnight, several
 model versions that behave differently (one "warm" version earns more thumbs up *and* more risk
-flags, and its rollout grows over the period), pairwise preference votes, votes changed or
-withdrawn later, client retries (the same event sent twice), sessions uploaded days late by
-offline mobile clients, every ``ts`` wire form, odd user ids, and a small share of invalid records.
+flags, its rollout grows over the period and it grows warmer week after week), pairwise
+preference votes, votes changed or withdrawn later, client retries (the same event sent
+twice), sessions uploaded days late by offline mobile clients, every ``ts`` wire form, odd user
+ids, and a small share of invalid records.
 
 Generation is streamed day by day and seeded: the same arguments give the same lines, and memory
 stays flat however many events are asked for.
@@ -35,6 +36,8 @@ class ModelProfile:
         risk_rate: Probability that a session with it raises a risk flag.
         rating: True arena rating (Elo scale) that preference votes are drawn from.
         rollout: Share of new sessions it serves on the first and on the last day.
+        warming: How much ``thumbs_up`` and ``risk_rate`` have grown by the last day (linear
+            from nothing on the first day): a version drifting into flattery.
     """
 
     name: str
@@ -42,12 +45,27 @@ class ModelProfile:
     risk_rate: float
     rating: float
     rollout: tuple[float, float]
+    warming: tuple[float, float] = (0.0, 0.0)
+
+    def rates(self, progress: float) -> tuple[float, float]:
+        """Thumbs-up probability and risk rate at ``progress`` (0: first day, 1: last day)."""
+        return (
+            self.thumbs_up + self.warming[0] * progress,
+            self.risk_rate + self.warming[1] * progress,
+        )
 
 
 DEFAULT_MODELS: tuple[ModelProfile, ...] = (
     ModelProfile("m-5.0", thumbs_up=0.62, risk_rate=0.010, rating=1000.0, rollout=(0.6, 0.2)),
     ModelProfile("m-5.1", thumbs_up=0.68, risk_rate=0.008, rating=1060.0, rollout=(0.4, 0.45)),
-    ModelProfile("m-5.2-warm", thumbs_up=0.83, risk_rate=0.030, rating=1090.0, rollout=(0.0, 0.35)),
+    ModelProfile(
+        "m-5.2-warm",
+        thumbs_up=0.70,
+        risk_rate=0.010,
+        rating=1090.0,
+        rollout=(0.0, 0.35),
+        warming=(0.24, 0.08),
+    ),
 )
 
 _CATEGORIES = (
@@ -165,6 +183,7 @@ def _session(world: _World, user: int, start: datetime, progress: float) -> list
     rng = world.rng
     uid = world.user_ids[user]
     model = world.model_for(progress)
+    thumbs_up, risk_rate = model.rates(progress)
     sid = world.next_id("s-")
     base: dict[str, Any] = {"user_id": uid, "session_id": sid, "platform": world.platform[user]}
     out: list[dict[str, Any]] = []
@@ -194,7 +213,7 @@ def _session(world: _World, user: int, start: datetime, progress: float) -> list
         emit("message", t, role="assistant", model=model.name, message_id=mid,
              tokens=rng.randint(20, 1500))  # fmt: skip
         if rng.random() < 0.25:
-            rating = 1 if rng.random() < model.thumbs_up else -1
+            rating = 1 if rng.random() < thumbs_up else -1
             vote_at = t + timedelta(seconds=rng.randint(2, 60))
             emit("feedback", vote_at, model=model.name, message_id=mid, rating=rating)
             if rng.random() < 0.08:  # changed their mind, sometimes the next day
@@ -210,7 +229,7 @@ def _session(world: _World, user: int, start: datetime, progress: float) -> list
         )
         emit("preference", t + timedelta(seconds=5), model_a=model.name, model_b=other.name,
              winner=winner)  # fmt: skip
-    if rng.random() < model.risk_rate:
+    if rng.random() < risk_rate:
         emit("risk_flag", t + timedelta(seconds=1), model=model.name,
              category=_weighted(rng, _CATEGORIES), severity=_weighted(rng, _SEVERITIES),
              source=rng.choice(_SOURCES))  # fmt: skip
