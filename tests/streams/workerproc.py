@@ -23,9 +23,10 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from tests.wire import read_record
 from usersignals.broker import free_port, wait_for_port
 from usersignals.cli.status import committed_offsets as committed
-from usersignals.ingest.contract import Event, decode_record
+from usersignals.ingest.contract import Event
 from usersignals.ingest.partitioner import partition_for
 
 START_TIMEOUT_S = 60.0
@@ -112,18 +113,20 @@ class Produced:
     values: dict[int, list[bytes]] = field(default_factory=dict)
 
     def events_in_log_order(self) -> list[Event]:
+        """The valid events written, as the oracle's own wire reader sees them."""
         out: list[Event] = []
         for p in sorted(self.values):
             for v in self.values[p]:
-                out.extend(decode_record(v)[0])
+                out.extend(read_record(v).events)
         return out
 
     def rejected(self) -> dict[str, int]:
+        """Rejections per reason code, by the oracle's own wire reader."""
         counts: dict[str, int] = {}
         for p in sorted(self.values):
             for v in self.values[p]:
-                for r in decode_record(v)[1]:
-                    counts[r.reason] = counts.get(r.reason, 0) + 1
+                for reason in read_record(v).reasons:
+                    counts[reason] = counts.get(reason, 0) + 1
         return counts
 
 
