@@ -88,7 +88,8 @@ class Settings:
 
     Attributes:
         bootstrap: Kafka bootstrap servers, comma-separated ``host:port``.
-        warehouse: Directory of the Parquet warehouse.
+        warehouse: Directory of the Parquet warehouse (default ``./data/warehouse``: data lives
+            under ``./data``, never in a source folder such as ``warehouse/``).
         worker_url: Web address of a running worker, for ``report --live`` and ``status``.
         write_keys: Keys the HTTP collector accepts as ``Authorization: Bearer <key>``;
             empty means the collector accepts every request.
@@ -98,7 +99,8 @@ class Settings:
             into ``other``.
         worker_port: Web port of a stream worker.
         collector_port: HTTP port of the collector.
-        state_dir: Local directory for worker state and SDK spool files.
+        state_dir: Local directory for worker state (Faust's data directory) and SDK spool
+            files (default ``./data/state``).
         topic_prefix: Prefix of topic names and consumer group ids, so that several
             installations (or tests) can share one Kafka cluster.
         min_ts: The earliest event ``ts`` the contract accepts (tz-aware, kept in UTC); an
@@ -116,7 +118,7 @@ class Settings:
     """
 
     bootstrap: str = "127.0.0.1:9092"
-    warehouse: Path = field(default_factory=lambda: Path("warehouse"))
+    warehouse: Path = field(default_factory=lambda: Path("data", "warehouse"))
     worker_url: str = "http://127.0.0.1:6066"
     write_keys: tuple[str, ...] = ()
     partitions: int = 8
@@ -124,7 +126,7 @@ class Settings:
     max_models: int = 20
     worker_port: int = 6066
     collector_port: int = 8080
-    state_dir: Path = field(default_factory=lambda: Path(".usersignals"))
+    state_dir: Path = field(default_factory=lambda: Path("data", "state"))
     topic_prefix: str = "usersignals"
     flattery_level: float = 0.05
     flattery_min_votes: int = 30
@@ -147,6 +149,13 @@ class Settings:
     @property
     def topics(self) -> tuple[str, str]:
         return (self.events_topic, self.dead_topic)
+
+    def state_path(self, name: str) -> Path:
+        """``state_dir / name``, created with its parents when missing: one component's corner
+        of the local state (``faust`` for the stream worker's data directory)."""
+        path = self.state_dir / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **flags: Any) -> Settings:

@@ -30,7 +30,7 @@ def warehouse_option(f: F) -> F:
         "--warehouse",
         default=None,
         metavar="DIR",
-        help="Warehouse directory [env USERSIGNALS_WAREHOUSE; default ./warehouse].",
+        help="Warehouse directory [env USERSIGNALS_WAREHOUSE; default ./data/warehouse].",
     )(f)
 
 
