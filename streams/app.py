@@ -89,6 +89,7 @@ class LiveWorker:
             value_serializer="raw",
             key_serializer="raw",
             store="memory://",
+            datadir=settings.state_path("faust"),
             web_port=port,
             topic_partitions=settings.partitions,
             table_standby_replicas=0,
