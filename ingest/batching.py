@@ -28,6 +28,7 @@ from usersignals.ingest.contract import (
     MAX_FUTURE,
     MAX_RECORD_BYTES,
     MAX_TOKENS,
+    RATINGS,
     REQUIRED_BY_TYPE,
     TEXT_LIMITS,
     Event,
@@ -199,7 +200,7 @@ def _rule(name: str) -> tuple[int, Any, Any]:
 
 
 _RULES = {name: _rule(name) for name in OPTIONAL_FIELDS}
-_RATINGS = frozenset((1, -1, 0))
+_RATINGS = frozenset(RATINGS)
 _SURROGATE = re.compile("[\ud800-\udfff]")  # as the contract: JSON cannot carry them
 _encode_json = msgspec.json.Encoder().encode
 

@@ -1,13 +1,30 @@
 """The event contract (``events.md`` v1), defined once for the SDK, the collector and the workers.
 
 Bad input is normal traffic, so a broken event is a value, a :class:`Rejection` with a stable
-reason code, never an exception: :func:`decode_record` and :func:`validate` never raise.
+reason code, never an exception: :func:`decode_record` and :func:`validate` never raise on input.
 
 :func:`decode_record` first tries a fast path: msgspec decodes the whole record straight into
 :class:`Event` objects (:mod:`usersignals.ingest.event`), whose field annotations carry the
 contract's constraints. When that fails, each element is tried the same way, and only the
 elements that fail are re-read by the precise path, which names each problem
-(:func:`validate`). Tests check that the paths agree.
+(:func:`validate`).
+
+The contract has four forms: the msgspec types of the fast path (:mod:`~usersignals.ingest.event`),
+the precise checks with their messages (:mod:`~usersignals.ingest.rules`), the SDK's check at
+the call (:func:`~usersignals.ingest.batching.encode_call`) and the JSON Schema
+(:mod:`~usersignals.ingest.schema`). They are **held equal by one property test over one
+corpus** (``tests/ingest/test_contract_agreement.py``: the same generated events, under several
+lower bounds of ``ts``, through all four), and what they share as data (field order, lengths,
+choices, per-type requirements, ratings, the token range, the nesting depth, the bounds of
+``ts``) comes from the tables of :mod:`~usersignals.ingest.rules` and
+:mod:`~usersignals.ingest.timestamps`, so that a limit is changed in one place. Why not one
+declarative definition that generates all four: each form is the code it is for a reason
+(msgspec checks in C while it decodes, which is the workers' throughput; the precise path
+exists to word a message; a JSON Schema cannot state some rules at all), so a generator would
+be an interpreter slower than the fast path, and the forms would still differ in what the
+definition cannot say (RFC 3339 by msgspec's parser or by a regular expression, the order in
+which problems are found, Unicode and number edge cases). The property test judges the
+behaviour itself, including those parts; the tables keep it passing.
 
 Decisions the spec leaves open, taken here:
 
@@ -24,7 +41,13 @@ Decisions the spec leaves open, taken here:
 - :func:`validate` on a Python dict also rejects what JSON cannot carry (non-string keys,
   tuples and other non-JSON values, NaN, lone surrogates) and takes tz-aware ``datetime``
   objects for ``ts`` and ``received_at``. Its rejections carry ``raw=b""``.
-- Timestamps: see :mod:`usersignals.ingest.timestamps` (rounded to the microsecond).
+- Timestamps: see :mod:`usersignals.ingest.timestamps` (rounded to the microsecond). ``ts``
+  lies between the lower bound in force (:func:`min_ts`, ``USERSIGNALS_MIN_TS``, default
+  2000-01-01T00:00:00Z; a ``min_ts`` argument overrides it) and 24 h after receipt, both
+  included. An integer outside that range that would be inside it as epoch seconds
+  (``ts * 1000``), microseconds (``ts // 1000``) or nanoseconds (``ts // 10**6``) is rejected
+  with the hint ``looks like <unit>; send milliseconds``; any other with the bound it passes.
+  ``received_at`` (the collector's own clock) has no such bounds.
 """
 
 from __future__ import annotations

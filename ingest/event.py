@@ -2,8 +2,10 @@
 
 :class:`Event` is a msgspec struct whose field annotations carry the contract's constraints,
 so msgspec checks most of them while decoding (the fast path of
-:func:`~usersignals.ingest.contract.decode_record`); :mod:`usersignals.ingest.rules` holds the
-same rules with messages, for the precise path. Keep the two in step.
+:func:`~usersignals.ingest.contract.decode_record`). The annotations are built from the
+tables of :mod:`usersignals.ingest.rules` (lengths, choices, ratings, the nesting depth), the
+same tables the precise path words its messages from; ``tests/ingest/test_contract_agreement.py``
+holds the paths equal on what the tables cannot say.
 """
 
 from __future__ import annotations
@@ -14,7 +16,14 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import msgspec
 
 from usersignals.config import UsersignalsError
-from usersignals.ingest.rules import CHOICES, EVENT_TYPES, MAX_TOKENS
+from usersignals.ingest.rules import (
+    CHOICES,
+    EVENT_TYPES,
+    MAX_PROPERTIES_DEPTH,
+    MAX_TOKENS,
+    RATINGS,
+    TEXT_LIMITS,
+)
 
 __all__ = [
     "FIELDS",
@@ -40,12 +49,29 @@ REASONS = (
 )  # fmt: skip
 
 
-# Constrained field types: msgspec checks these while decoding (the fast path); the precise
-# path (rules.check_event) enforces the same rules with messages. Keep the two in step.
-# Statically the choice fields are str and ts a datetime; at run time msgspec decodes them
-# as Literal choices (a hash lookup in C) and ts also as epoch milliseconds, which the
-# contract's decoding turns into a UTC datetime before an Event leaves it.
+# Constrained field types, from the rules' tables: msgspec checks these while decoding (the
+# fast path); the precise path (rules.check_event) enforces the same tables with messages.
+# Statically the choice fields are str, rating an int, properties a dict and ts a datetime;
+# at run time msgspec decodes the choices and ratings as Literal values (a hash lookup in C),
+# properties as JSON nested at most MAX_PROPERTIES_DEPTH levels, and ts also as epoch
+# milliseconds, which the contract's decoding turns into a UTC datetime (and checks against
+# its bounds) before an Event leaves it.
 _Moment = Annotated[datetime, msgspec.Meta(tz=True)]
+
+
+def _text(name: str) -> Any:
+    low, high = TEXT_LIMITS[name]
+    return Annotated[str, msgspec.Meta(min_length=low, max_length=high)]
+
+
+def _json(levels: int) -> Any:
+    """Any JSON value with at most ``levels`` levels of arrays/objects."""
+    value: Any = None | bool | int | float | str
+    for _ in range(levels):
+        value = None | bool | int | float | str | list[value] | dict[str, value]
+    return value
+
+
 if TYPE_CHECKING:
     _Type = str
     _Platform = str
@@ -55,6 +81,15 @@ if TYPE_CHECKING:
     _Severity = str
     _Source = str
     _Ts = datetime
+    _EventId = str
+    _UserId = str
+    _SessionId = str
+    _Model = str
+    _ModelA = str
+    _ModelB = str
+    _MessageId = str
+    _Rating = int
+    _Properties = dict[str, Any]
 else:
     _Type = Literal[EVENT_TYPES]
     _Platform = Literal[CHOICES["platform"]]
@@ -64,25 +99,18 @@ else:
     _Severity = Literal[CHOICES["severity"]]
     _Source = Literal[CHOICES["source"]]
     _Ts = _Moment | int
-_EventId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-_UserId = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
-_SessionId = Annotated[str, msgspec.Meta(max_length=256)]
-_Model = Annotated[str, msgspec.Meta(max_length=128)]
-_ModelAB = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-_MessageId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    _EventId = _text("event_id")
+    _UserId = _text("user_id")
+    _SessionId = _text("session_id")
+    _Model = _text("model")
+    _ModelA = _text("model_a")
+    _ModelB = _text("model_b")
+    _MessageId = _text("message_id")
+    _Rating = Literal[RATINGS]
+    # the object itself plus MAX_PROPERTIES_DEPTH levels inside
+    _Properties = dict[str, _json(MAX_PROPERTIES_DEPTH)]
 _Tokens = Annotated[int, msgspec.Meta(ge=0, le=MAX_TOKENS)]
-_Rating = Annotated[int, msgspec.Meta(ge=-1, le=1)]
 _Duration = Annotated[float, msgspec.Meta(ge=0.0, le=1.7976931348623157e308)]
-_J0 = None | bool | int | float | str
-_J1 = _J0 | list[_J0] | dict[str, _J0]
-_J2 = _J0 | list[_J1] | dict[str, _J1]
-_J3 = _J0 | list[_J2] | dict[str, _J2]
-_J4 = _J0 | list[_J3] | dict[str, _J3]
-_J5 = _J0 | list[_J4] | dict[str, _J4]
-_J6 = _J0 | list[_J5] | dict[str, _J5]
-_J7 = _J0 | list[_J6] | dict[str, _J6]
-_J8 = _J0 | list[_J7] | dict[str, _J7]
-_Properties = dict[str, _J8]  # the object itself plus MAX_PROPERTIES_DEPTH levels inside
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -105,8 +133,8 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     tokens: _Tokens | None = None
     message_id: _MessageId | None = None
     rating: _Rating | None = None
-    model_a: _ModelAB | None = None
-    model_b: _ModelAB | None = None
+    model_a: _ModelA | None = None
+    model_b: _ModelB | None = None
     winner: _Winner | None = None
     category: _Category | None = None
     severity: _Severity | None = None

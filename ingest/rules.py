@@ -2,9 +2,10 @@
 
 The limits, choices and per-type requirements of ``events.md`` v1 live here, with the slow
 path of :func:`usersignals.ingest.contract.validate`: the checks that turn a broken field into
-a reason code and a message quoting the bad value. The fast path (msgspec decoding into
-:class:`~usersignals.ingest.contract.Event`) enforces the same rules without messages; keep
-the two in step. Import the public names from :mod:`usersignals.ingest.contract`.
+a reason code and a message quoting the bad value. The msgspec types of the fast path, the
+SDK's check and the JSON Schema are built from these tables too, and one property test holds
+all four equal (see :mod:`usersignals.ingest.contract`). Import the public names from
+:mod:`usersignals.ingest.contract`.
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ REQUIRED_BY_TYPE: dict[str, tuple[str, ...]] = {
 RATINGS = (1, -1, 0)
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_RATING_RULE = f"must be {', '.join(map(str, RATINGS[:-1]))} or {RATINGS[-1]}"
 
 
 class Rejected(Exception):
@@ -171,7 +173,7 @@ def _check_field(name: str, value: Any, now: datetime, min_ts: datetime) -> Any:
     if name == "rating":
         if type(value) is not int or value not in RATINGS:
             reason = "bad_value" if type(value) is int else "bad_type"
-            raise Rejected(reason, _invalid(name, value, "must be 1, -1 or 0"), name)
+            raise Rejected(reason, _invalid(name, value, _RATING_RULE), name)
         return value
     if name == "tokens":
         rule = f"must be an integer from 0 to {MAX_TOKENS}"

@@ -4,7 +4,10 @@ Client teams validate against it in their own language; ``usersignals schema`` p
 Date-times are checked by ``pattern``, not ``format: date-time``: the contract also takes a
 space for ``T`` and offsets without a colon, which a strict RFC 3339 format checker refuses.
 Some rules of the contract are beyond JSON Schema; the schema's descriptions name them, and
-``tests/ingest/test_schema.py`` checks that schema and contract agree on everything else.
+``tests/ingest/test_schema.py`` (the rule table) and ``tests/ingest/test_contract_agreement.py``
+(generated events) check that schema and contract agree on everything else. The integer form
+of ``ts`` has the lower bound in force as its ``minimum``; for the string form a pattern cannot
+say it (an offset moves the moment across the bound), so it is listed among those rules.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from usersignals.ingest.contract import (
     MAX_PROPERTIES_DEPTH,
     MAX_RECORD_BYTES,
     MAX_TOKENS,
+    RATINGS,
     REQUIRED_BY_TYPE,
     TEXT_LIMITS,
 )
@@ -122,7 +126,7 @@ def _field(name: str, earliest: datetime) -> dict[str, Any]:
             "additionalProperties": {"$ref": f"#/$defs/json{MAX_PROPERTIES_DEPTH}"},
         }
     elif name == "rating":
-        nullable = {"enum": [1, -1, 0]}
+        nullable = {"enum": list(RATINGS)}
     elif name == "tokens":
         nullable = {"type": "integer", "minimum": 0, "maximum": MAX_TOKENS}
     else:  # duration_s
