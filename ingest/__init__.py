@@ -94,3 +94,7 @@ __all__ = [
 ]
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+# The folder is linked into the package: each module has one name, so no class exists twice.
+if __name__ != "usersignals.ingest":
+    raise ImportError(f"import usersignals.ingest, not {__name__!r}: each module has one name")

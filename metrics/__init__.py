@@ -9,3 +9,7 @@ the same pure functions for anything derived (rates, intervals, tests).
 from __future__ import annotations
 
 __all__: list[str] = []
+
+# The folder is linked into the package: each module has one name, so no class exists twice.
+if __name__ != "usersignals.metrics":
+    raise ImportError(f"import usersignals.metrics, not {__name__!r}: each module has one name")
