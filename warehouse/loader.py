@@ -252,31 +252,31 @@ class Loader:
             for tp in tps
             if manifest.partitions.get(tp.partition, PartitionState()).last >= 0
         }
-        if not loaded:
-            return None
-        ends = await consumer.end_offsets(list(loaded))
-        for tp, state in loaded.items():
-            if ends[tp] <= state.last:
-                return f"partition {tp.partition} ends at {ends[tp]}, last loaded {state.last}"
-        check = {tp: s for tp, s in loaded.items() if s.fingerprint is not None}
-        found = await self._read_back(consumer, {tp: s.last for tp, s in check.items()})
+        found = await self._read_back(consumer, {tp: s.last for tp, s in loaded.items()})
         for tp, record in found.items():
-            state = check[tp]
-            # a record gone to retention cannot be compared: the offsets are all we have
-            same = record.offset != state.last or state.fingerprint == fingerprint(
+            state = loaded[tp]
+            if record is None or record.offset < state.last:
+                return f"partition {tp.partition} ends before {state.last}, the last offset loaded"
+            # past it: the record went to retention, and the offsets are all there is to compare
+            known = record.offset == state.last and state.fingerprint is not None
+            if known and state.fingerprint != fingerprint(
                 record.timestamp, record.key, record.value
-            )
-            if not same:
+            ):
                 return f"partition {tp.partition} holds another record at {state.last}"
         return None
 
     async def _read_back(
         self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]
-    ) -> dict[TopicPartition, ConsumerRecord[bytes, bytes]]:
-        """The first record at or after ``offsets[tp]`` of each partition."""
+    ) -> dict[TopicPartition, ConsumerRecord[bytes, bytes] | None]:
+        """The first record at or after ``offsets[tp]`` of each partition; None: there is none.
+
+        A partition's end comes from the high watermark of the fetch responses (the embedded
+        broker's ListOffsets answers are not reliable). A broker that answers out of range
+        makes the consumer start again from the earliest record, which comes before the offset.
+        """
         for tp, offset in offsets.items():
             consumer.seek(tp, offset)
-        found: dict[TopicPartition, ConsumerRecord[bytes, bytes]] = {}
+        found: dict[TopicPartition, ConsumerRecord[bytes, bytes] | None] = {}
         deadline = time.monotonic() + READ_BACK_TIMEOUT_S
         while len(found) < len(offsets):
             missing = [tp for tp in offsets if tp not in found]
@@ -284,14 +284,19 @@ class Loader:
                 listed = sorted(tp.partition for tp in missing)
                 raise LoaderError(self.topic, f"partitions {listed} did not answer a fetch")
             batch = await consumer.getmany(*missing, timeout_ms=200)
-            for tp, messages in batch.items():
+            for tp in missing:
+                messages = batch.get(tp)
+                end = consumer.highwater(tp)
                 if messages:
-                    found.setdefault(tp, messages[0])
+                    found[tp] = messages[0]
+                elif end is not None and end <= offsets[tp]:
+                    found[tp] = None
         return found
 
     async def _consume(self, consumer: AIOKafkaConsumer, manifest: Manifest) -> None:
         tps = await self._assign(consumer, manifest)
         ends = {tp.partition: o for tp, o in (await consumer.end_offsets(tps)).items()}
+        targets: dict[int, int] = {}  # the end of each partition at start, once a fetch told it
         caught_up = False
         position = {tp.partition: self.stats.committed.get(tp.partition, -1) + 1 for tp in tps}
         while not self._stopping.is_set():
@@ -314,9 +319,14 @@ class Loader:
             if self.exit_with_parent and os.getppid() != self._parent:
                 log.info("parent process %d is gone; stopping", self._parent)
                 break
-            if not caught_up and all(position[p] >= end for p, end in ends.items()):
-                caught_up = True
-                log.info("caught up with the end offsets at start: %s", ends)
+            for tp in tps:
+                end = consumer.highwater(tp)
+                if tp.partition not in targets and end is not None:
+                    targets[tp.partition] = max(end, ends[tp.partition])
+            if not caught_up and len(targets) == len(tps):
+                caught_up = all(position[p] >= end for p, end in targets.items())
+                if caught_up:
+                    log.info("caught up with the end offsets at start: %s", targets)
             if self.drain and caught_up:
                 break
         await self._roll(consumer, force=True)
