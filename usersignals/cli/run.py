@@ -3,6 +3,12 @@
 Starts a broker, a worker (which runs the loader), sends the file the way a mixed fleet of
 clients does, waits until the worker and the loader have processed every record, stops every
 process it started, and prints the report from the warehouse it leaves behind.
+
+The warehouse may hold earlier runs: the fresh broker's topic is a new incarnation, which the
+loader loads under a new epoch (see ``usersignals.warehouse.manifest``), so the report covers
+every run. The live metrics of this run are compared with the warehouse history of this run's
+records (the current epoch); any difference, or live metrics that cannot be read, is a failure
+(exit status 1) with a one-line reason.
 """
 
 from __future__ import annotations
@@ -70,6 +76,7 @@ def command(
     """
     base = settings_from(warehouse=warehouse, partitions=partitions)
     tty = sys.stderr.isatty()
+    before = _epoch_before(base.warehouse)
     with EmbeddedBroker(partitions=base.partitions, topics=()) as broker:
         settings = base.with_(bootstrap=broker.bootstrap, worker_port=free_port())
         settings = settings.with_(worker_url=f"http://127.0.0.1:{settings.worker_port}")
@@ -85,10 +92,23 @@ def command(
                 f"({summary.raw_records:,} invalid lines sent as-is)",
                 tty,
             )
-            _drain(settings, worker, progress=tty)
+            _drain(settings, worker, before, progress=tty)
             live = _fetch_live(settings)
         _say("worker and loader stopped; broker stopping", tty)
-    _print_report(settings, live, as_json=as_json, full=full)
+    _print_report(settings, as_json=as_json, full=full)
+    reason = mismatch(live, _run_history(settings))
+    if reason is not None:
+        click.echo(f"Error: {reason}", err=True)
+        sys.exit(1)
+    click.echo("live metrics and warehouse history agree", err=True)
+
+
+class HistoryMismatchError(UsersignalsError):
+    """The live metrics of a run differ from the warehouse history of the same records."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
 
 
 def _say(message: str, tty: bool) -> None:
@@ -159,10 +179,37 @@ def _send(settings: Settings, path: Path, *, progress: bool) -> SendSummary:
     return summary
 
 
-def _drain(settings: Settings, worker: subprocess.Popen[bytes], *, progress: bool) -> None:
+def _epoch_before(warehouse: Path) -> int | None:
+    """The epoch the loader must move past: None when the warehouse holds no loaded range.
+
+    The run's broker is new, so offsets the warehouse has committed belong to an older
+    incarnation of the topic, and the loader starts a new epoch before it loads anything.
+    """
+    from usersignals.warehouse.manifest import read_manifest
+
+    if not warehouse.is_dir():
+        return None
+    manifest = read_manifest(warehouse)
+    return manifest.epoch if manifest.committed() else None
+
+
+def _loaded(warehouse: Path, before: int | None) -> dict[int, int]:
+    """Kafka offsets the loader has committed of this run's topic (none before its epoch)."""
+    from usersignals.warehouse.manifest import read_manifest
+
+    if not warehouse.is_dir():
+        return {}
+    manifest = read_manifest(warehouse)
+    if before is not None and manifest.epoch <= before:
+        return {}
+    return manifest.committed()
+
+
+def _drain(
+    settings: Settings, worker: subprocess.Popen[bytes], before: int | None, *, progress: bool
+) -> None:
     """Waits until the worker has committed, and the loader has written, every record."""
     from usersignals.cli.status import committed_offsets, end_offsets
-    from usersignals.warehouse.layout import committed_offsets as loaded_offsets
 
     topic, parts = settings.events_topic, settings.partitions
     group = f"{settings.topic_prefix}-worker"
@@ -174,7 +221,7 @@ def _drain(settings: Settings, worker: subprocess.Popen[bytes], *, progress: boo
                 raise RunError("worker", f"exited with code {worker.returncode}")
             ends = end_offsets(settings.bootstrap, topic, parts)
             done_worker = committed_offsets(settings.bootstrap, group, topic, parts)
-            done_loader = loaded_offsets(settings.warehouse)
+            done_loader = _loaded(settings.warehouse, before)
             behind = [
                 p
                 for p, end in ends.items()
@@ -198,9 +245,34 @@ def _fetch_live(settings: Settings) -> dict[str, Any] | None:
         return None
 
 
-def _print_report(
-    settings: Settings, live: dict[str, Any] | None, *, as_json: bool, full: bool
-) -> None:
+def mismatch(live: dict[str, Any] | None, history: dict[str, Any]) -> str | None:
+    """Why the live report and this run's history disagree, in one line; None if they agree.
+
+    Only the keys both reports have are compared.
+    """
+    if live is None:
+        return "the worker's live report could not be read, so it was not checked against history"
+    differ = [k for k in history if k in live and live[k] != history[k]]
+    if not differ:
+        return None
+    return "live metrics and the warehouse history of this run's records differ in " + ", ".join(
+        differ
+    )
+
+
+def _run_history(settings: Settings) -> dict[str, Any]:
+    """The report of the records this run loaded (the current epoch), read raw."""
+    from usersignals.warehouse.db import connect
+    from usersignals.warehouse.report import warehouse_report
+
+    con = connect(settings.warehouse, current_epoch=True)
+    try:
+        return warehouse_report(con)
+    finally:
+        con.close()
+
+
+def _print_report(settings: Settings, *, as_json: bool, full: bool) -> None:
     from usersignals.warehouse.db import connect
     from usersignals.warehouse.report import render_report, warehouse_report
 
@@ -217,12 +289,6 @@ def _print_report(
         from usersignals.cli._headlines import render_headlines
 
         render_headlines(report)
-    if live is not None:
-        same = {k: v for k, v in live.items() if k in report} == {
-            k: v for k, v in report.items() if k in live
-        }
-        verdict = "agree" if same else "DIFFER"
-        click.echo(f"live metrics and warehouse history {verdict}", err=True)
     where = settings.warehouse.resolve()
     click.echo(
         f"\nwarehouse: {where}\nnext: usersignals report --warehouse {where}\n"
