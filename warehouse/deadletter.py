@@ -1,7 +1,8 @@
 """The dead-letter table: reading rejected input back, and replaying it into the events topic.
 
 The loader writes the rows (see :mod:`usersignals.warehouse.rows`); here they are read (from
-committed files only) and, once the producer is fixed or the contract relaxed, sent again.
+the files the manifest names: committed ranges only) and, once the producer is fixed or the
+contract relaxed, sent again.
 A replayed rejection is remembered in ``_deadletter/replayed.jsonl`` so a second replay does
 not send it twice; a replayed record that is still invalid is dead-lettered again at its new
 offset.
@@ -38,7 +39,10 @@ Position = tuple[int, int, int | None]
 
 
 def read_deadletter(root: Path, reason: str | None = None) -> pa.Table:
-    """Committed dead-letter rows in log order, optionally of one reason only."""
+    """Committed dead-letter rows in log order, optionally of one reason only.
+
+    ``source_offset`` is the warehouse offset (the Kafka offset in a topic's first epoch).
+    """
     files = live_deadletter_files(root)
     if not files:
         return DEADLETTER_SCHEMA.empty_table()

@@ -65,8 +65,10 @@ def command(
 ) -> None:
     """Load the events topic into Parquet under the warehouse, exactly once.
 
-    Resumes after the last committed range (from the warehouse's file names); SIGTERM
-    writes what is buffered and exits 0.
+    Resumes after the last committed range (from the warehouse's manifest.json); a topic
+    that starts again at offset 0 (recreated, or a restarted embedded broker) is loaded from
+    its beginning under a new epoch, never skipped. SIGTERM writes what is buffered and
+    exits 0.
 
     \b
     Example:

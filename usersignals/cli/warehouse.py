@@ -32,7 +32,8 @@ def compact_command(warehouse: str | None, day: str | None, as_json: bool) -> No
 
     Also writes the day's rollups, which `usersignals report` reads instead of the day's
     rows (the loader does all this by itself for days quiet for --compact-after seconds).
-    Atomic and idempotent; safe while the loader runs (it only takes committed files).
+    Atomic and idempotent: readers see the day before or after, through the manifest;
+    safe while the loader runs (it only takes committed files).
 
     \b
     Example:
