@@ -8,7 +8,9 @@ from dataclasses import asdict
 
 import click
 
+from usersignals.cli._kafka import close_fetches_quietly
 from usersignals.cli._options import bootstrap_option, settings_from, warehouse_option
+from usersignals.processes import exit_when_orphaned, install_repeat_filter
 from usersignals.warehouse.loader import RollPolicy, run_loader
 
 __all__ = ["command"]
@@ -76,6 +78,10 @@ def command(
     """
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     settings = settings_from(bootstrap=bootstrap, warehouse=warehouse)
+    install_repeat_filter(settings.log_repeat_s)
+    close_fetches_quietly()
+    if exit_with_parent:
+        exit_when_orphaned(settings.stop_grace_s)
     roll = RollPolicy(
         max_events=roll_events,
         max_bytes=roll_bytes,

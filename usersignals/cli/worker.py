@@ -8,8 +8,17 @@ partitions and day range, then for its partial over the global range, and adds t
 (exact: users are disjoint across partitions). See :mod:`usersignals.cli.live`.
 
 The loader runs as a child process (``usersignals loader --exit-with-parent``). The worker
-terminates it on exit; if the worker is killed (SIGKILL), the loader notices that its parent
-died and flushes and exits by itself.
+passes its SIGTERM or SIGINT on to it at once, so both stop together; if the worker is killed
+(SIGKILL), the kernel sends the loader SIGTERM (``PR_SET_PDEATHSIG``, see
+:func:`usersignals.processes.die_with_parent`), and the loader flushes and exits by itself.
+
+Stopping is bounded. With the broker gone, Faust's shutdown waited a minute or more on its
+consumer thread, which had died in aiokafka's ``consumer.stop()`` (a stray ``CancelledError``,
+fixed by :func:`usersignals.cli._kafka.close_fetches_quietly`). Whatever else it may wait on,
+a :class:`StopWatchdog`
+armed by the first signal ends the worker ``stop_grace_s`` seconds later (default 30), after
+stopping the loader; a second signal ends it at once. Repeated warnings and errors (the
+Kafka clients log a failed connection ~10 times a second) pass once per ``log_repeat_s``.
 """
 
 from __future__ import annotations
@@ -18,16 +27,18 @@ import contextlib
 import importlib
 import logging
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
 
+from usersignals.cli._kafka import close_fetches_quietly
 from usersignals.cli._options import bootstrap_option, settings_from, warehouse_option
 from usersignals.config import Settings
-from usersignals.processes import terminate
+from usersignals.processes import StopWatchdog, die_with_parent, install_repeat_filter, terminate
 
 __all__ = ["arena_function", "command"]
 
@@ -39,7 +50,8 @@ PY_LEVELS = {
     "info": "INFO",
     "debug": "DEBUG",
 }
-LOADER_STOP_TIMEOUT_S = 30.0
+LOADER_KILL_TIMEOUT_S = 1.0
+"""How long the watchdog waits for the loader after a last SIGTERM, before SIGKILL."""
 
 
 def arena_function() -> Any:
@@ -60,11 +72,47 @@ def _loader(settings: Settings, enabled: bool) -> Iterator[subprocess.Popen[byte
         [sys.executable, "-m", "usersignals", "loader", "--exit-with-parent"],
         env={**os.environ, **settings.to_env()},
         stdin=subprocess.DEVNULL,
+        preexec_fn=die_with_parent(),  # from the main thread: the signal follows it
     )
     try:
         yield proc
     finally:
-        terminate(proc, LOADER_STOP_TIMEOUT_S)
+        terminate(proc, settings.stop_grace_s)
+
+
+def _stop_child(proc: subprocess.Popen[bytes] | None, timeout: float) -> Callable[[], object]:
+    return lambda: proc is not None and terminate(proc, timeout)
+
+
+def _ask_to_stop(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is not None and proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGTERM)
+
+
+def worker_class() -> type[Any]:
+    """``faust.Worker`` with a bounded stop and rate-limited repeated log lines.
+
+    Instances need ``watchdog`` (a :class:`StopWatchdog`), ``repeat_s`` (seconds) and
+    ``ask_children_to_stop`` (called at the first signal) set before ``execute_from_commandline``.
+    """
+    from faust.worker import Worker
+
+    class BoundedWorker(Worker):
+        watchdog: StopWatchdog
+        repeat_s: float
+        ask_children_to_stop: Callable[[], object]
+
+        def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+            super().on_setup_root_logger(logger, level)
+            install_repeat_filter(self.repeat_s, logger)
+
+        def _schedule_shutdown(self, signum: signal.Signals) -> None:
+            self.watchdog.arm(signal.Signals(signum).name)
+            self.ask_children_to_stop()
+            super()._schedule_shutdown(signum)
+
+    return BoundedWorker
 
 
 @click.command("worker")
@@ -98,21 +146,27 @@ def command(
       usersignals worker --port 6066
       usersignals worker --port 6067 --no-loader   # a second worker sharing the partitions
     """
-    from faust.worker import Worker
-
     from usersignals.streams import heap
     from usersignals.streams.app import LiveWorker
 
     settings = settings_from(bootstrap=bootstrap, warehouse=warehouse, worker_port=port)
     heap.configure()
+    close_fetches_quietly()
     live = LiveWorker(settings, port=settings.worker_port, arena_fn=arena_function())
-    worker = Worker(live.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    worker = worker_class()(live.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     if not sys.stdout.isatty():
         worker.spinner = None
     logging.getLogger("usersignals").setLevel(PY_LEVELS[loglevel])
-    with _loader(settings, not no_loader):
+    with _loader(settings, not no_loader) as loader:
+        watchdog = StopWatchdog(
+            settings.stop_grace_s, before_exit=[_stop_child(loader, LOADER_KILL_TIMEOUT_S)]
+        )
+        worker.watchdog = watchdog
+        worker.repeat_s = settings.log_repeat_s
+        worker.ask_children_to_stop = lambda: _ask_to_stop(loader)
         try:
             worker.execute_from_commandline()
         except SystemExit as exc:
             if exc.code not in (0, None):
                 raise
+    watchdog.cancel()
