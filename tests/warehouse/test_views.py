@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -12,10 +13,11 @@ import pytest
 
 from tests.warehouse.parquetfixtures import events_table, write_warehouse
 from usersignals.ingest.contract import Event
-from usersignals.warehouse.commit import write_parquet
+from usersignals.warehouse.commit import write_parquet, write_range
 from usersignals.warehouse.compact import compact
 from usersignals.warehouse.db import VIEWS, WarehouseNotFoundError, connect, views_script
-from usersignals.warehouse.layout import FileRange, day_dir, range_name
+from usersignals.warehouse.layout import DEADLETTER_SCHEMA, FileRange, day_dir, range_name
+from usersignals.warehouse.manifest import PartitionState, replace_manifest
 from usersignals.warehouse.report import warehouse_report
 
 T0 = datetime(2026, 9, 1, 10, tzinfo=UTC)
@@ -160,3 +162,59 @@ def test_views_script_runs_anywhere(warehouse: Path) -> None:
     expected = connect(warehouse).sql("FROM active_users").fetchall()
     assert con.sql("FROM active_users").fetchall() == expected
     assert con.sql("SELECT count(*) FROM events").fetchall() == [(8,)]
+
+
+@pytest.mark.parametrize(
+    ("name", "rejected"),
+    [("wh", []), ("it's a warehouse", ["not_json"]), ("no-dead-letters", [])],
+)
+def test_views_script_reads_the_manifest_whatever_the_path_or_the_lists(
+    tmp_path: Path, name: str, rejected: list[str]
+) -> None:
+    root = tmp_path / name
+    write_warehouse(root, SESSION, rejected=rejected)
+    stray = day_dir(root, "2026-09-02") / range_name(FileRange(0, 1000, 1000))
+    stray.parent.mkdir(parents=True)
+    write_parquet(events_table([(SESSION[0], 0, 1000, 0)]), stray)  # on disk, not in the manifest
+    con = duckdb.connect()
+    con.execute(views_script(root))
+    assert con.sql("SELECT count(*) FROM events_raw").fetchall() == [(8,)]
+    assert con.sql("SELECT * FROM rejected").fetchall() == [(r, 1) for r in rejected]
+
+
+def test_views_script_over_an_empty_manifest(tmp_path: Path) -> None:
+    write_range(tmp_path, FileRange(0, 0, 0), events_table([]), DEADLETTER_SCHEMA.empty_table())
+    con = duckdb.connect()
+    con.execute(views_script(tmp_path))
+    assert con.sql("SELECT count(*) FROM events").fetchall() == [(0,)]
+    assert con.sql("FROM active_users").fetchall() == []
+
+
+def test_current_epoch_reads_only_the_rows_of_the_current_incarnation(tmp_path: Path) -> None:
+    early, late = SESSION[:5], SESSION[5:]
+    write_range(
+        tmp_path,
+        FileRange(0, 0, 4),
+        events_table([(e, 0, i, 0) for i, e in enumerate(early)]),
+        DEADLETTER_SCHEMA.empty_table(),
+    )
+    replace_manifest(
+        tmp_path,
+        lambda m: dataclasses.replace(m, epoch=1, partitions={0: PartitionState(base=5)}),
+    )
+    rows = [(e, 0, 5 + i, 0) for i, e in enumerate(late)]
+    state = PartitionState(base=5, last=len(late) - 1, fingerprint="f")
+    write_range(
+        tmp_path,
+        FileRange(0, 5, 7),
+        events_table(rows),
+        DEADLETTER_SCHEMA.empty_table(),
+        state=state,
+    )
+    everything = connect(tmp_path).sql("SELECT event_id FROM events ORDER BY 1").fetchall()
+    assert everything == sorted((e.event_id,) for e in SESSION)
+    current = connect(tmp_path, current_epoch=True)
+    assert current.sql("SELECT event_id FROM events ORDER BY 1").fetchall() == sorted(
+        (e.event_id,) for e in late
+    )
+    assert warehouse_report(current)["events_by_day"][0]["events"] == len(late)
