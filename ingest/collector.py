@@ -67,6 +67,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_EVENTS_PER_REQUEST = 500
+EMPTY_REQUEST = f"Empty batch (a request holds 1 to {MAX_EVENTS_PER_REQUEST} events)"
 """Events one request may carry; more is a 413 (split the batch)."""
 
 MAX_BODY_BYTES = contract.MAX_RECORD_BYTES
@@ -281,6 +282,8 @@ class Collector:
         count = len(events) + sum(r.index is not None for r in rejections)
         if not count and [r.reason for r in rejections] == ["bad_batch"]:
             count = _count_elements(body)  # empty, or more than the contract's MAX_BATCH
+            if not count:  # the contract's own bound (MAX_BATCH) is not this endpoint's
+                rejections = [msgspec.structs.replace(rejections[0], message=EMPTY_REQUEST)]
         if count > MAX_EVENTS_PER_REQUEST:
             return _too_many(count)
         stamped = [msgspec.structs.replace(e, received_at=now) for e in events]

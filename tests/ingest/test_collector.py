@@ -661,7 +661,7 @@ def test_mixed_batch_sends_the_valid_events_and_names_each_rejection(
     [
         (b"not json", "not_json", "Not JSON: JSON is malformed: invalid character (byte 4)"),
         (b"[1,2", "not_json", "Not JSON: Input data was truncated"),
-        (b"[]", "bad_batch", "Empty batch (a batch holds 1 to 1000 events)"),
+        (b"[]", "bad_batch", "Empty batch (a request holds 1 to 500 events)"),
         (b"", "empty", "Empty record"),
         (b"\xff\xfe", "not_utf8", "Not UTF-8: invalid start byte at byte 0"),
         (b'"str"', "not_object", "Not a JSON object: 'str' (an event is one)"),
