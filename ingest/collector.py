@@ -67,8 +67,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_EVENTS_PER_REQUEST = 500
-EMPTY_REQUEST = f"Empty batch (a request holds 1 to {MAX_EVENTS_PER_REQUEST} events)"
 """Events one request may carry; more is a 413 (split the batch)."""
+
+EMPTY_REQUEST = f"Empty batch (a request holds 1 to {MAX_EVENTS_PER_REQUEST} events)"
+"""The message of the ``bad_batch`` rejection of an empty request."""
 
 MAX_BODY_BYTES = contract.MAX_RECORD_BYTES
 """Largest request body (1 MiB), the contract's record limit."""
