@@ -145,6 +145,10 @@ def test_bad_min_ts_is_a_usage_error() -> None:
         "Invalid value for '--min-ts': '2000-01-01' (no UTC offset; add 'Z' or '+HH:MM')"
         in done.stderr
     )
+    for command in (["validate", "-"], ["schema"]):
+        done = usersignals(*command, stdin="", env={"USERSIGNALS_MIN_TS": "soon"})
+        assert (done.returncode, done.stdout) == (2, "")
+        assert done.stderr == "error: Invalid min_ts: 'soon' (not an RFC 3339 date-time)\n"
 
 
 def test_schema_states_the_lower_bound_in_force() -> None:

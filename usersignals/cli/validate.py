@@ -12,7 +12,7 @@ from typing import IO, Any, TypeVar
 import click
 
 from usersignals.config import ConfigError, Settings
-from usersignals.ingest.contract import decode_record
+from usersignals.ingest.contract import decode_record, min_ts
 from usersignals.ingest.timestamps import TimestampError, parse_rfc3339
 
 __all__ = ["command", "min_ts_option"]
@@ -30,9 +30,11 @@ def _parse_now(ctx: click.Context, param: click.Parameter, value: str | None) ->
 
 
 def parse_min_ts(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime:
-    """``--min-ts``, else ``USERSIGNALS_MIN_TS``, else the default, as a UTC datetime."""
+    """``--min-ts``, else the bound in force (``USERSIGNALS_MIN_TS``, else the default)."""
+    if value is None:
+        return min_ts()
     try:
-        return Settings.load(min_ts=value).min_ts
+        return Settings.load(environ={}, min_ts=value).min_ts
     except ConfigError as exc:
         raise click.BadParameter(f"{exc.value!r} ({exc.reason})") from None
 
