@@ -61,6 +61,7 @@ class _Slim(msgspec.Struct, array_like=True, frozen=True):
     winner: str | None = None
     category: str | None = None
     severity: str | None = None
+    session_id: str | None = None  # last: values written before it was kept still decode
 
 
 _ENCODER = msgspec.msgpack.Encoder()
@@ -99,6 +100,7 @@ def _pack(events: Sequence[Event]) -> bytes:
                 e.winner,
                 e.category,
                 e.severity,
+                e.session_id,
             )
             for e in events
         ]
@@ -124,6 +126,7 @@ def decode_events(data: bytes) -> list[Event]:
             winner=s.winner,
             category=s.category,
             severity=s.severity,
+            session_id=s.session_id,
         )
         for s in _EVENTS_DECODER.decode(data)
     ]

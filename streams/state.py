@@ -42,10 +42,12 @@ class DayState:
         "model_risk",
         "model_risk_high",
         "model_users",
+        "msg_refs",
         "prefs",
         "risk_flags",
         "risk_high",
         "risk_users",
+        "sess_refs",
         "types",
         "users",
         "votes",
@@ -57,12 +59,18 @@ class DayState:
         self.types: dict[str, int] = {}
         self.model_users: dict[str, set[str]] = {}
         self.votes: set[tuple[str, str | None]] = set()  # vote keys whose latest vote is today
+        # Models are the attributed ones (docs/attribution.md): None when nothing names one.
         self.fb: dict[tuple[str | None, int], int] = {}  # (model, +1/-1) -> latest votes
         self.risk_flags: dict[tuple[str | None, str | None], int] = {}
         self.risk_users: dict[tuple[str | None, str | None], set[str]] = {}
         self.risk_high: set[str] = set()
-        self.model_risk: dict[str, int] = {}
-        self.model_risk_high: dict[str, set[str]] = {}
+        self.model_risk: dict[str | None, int] = {}  # model -> flags
+        # model -> {user: high/critical flags} (a multiset, so one flag can move exactly)
+        self.model_risk_high: dict[str | None, dict[str, int]] = {}
+        # The day's earliest model-carrying event per (user_id, message_id) (``message``) and
+        # per (user_id, session_id) (``session_start`` or ``message``): (ts, event_id, model)
+        self.msg_refs: dict[tuple[str, str | None], tuple[Any, str, str]] = {}
+        self.sess_refs: dict[tuple[str, str], tuple[Any, str, str]] = {}
         self.prefs: dict[tuple[str | None, str | None, str | None], int] = {}
 
 

@@ -17,7 +17,7 @@ from scipy.stats import chi2, norm
 
 from usersignals.ingest.contract import Event
 
-__all__ = ["dedupe", "event_day", "oracle_report"]
+__all__ = ["attributed_models", "dedupe", "event_day", "oracle_report"]
 
 
 def event_day(event: Event) -> date:
@@ -59,11 +59,68 @@ def _latest_votes(events: list[Event]) -> list[Event]:
     return list(latest.values())
 
 
+def _earliest_model(candidates: list[Event]) -> str | None:
+    """The model of the candidate with the smallest (ts, event_id) among those carrying one."""
+    carrying = [e for e in candidates if e.model is not None]
+    if not carrying:
+        return None
+    return min(carrying, key=lambda e: (e.ts, e.event_id)).model
+
+
+def attributed_models(events: list[Event]) -> dict[str, str | None]:
+    """event_id -> model of every feedback and risk_flag event (docs/attribution.md).
+
+    A feedback event's own model, else the model of the message it rates (the earliest
+    ``message`` event of that user and message_id carrying a model), else the model of its
+    session (the earliest ``session_start`` or ``message`` event of that user and session_id
+    carrying a model); a risk flag's own model, else its session's; else None. ``events`` are
+    deduplicated already.
+    """
+
+    def of_message(e: Event) -> str | None:
+        if e.message_id is None:
+            return None
+        return _earliest_model(
+            [
+                m
+                for m in events
+                if m.type == "message" and m.user_id == e.user_id and m.message_id == e.message_id
+            ]
+        )
+
+    def of_session(e: Event) -> str | None:
+        if e.session_id is None:
+            return None
+        return _earliest_model(
+            [
+                s
+                for s in events
+                if s.type in ("session_start", "message")
+                and s.user_id == e.user_id
+                and s.session_id == e.session_id
+            ]
+        )
+
+    out: dict[str, str | None] = {}
+    for e in events:
+        if e.type == "feedback":
+            model = e.model
+            if model is None:
+                model = of_message(e)
+            if model is None:
+                model = of_session(e)
+            out[e.event_id] = model
+        elif e.type == "risk_flag":
+            out[e.event_id] = e.model if e.model is not None else of_session(e)
+    return out
+
+
 def oracle_report(
     events_in_log_order: Iterable[Event], rejected: Mapping[str, int] | None = None
 ) -> dict[str, Any]:
     """The report JSON shape (see the brief) of a log of valid events, "arena" left empty."""
     events = dedupe(events_in_log_order)
+    model_of = attributed_models(events)
     votes = [v for v in _latest_votes(events) if v.rating in (1, -1)]
     report: dict[str, Any] = {
         "active_users": [],
@@ -108,10 +165,11 @@ def oracle_report(
         report["events_by_day"].append({"day": d.isoformat(), "events": count})
 
     feedback_keys = sorted(
-        {(event_day(v), v.model) for v in votes}, key=lambda k: (k[0], k[1] or "", k[1] is None)
+        {(event_day(v), model_of[v.event_id]) for v in votes},
+        key=lambda k: (k[0], k[1] or "", k[1] is None),
     )
     for d, model in feedback_keys:
-        here = [v for v in votes if event_day(v) == d and v.model == model]
+        here = [v for v in votes if event_day(v) == d and model_of[v.event_id] == model]
         report["feedback_by_model"].append(
             {
                 "day": d.isoformat(),
@@ -140,21 +198,25 @@ def oracle_report(
             }
         )
 
-    report["flattery_watch"] = _flattery(events, votes)
+    report["flattery_watch"] = _flattery(events, votes, model_of)
     return report
 
 
-def _flattery(events: list[Event], votes: list[Event]) -> list[dict[str, Any]]:
+def _flattery(
+    events: list[Event], votes: list[Event], model_of: dict[str, str | None]
+) -> list[dict[str, Any]]:
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     cells = sorted({(e.model, _iso_week(event_day(e))) for e in events if e.model is not None})
     for model, week in cells:
         in_week = [e for e in events if _iso_week(event_day(e)) == week]
         with_model = [e for e in in_week if e.model == model]
         active = len({e.user_id for e in with_model})
-        cast = [v for v in votes if v.model == model and _iso_week(event_day(v)) == week]
+        cast = [
+            v for v in votes if model_of[v.event_id] == model and _iso_week(event_day(v)) == week
+        ]
         up = sum(1 for v in cast if v.rating == 1)
         down = sum(1 for v in cast if v.rating == -1)
-        risk = [e for e in with_model if e.type == "risk_flag"]
+        risk = [e for e in in_week if e.type == "risk_flag" and model_of[e.event_id] == model]
         rows[(model, week)] = {
             "model": model,
             "week": week,

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from scipy.stats import chi2
 
-from tests.oracle import dedupe, oracle_report
+from tests.oracle import attributed_models, dedupe, oracle_report
 from usersignals.ingest.contract import Event
 
 EMPTY = {
@@ -37,12 +37,18 @@ def ev(eid: str, user: str, when: str, kind: str = "message", **fields: Any) -> 
     return Event(event_id=eid, type=kind, user_id=user, ts=ts, **fields)
 
 
-def vote(eid: str, user: str, when: str, msg: str, rating: int, model: str | None = "m1") -> Event:
-    return ev(eid, user, when, "feedback", message_id=msg, rating=rating, model=model)
+def vote(
+    eid: str, user: str, when: str, msg: str, rating: int, model: str | None = "m1", **fields: Any
+) -> Event:
+    return ev(eid, user, when, "feedback", message_id=msg, rating=rating, model=model, **fields)
 
 
 def flag(eid: str, user: str, when: str, category: str, severity: str, **fields: Any) -> Event:
     return ev(eid, user, when, "risk_flag", category=category, severity=severity, **fields)
+
+
+def start(eid: str, user: str, when: str, session: str, model: str | None = None) -> Event:
+    return ev(eid, user, when, "session_start", session_id=session, model=model)
 
 
 def au(day: str, dau: int, wau: int, mau: int) -> dict[str, Any]:
@@ -377,11 +383,168 @@ CASES: list[tuple[str, list[Event], str, list[dict[str, Any]]]] = [
 ]
 
 
+# Attribution to a model (docs/attribution.md): a vote or flag without a model takes the model
+# of the message it rates, else of its session. Each row lists the events in log order.
+ATTRIBUTION: list[tuple[str, list[Event], str, list[dict[str, Any]]]] = [
+    (
+        "attribution: a vote without a model takes its message's, the message arriving later",
+        [
+            vote("v1", "u1", "03-02", "x1", 1, model=None),
+            ev("m1", "u1", "03-01", message_id="x1", model="m2"),
+        ],
+        "feedback_by_model",
+        [fb("03-02", "m2", 1, 0)],
+    ),
+    (
+        "attribution: the earliest message event carrying a model names the message's model",
+        [
+            ev("m2", "u1", "2026-03-01T11:00:00+00:00", message_id="x1", model="m3"),
+            ev("m1", "u1", "2026-03-01T11:00:00+00:00", message_id="x1", model="m2"),
+            ev("m0", "u1", "2026-03-01T10:00:00+00:00", message_id="x1"),
+            vote("v1", "u1", "03-02", "x1", -1, model=None),
+        ],
+        "feedback_by_model",
+        [fb("03-02", "m2", 0, 1)],
+    ),
+    (
+        "attribution: the message's model before the session's",
+        [
+            start("s0", "u1", "03-01", "s1", model="m3"),
+            ev("m1", "u1", "03-01", message_id="x1", session_id="s1", model="m2"),
+            vote("v1", "u1", "03-01", "x1", 1, model=None),
+        ],
+        "feedback_by_model",
+        [fb("03-01", "m2", 1, 0)],
+    ),
+    (
+        "attribution: a vote without a message model takes its session's",
+        [
+            vote("v1", "u1", "03-02", "x1", 1, model=None, session_id="s1"),
+            ev("m1", "u1", "03-01", message_id="x1", session_id="s1"),
+            start("s0", "u1", "03-01", "s1", model="m3"),
+        ],
+        "feedback_by_model",
+        [fb("03-02", "m3", 1, 0)],
+    ),
+    (
+        "attribution: a vote's own model wins over its message's and session's",
+        [
+            start("s0", "u1", "03-01", "s1", model="m3"),
+            ev("m1", "u1", "03-01", message_id="x1", session_id="s1", model="m2"),
+            vote("v1", "u1", "03-01", "x1", 1, model="m1", session_id="s1"),
+        ],
+        "feedback_by_model",
+        [fb("03-01", "m1", 1, 0)],
+    ),
+    (
+        "attribution: models are per user; nothing found is model null",
+        [
+            ev("m1", "u2", "03-01", message_id="x1", session_id="s1", model="m2"),
+            start("s0", "u2", "03-01", "s1", model="m2"),
+            vote("v1", "u1", "03-01", "x1", 1, model=None, session_id="s1"),
+        ],
+        "feedback_by_model",
+        [fb("03-01", None, 1, 0)],
+    ),
+    (
+        "attribution: the latest vote is attributed, not the first",
+        [
+            vote("v1", "u1", "03-01", "x1", 1),
+            vote("v2", "u1", "03-02", "x1", -1, model=None, session_id="s1"),
+            start("s0", "u1", "03-01", "s1", model="m2"),
+        ],
+        "feedback_by_model",
+        [fb("03-02", "m2", 0, 1)],
+    ),
+]
+CASES += ATTRIBUTION
+
+# The model each feedback and risk_flag event is counted under (attributed_models), per rule.
+MODEL_OF: list[tuple[str, list[Event], dict[str, str | None]]] = [
+    (
+        "a flag takes its session's model, across days",
+        [
+            flag("r1", "u1", "03-09", "mania", "high", session_id="s1"),
+            ev("m1", "u1", "03-09", session_id="s1", model="m2"),
+            start("s0", "u1", "03-08", "s1", model="m1"),
+        ],
+        {"r1": "m1"},
+    ),
+    (
+        "a session's earliest session_start or message carrying a model",
+        [
+            ev("m1", "u1", "2026-03-02T10:00:00+00:00", session_id="s1", model="m2"),
+            start("s0", "u1", "2026-03-02T11:00:00+00:00", "s1", model="m1"),
+            ev("m2", "u1", "2026-03-02T09:00:00+00:00", session_id="s1"),
+            flag("r1", "u1", "03-03", "other", "critical", session_id="s1"),
+        ],
+        {"r1": "m2"},
+    ),
+    (
+        "equal ts: the smaller event_id names the session's model",
+        [
+            start("s2", "u1", "03-02", "s1", model="m2"),
+            ev("s1", "u1", "03-02", session_id="s1", model="m1"),
+            flag("r1", "u1", "03-03", "other", "low", session_id="s1"),
+        ],
+        {"r1": "m1"},
+    ),
+    (
+        "a flag's own model wins; without a session it stays null",
+        [
+            start("s0", "u1", "03-02", "s1", model="m1"),
+            flag("r1", "u1", "03-02", "other", "high", session_id="s1", model="m2"),
+            flag("r2", "u1", "03-02", "other", "high"),
+        ],
+        {"r1": "m2", "r2": None},
+    ),
+    (
+        "a flag does not look at messages of its message_id, nor at other users' sessions",
+        [
+            start("s0", "u2", "03-02", "s1", model="m1"),
+            ev("m1", "u1", "03-02", message_id="x1", model="m2"),
+            flag("r1", "u1", "03-02", "other", "low", session_id="s1", message_id="x1"),
+        ],
+        {"r1": None},
+    ),
+    (
+        "a vote: own, else message, else session; feedback and flags are no references",
+        [
+            start("s0", "u1", "03-02", "s1", model="m1"),
+            ev("m1", "u1", "03-02", message_id="x1", model="m2"),
+            vote("v0", "u1", "03-01", "x9", 1, model="m3", session_id="s9"),
+            flag("r0", "u1", "03-01", "other", "low", model="m3", session_id="s9"),
+            vote("v1", "u1", "03-02", "x1", 1, model=None, session_id="s1"),
+            vote("v2", "u1", "03-02", "x2", 1, model=None, session_id="s1"),
+            vote("v3", "u1", "03-02", "x3", 1, model="m4", session_id="s1"),
+            vote("v4", "u1", "03-02", "x8", 1, model=None, session_id="s9"),
+            flag("r1", "u1", "03-02", "other", "low", session_id="s9"),
+        ],
+        {
+            "v0": "m3",
+            "r0": "m3",
+            "v1": "m2",
+            "v2": "m1",
+            "v3": "m4",
+            "v4": None,
+            "r1": None,
+        },
+    ),
+]
+
+
 @pytest.mark.parametrize(
     ("events", "key", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
 )
 def test_oracle_table(events: list[Event], key: str, expected: list[dict[str, Any]]) -> None:
     assert oracle_report(events)[key] == expected
+
+
+@pytest.mark.parametrize(
+    ("events", "expected"), [c[1:] for c in MODEL_OF], ids=[c[0] for c in MODEL_OF]
+)
+def test_attributed_models_table(events: list[Event], expected: dict[str, str | None]) -> None:
+    assert attributed_models(events) == expected
 
 
 def test_empty_log_is_an_empty_report() -> None:

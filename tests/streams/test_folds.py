@@ -258,7 +258,7 @@ def test_gauges_at_the_newest_day() -> None:
         "rejected": {},
         "votes_7d": {("m1", 1): 1, ("m2", -1): 1},
         "model_users_7d": {"m1": 1, "m2": 1},
-        "risk_flags_by_model": {},
+        "risk_flags_by_model": {None: 2},  # flags without a model or session: under None
     }
     assert [(r["model"], r["week"], r["thumbs_up"], r["thumbs_down"]) for r in flattery] == [
         ("m1", "2026-W10", 1, 0),
