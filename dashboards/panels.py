@@ -23,8 +23,8 @@ _RATE = "5m"
 
 
 def _live_items() -> list[Panel | Row]:
-    up_rate = "model:usersignals_thumbs_up_rate:7d"
-    per_1k = "model:usersignals_risk_flags_per_1k:7d"
+    up_rate = "model_week:usersignals_flattery_thumbs_up_rate:this"
+    per_1k = "model_week:usersignals_flattery_risk_flags_per_1k:this"
     items: list[Panel | Row] = [
         Row("Now"),
         Panel("DAU", "stat", (PromQuery('sum(usersignals_active_users{window="1d"})'),), width=4),
@@ -59,22 +59,23 @@ def _live_items() -> list[Panel | Row]:
                     " or vector(0)"
                 ),
             ),
-            description="Model versions whose thumbs-up rate and risk flags per 1k both rose.",
+            description="Model versions whose thumbs-up rate and risk flags per active user "
+            "both rose significantly in the last complete ISO week.",
             width=4,
         ),
-        Row("Engagement and wellbeing per model version (trailing 7 days)"),
+        Row("Engagement and wellbeing per model version (ISO weeks)"),
         Panel(
-            "Thumbs-up rate by model",
+            "Thumbs-up rate by model and ISO week",
             "timeseries",
-            (PromQuery(up_rate, "{{model}}"),),
-            description="Latest votes up / (up + down) per model (recording rule).",
+            (PromQuery(up_rate, "{{model}} {{week}}"),),
+            description="Latest votes up / (up + down) per model and ISO week (recording rule).",
             unit="percentunit",
         ),
         Panel(
-            "Risk flags per 1,000 active users by model",
+            "Risk flags per 1,000 active users by model and ISO week",
             "timeseries",
-            (PromQuery(per_1k, "{{model}}"),),
-            description="Read beside the thumbs-up rate: rising together is the alert.",
+            (PromQuery(per_1k, "{{model}} {{week}}"),),
+            description="Read beside the thumbs-up rate: both rising significantly is the alert.",
         ),
         Panel(
             "Active users by model",
@@ -82,9 +83,15 @@ def _live_items() -> list[Panel | Row]:
             (PromQuery("sum by (model) (usersignals_active_users_by_model)", "{{model}}"),),
         ),
         Panel(
-            "Risk flags by model",
+            "Flagged weeks by model",
             "timeseries",
-            (PromQuery("model:usersignals_risk_flags:increase7d", "{{model}}"),),
+            (PromQuery("model_week:usersignals_flattery_flagged", "{{model}} {{week}}"),),
+            description="1: the week is flagged (metrics.flattery); 0: it is not.",
+        ),
+        Panel(
+            "Risk flags by model (held)",
+            "timeseries",
+            (PromQuery("sum by (model) (usersignals_risk_flags_by_model)", "{{model}}"),),
         ),
         Row("Users"),
         Panel(
@@ -106,7 +113,7 @@ def _live_items() -> list[Panel | Row]:
             "timeseries",
             (
                 PromQuery(
-                    "sum by (category, severity) (usersignals_risk_flags_total)",
+                    "sum by (category, severity) (usersignals_risk_flags)",
                     "{{category}} {{severity}}",
                 ),
             ),
@@ -118,20 +125,21 @@ def _live_items() -> list[Panel | Row]:
         ),
         Row("Pipeline"),
         Panel(
-            "Events per second by type",
+            "Events held by type",
             "timeseries",
-            (PromQuery(f"sum by (type) (rate(usersignals_events_total[{_RATE}]))", "{{type}}"),),
-            unit="ops",
+            (PromQuery("sum by (type) (usersignals_events)", "{{type}}"),),
+            description="Distinct valid events in the workers' state (falls when days are pruned).",
         ),
         Panel(
-            "Rejected per second by reason",
+            "Rejections seen per second by reason",
             "timeseries",
             (
                 PromQuery(
-                    f"sum by (reason) (rate(usersignals_events_rejected_total[{_RATE}]))",
+                    f"sum by (reason) (rate(usersignals_rejects_seen_total[{_RATE}]))",
                     "{{reason}}",
                 ),
             ),
+            description="Counted by each worker process (a redelivered bad record again).",
             unit="ops",
         ),
         Panel(
@@ -155,11 +163,10 @@ def _live_items() -> list[Panel | Row]:
             unit="s",
         ),
         Panel(
-            "Late events per second",
+            "Late events (held)",
             "timeseries",
-            (PromQuery(f"sum(rate(usersignals_late_events_total[{_RATE}]))", "late"),),
+            (PromQuery("sum(usersignals_late_events)", "late"),),
             description="Older than the retention horizon on arrival: in the warehouse only.",
-            unit="ops",
         ),
     ]
     return items

@@ -41,35 +41,88 @@ class LiveSeries:
     meaning: str
 
 
+_COUNTS = "per model and ISO week: of the week itself (of=this) or of the week before (of=last)"
+
 LIVE_SERIES: tuple[LiveSeries, ...] = (
     LiveSeries(
-        "usersignals_feedback_votes_7d",
+        "usersignals_flattery_votes",
         "gauge",
-        ("model", "rating"),
-        'latest votes (metrics.md rule) with rating="up" or "down" whose day is in the '
-        "trailing 7 event days, per model",
+        ("model", "week", "of", "rating"),
+        f"latest thumbs votes (metrics.md rule) with rating up or down, {_COUNTS}",
     ),
     LiveSeries(
-        "usersignals_active_users_by_model",
+        "usersignals_flattery_active_users",
         "gauge",
-        ("model",),
-        "distinct users with an event carrying the model in the trailing 7 event days",
+        ("model", "week", "of"),
+        f"distinct users with an event carrying the model, {_COUNTS}",
     ),
     LiveSeries(
-        "usersignals_risk_flags_by_model_total",
-        "counter",
-        ("model",),
-        "risk_flag events carrying the model, each event_id once",
+        "usersignals_flattery_risk_flags",
+        "gauge",
+        ("model", "week", "of"),
+        f"risk_flag events carrying the model, each event_id once, {_COUNTS}",
+    ),
+    LiveSeries(
+        "usersignals_flattery_week_start_timestamp_seconds",
+        "gauge",
+        ("week",),
+        "midnight UTC of the Monday of each ISO week exported",
+    ),
+    LiveSeries(
+        "usersignals_first_event_day_timestamp_seconds",
+        "gauge",
+        (),
+        "midnight UTC of the oldest event day the worker holds",
+    ),
+    LiveSeries(
+        "usersignals_newest_event_day_timestamp_seconds",
+        "gauge",
+        (),
+        "midnight UTC of the newest event day the worker holds (0: none)",
+    ),
+    LiveSeries(
+        "usersignals_flattery_z_critical",
+        "gauge",
+        (),
+        "the z both one-sided tests must exceed (USERSIGNALS_FLATTERY_LEVEL)",
+    ),
+    LiveSeries(
+        "usersignals_flattery_min_votes",
+        "gauge",
+        (),
+        "votes each week needs (USERSIGNALS_FLATTERY_MIN_VOTES)",
+    ),
+    LiveSeries(
+        "usersignals_flattery_min_active_users",
+        "gauge",
+        (),
+        "active users each week needs (USERSIGNALS_FLATTERY_MIN_USERS)",
     ),
 )
-"""Series the rules read. Each worker exposes its own partitions; the rules sum over them."""
+"""Series the rules read. Each worker exposes its own partitions' counts; the rules sum them
+and apply the tests of :mod:`usersignals.metrics.flattery` (rules.yml says why)."""
 
 RECORDED_SERIES = (
-    "model:usersignals_thumbs_up_rate:7d",
-    "model:usersignals_risk_flags:increase7d",
-    "model:usersignals_risk_flags_per_1k:7d",
+    "model_week:usersignals_flattery_thumbs_up:this",
+    "model_week:usersignals_flattery_votes:this",
+    "model_week:usersignals_flattery_thumbs_up:last",
+    "model_week:usersignals_flattery_votes:last",
+    "model_week:usersignals_flattery_active_users:this",
+    "model_week:usersignals_flattery_active_users:last",
+    "model_week:usersignals_flattery_risk_flags:this",
+    "model_week:usersignals_flattery_risk_flags:last",
+    "model_week:usersignals_flattery_thumbs_up_rate:this",
+    "model_week:usersignals_flattery_risk_flags_per_1k:this",
+    "model_week:usersignals_flattery_thumbs_up_pooled",
+    "model_week:usersignals_flattery_thumbs_up_z",
+    "model_week:usersignals_flattery_users_share",
+    "model_week:usersignals_flattery_risk_flags:both",
+    "model_week:usersignals_flattery_risk_z",
+    "usersignals:flattery_current_week_start_timestamp_seconds",
+    "model_week:usersignals_flattery_flagged",
 )
-"""Series the recording rules write (for dashboards)."""
+"""Series the recording rules write: the flattery watch rows per (model, week), for the alert
+and the dashboards."""
 
 ALERTS = ("UsersignalsFlatteryRising",)
 

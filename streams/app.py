@@ -36,9 +36,10 @@ import faust
 from faust.types import TP
 
 from usersignals.config import Settings
+from usersignals.metrics.flattery import params_of
 from usersignals.streams import heap
 from usersignals.streams.changelog import PartitionKeeper, key_partition, rebuild_keepers
-from usersignals.streams.exposition import EventTimeLag, WorkerCollector
+from usersignals.streams.exposition import EventTimeLag, ProcessCounters, WorkerCollector
 from usersignals.streams.folds import PartitionState
 from usersignals.streams.records import dead_letter, split_record
 
@@ -120,8 +121,14 @@ class LiveWorker:
         )
         self.table.on_recover(self._on_recovered)
         rewind_uncommitted(self.app.consumer, settings.events_topic)
+        self.process = ProcessCounters()
         self.collector = WorkerCollector(
-            self.states, self.consumer_lag, self.event_lag, settings.max_models
+            self.states,
+            self.consumer_lag,
+            self.event_lag,
+            settings.max_models,
+            process=self.process,
+            flattery=params_of(settings),
         )
         self.app.agent(self.events_topic, name="usersignals-events")(self._process)
         self.app.timer(heap.SETTLE_INTERVAL_S)(self._settle)
@@ -154,6 +161,7 @@ class LiveWorker:
         if new:
             self.event_lag.observe(new, datetime.now(UTC))
         self.records += 1
+        self.process.record(outcome.rejections)
 
     async def _settle(self) -> None:
         heap.settle()

@@ -4,6 +4,18 @@ Gauges are read from the partition states at scrape time (:func:`live_gauges`), 
 exact as the report. A worker exposes the partitions it holds; with several workers, sum over
 instances in PromQL (users are disjoint across partitions, so sums stay exact).
 
+Everything computed from held state is a gauge, never a counter: it falls when days are pruned
+behind the retention horizon and moves between workers with their partitions, so ``rate()``
+and ``increase()`` would misread it. A ``_total`` series is only ever a counter of this process
+(:class:`ProcessCounters`: records processed, rejections seen), which starts at 0 with the
+process and only grows.
+
+The flattery watch (:mod:`usersignals.metrics.flattery`) is exported as its counts: per model
+and ISO week ``week``, the week's own counts (``of="this"``) and the previous ISO week's
+(``of="last"``), for every week from the oldest held to the one after the newest. Rates of
+several workers cannot be added, counts can: the recording rules of
+``dashboards/prometheus/rules.yml`` sum them and apply the same tests.
+
 Label values are bounded: no user ids ever; model versions beyond ``max_models`` (the ones with
 the most votes win, then by name) fold into ``other``; an event without a model is ``none``.
 """
@@ -12,7 +24,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -24,11 +36,21 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from usersignals.ingest.contract import Event
+from usersignals.ingest.contract import Event, Rejection
+from usersignals.metrics.flattery import FlatteryParams, previous_week, week_monday, z_critical
 from usersignals.streams.folds import PartitionState
 from usersignals.streams.livereport import live_gauges
+from usersignals.streams.state import iso_week
 
-__all__ = ["LAG_BUCKETS", "EventTimeLag", "WorkerCollector", "fold_models", "render"]
+__all__ = [
+    "LAG_BUCKETS",
+    "EventTimeLag",
+    "ProcessCounters",
+    "WorkerCollector",
+    "flattery_counts",
+    "fold_models",
+    "render",
+]
 
 LAG_BUCKETS: tuple[float, ...] = (
     1.0,
@@ -85,6 +107,40 @@ class EventTimeLag:
         )
 
 
+class ProcessCounters:
+    """Counters of this worker process: monotonic from 0 at the start of the process.
+
+    Attributes:
+        records: Input records processed (a redelivered record counts again).
+        rejects: Rejections seen, per reason (a redelivered bad record counts again).
+    """
+
+    def __init__(self) -> None:
+        self.records = 0
+        self.rejects: dict[str, int] = {}
+
+    def record(self, rejections: Iterable[Rejection]) -> None:
+        """Counts one processed input record and its rejections."""
+        self.records += 1
+        for r in rejections:
+            self.rejects[r.reason] = self.rejects.get(r.reason, 0) + 1
+
+
+def flattery_counts(states: Sequence[PartitionState]) -> dict[tuple[str, str], list[int]]:
+    """{(model, ISO week): [up, down, active users, risk flags]} over every held day."""
+    counts: dict[tuple[str, str], list[int]] = {}
+    for s in states:
+        for model, week, up, down, users, flags, _ in s.weekly(s.day_range())["flattery"]:
+            acc = counts.setdefault((model, week), [0, 0, 0, 0])
+            for i, v in enumerate((up, down, users, flags)):
+                acc[i] += v
+    return counts
+
+
+def _midnight(day: date) -> float:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
+
+
 def fold_models(
     votes: dict[tuple[str | None, int], int],
     max_models: int,
@@ -114,6 +170,9 @@ class WorkerCollector(Collector):
         lag: Returns {partition: consumer lag in records} of the partitions it holds.
         event_lag: The event-time lag histogram the agent fills.
         max_models: Model label values before folding into ``other``.
+        process: The process counters the agent fills (default: a fresh, unused one).
+        flattery: The flattery watch's parameters, exported for the rules (default
+            :class:`FlatteryParams`).
     """
 
     def __init__(
@@ -122,32 +181,53 @@ class WorkerCollector(Collector):
         lag: Callable[[], dict[int, int]],
         event_lag: EventTimeLag,
         max_models: int,
+        *,
+        process: ProcessCounters | None = None,
+        flattery: FlatteryParams | None = None,
     ) -> None:
         self._states = states
         self._lag = lag
         self._event_lag = event_lag
         self._max_models = max_models
+        self._process = process or ProcessCounters()
+        self._flattery = flattery or FlatteryParams()
 
     def collect(self) -> Iterable[Metric]:
         states = list(self._states())
-        g: dict[str, Any] = live_gauges(states)
+        g: dict[str, Any] = live_gauges(states, self._flattery)
+        counts = flattery_counts(states)
         labels = fold_models(
             g["votes_total"],
             self._max_models,
-            [*g["model_users_7d"], *g["risk_flags_by_model"]],
+            [*g["model_users_7d"], *g["risk_flags_by_model"], *(m for m, _ in counts)],
         )
-        events = CounterMetricFamily(
+        events = GaugeMetricFamily(
             "usersignals_events", "Distinct valid events held, by type.", labels=["type"]
         )
         for t, n in sorted(g["events_by_type"].items()):
             events.add_metric([t], n)
         yield events
-        rejected = CounterMetricFamily(
-            "usersignals_events_rejected", "Rejected input, by reason.", labels=["reason"]
+        rejected = GaugeMetricFamily(
+            "usersignals_events_rejected",
+            "Rejected input held (each rejected record or element once), by reason.",
+            labels=["reason"],
         )
         for reason, n in sorted(g["rejected"].items()):
             rejected.add_metric([reason], n)
         yield rejected
+        yield CounterMetricFamily(
+            "usersignals_records_processed",
+            "Input records this process has processed (redeliveries count again).",
+            value=self._process.records,
+        )
+        seen = CounterMetricFamily(
+            "usersignals_rejects_seen",
+            "Rejections this process has seen, by reason (redeliveries count again).",
+            labels=["reason"],
+        )
+        for reason, n in sorted(self._process.rejects.items()):
+            seen.add_metric([reason], n)
+        yield seen
         active = GaugeMetricFamily(
             "usersignals_active_users",
             "Distinct users active in the window ending on the newest event day.",
@@ -163,7 +243,7 @@ class WorkerCollector(Collector):
         yield GaugeMetricFamily(
             "usersignals_newest_event_day_timestamp_seconds",
             "Midnight UTC of the newest event day the gauges refer to (0: no events).",
-            value=(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() if day else 0.0),
+            value=_midnight(day) if day else 0.0,
         )
         yield _votes(
             g["votes_total"],
@@ -178,7 +258,7 @@ class WorkerCollector(Collector):
             "Latest thumbs votes on the 7 event days ending on the newest, by model and rating.",
         )
         yield _active_by_model(states, g, labels)
-        by_model = CounterMetricFamily(
+        by_model = GaugeMetricFamily(
             "usersignals_risk_flags_by_model",
             "Risk flags held (each event_id once), by model version.",
             labels=["model"],
@@ -186,7 +266,7 @@ class WorkerCollector(Collector):
         for label, n in sorted(_fold(g["risk_flags_by_model"], labels).items()):
             by_model.add_metric([label], n)
         yield by_model
-        flags = CounterMetricFamily(
+        flags = GaugeMetricFamily(
             "usersignals_risk_flags",
             "Risk flags held, by category and severity.",
             labels=["category", "severity"],
@@ -199,9 +279,9 @@ class WorkerCollector(Collector):
             "Distinct users with a high or critical risk flag in the trailing 7 days.",
             value=g["users_at_risk_weekly"],
         )
-        yield CounterMetricFamily(
+        yield GaugeMetricFamily(
             "usersignals_late_events",
-            "Events older than the retention horizon when they arrived (not folded).",
+            "Events held partitions saw older than the retention horizon (not folded).",
             value=g["late"],
         )
         lag = GaugeMetricFamily(
@@ -213,6 +293,80 @@ class WorkerCollector(Collector):
             lag.add_metric([str(p)], n)
         yield lag
         yield self._event_lag.metric()
+        yield from self._flattery_metrics(states, counts, labels)
+
+    def _flattery_metrics(
+        self,
+        states: Sequence[PartitionState],
+        counts: dict[tuple[str, str], list[int]],
+        labels: dict[str | None, str],
+    ) -> Iterable[Metric]:
+        params = self._flattery
+        yield GaugeMetricFamily(
+            "usersignals_flattery_z_critical",
+            "The z both one-sided flattery tests must exceed (the significance level's).",
+            value=z_critical(params.level),
+        )
+        yield GaugeMetricFamily(
+            "usersignals_flattery_min_votes",
+            "Thumbs votes a model needs in each of the two weeks to be flagged.",
+            value=params.min_votes,
+        )
+        yield GaugeMetricFamily(
+            "usersignals_flattery_min_active_users",
+            "Active users a model needs in each of the two weeks to be flagged.",
+            value=params.min_users,
+        )
+        ranges = [r for r in (s.day_range() for s in states) if r is not None]
+        first = GaugeMetricFamily(
+            "usersignals_first_event_day_timestamp_seconds",
+            "Midnight UTC of the oldest event day held (no sample: no events).",
+        )
+        if ranges:
+            first.add_metric([], _midnight(min(r[0] for r in ranges)))
+        yield first
+        weeks: list[str] = []
+        if ranges:
+            monday = week_monday(iso_week(min(r[0] for r in ranges)))
+            newest = max(r[1] for r in ranges)
+            while monday <= newest + timedelta(days=7):
+                weeks.append(iso_week(monday))
+                monday += timedelta(days=7)
+        start = GaugeMetricFamily(
+            "usersignals_flattery_week_start_timestamp_seconds",
+            "Midnight UTC of the Monday of each ISO week of the flattery series.",
+            labels=["week"],
+        )
+        for week in weeks:
+            start.add_metric([week], _midnight(week_monday(week)))
+        yield start
+        votes = GaugeMetricFamily(
+            "usersignals_flattery_votes",
+            'Latest thumbs votes of the ISO week (of="this") or of the week before (of="last").',
+            labels=["model", "week", "of", "rating"],
+        )
+        users = GaugeMetricFamily(
+            "usersignals_flattery_active_users",
+            "Distinct users with an event carrying the model in the ISO week (of) held.",
+            labels=["model", "week", "of"],
+        )
+        flags = GaugeMetricFamily(
+            "usersignals_flattery_risk_flags",
+            "Risk flags carrying the model in the ISO week (of) held.",
+            labels=["model", "week", "of"],
+        )
+        models = sorted({m for m, _ in counts if labels.get(m) == m})
+        for model in models:
+            for week in weeks:
+                for of, key in (("this", week), ("last", previous_week(week))):
+                    up, down, active, risk = counts.get((model, key), (0, 0, 0, 0))
+                    votes.add_metric([model, week, of, "up"], up)
+                    votes.add_metric([model, week, of, "down"], down)
+                    users.add_metric([model, week, of], active)
+                    flags.add_metric([model, week, of], risk)
+        yield votes
+        yield users
+        yield flags
 
 
 def _none_first(item: tuple[tuple[Any, ...], int]) -> tuple[str, ...]:

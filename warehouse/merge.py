@@ -2,8 +2,10 @@
 
 :func:`merge_inputs` makes, on a cursor of a :func:`~usersignals.warehouse.db.connect`
 connection, temporary views and tables named like the rollup-shaped views of ``views.sql``
-(``user_days``, ``model_user_days``, ``events_by_day``, ``feedback_votes``, ``risk_cells``,
-``week_users``, ``model_week_users``) plus ``arena_daily``, and ``feedback_latest`` once.
+(``user_days``, ``model_user_days``, ``events_by_day``, ``feedback_candidates``,
+``flag_cells``, ``model_refs``, ``week_users``, ``model_week_users``) plus ``arena_daily``, and
+``feedback_latest`` and ``risk_cells`` once (attributed to models over every day's references,
+docs/attribution.md).
 Temporary names shadow the views, so every metric view then reads the merged tables, and the
 metric SQL stays the one definition.
 
@@ -24,6 +26,7 @@ from datetime import date, timedelta
 import duckdb
 
 from usersignals.warehouse.arena import ARENA_DAILY_SQL
+from usersignals.warehouse.plan import ROLLUP_RELATIONS
 from usersignals.warehouse.rollup import UID_SQL
 
 __all__ = ["RAW_COLUMNS", "merge_inputs"]
@@ -36,6 +39,7 @@ RAW_COLUMNS = (
     "day",
     "model",
     "message_id",
+    "session_id",
     "rating",
     "model_a",
     "model_b",
@@ -48,13 +52,24 @@ RAW_COLUMNS = (
 )
 """The columns of raw rows the rollup-shaped views read (and the log position)."""
 
-_RAW_KINDS = ("user_days", "model_user_days", "events_by_day", "feedback_votes", "risk_cells")
+_RAW_KINDS = (
+    "user_days",
+    "model_user_days",
+    "events_by_day",
+    "feedback_votes",
+    "risk_cells",
+    "model_refs",
+)
 
 _DISTINCT = "SELECT DISTINCT * FROM ({rows})"
 _MERGED = (
     ("user_days", "user_id, day", _DISTINCT),
     ("model_user_days", "day, model, user_id", _DISTINCT),
-    ("feedback_votes", "user_id, message_id, day, ts, model, rating, event_id", "{rows}"),
+    (
+        "feedback_votes",
+        "user_id, message_id, day, ts, model, rating, event_id, session_id",
+        "{rows}",
+    ),
     (
         "events_by_day",
         "day, events",
@@ -62,10 +77,11 @@ _MERGED = (
     ),
     (
         "risk_cells",
-        "day, user_id, model, category, severity, flags",
-        "SELECT day, user_id, model, category, severity, CAST(sum(flags) AS BIGINT) AS flags "
-        "FROM ({rows}) GROUP BY ALL",
+        "day, user_id, model, category, severity, flags, session_id",
+        "SELECT day, user_id, model, category, severity, CAST(sum(flags) AS BIGINT) AS flags, "
+        "session_id FROM ({rows}) GROUP BY ALL",
     ),
+    ("model_refs", "kind, user_id, ref, day, ts, event_id, model", "{rows}"),
     (
         "arena_daily",
         "day, model_a, model_b, winner, votes",
@@ -73,7 +89,8 @@ _MERGED = (
         "FROM ({rows}) GROUP BY ALL",
     ),
 )
-"""(relation, its columns, how rollup and raw rows of the same day combine)."""
+"""(rollup kind, its columns, how rollup and raw rows of the same day combine). The temporary
+view is named after the kind's relation (``ROLLUP_RELATIONS``)."""
 
 
 def _among(column: str, days: Iterable[date], *, negate: bool = False) -> str:
@@ -133,7 +150,8 @@ def merge_inputs(cur: duckdb.DuckDBPyConnection) -> None:
         dirty = _tail_with_dirty_days(cur, cols)
     cur.execute("CREATE TEMP TABLE events AS SELECT * FROM main.events")  # deduplicated once
     for kind in _RAW_KINDS:
-        cur.execute(f"CREATE TEMP TABLE _r_{kind} AS SELECT * FROM main.{kind}")
+        rel = ROLLUP_RELATIONS.get(kind, kind)
+        cur.execute(f"CREATE TEMP TABLE _r_{kind} AS SELECT * FROM main.{rel}")
     cur.execute(f"CREATE TEMP TABLE _r_arena_daily AS {ARENA_DAILY_SQL}")
     raw_days = set(_column(cur, "SELECT day FROM _r_events_by_day"))
     excluded = dirty | raw_days
@@ -157,11 +175,13 @@ def merge_inputs(cur: duckdb.DuckDBPyConnection) -> None:
             )
             cur.execute(f"CREATE TEMP TABLE {merged} AS {combine.format(rows=rows)}")
         cur.execute(
-            f"CREATE TEMP VIEW {kind} AS SELECT {keys} FROM main.rollup_{kind} "
-            f"WHERE {served_rows} UNION ALL SELECT {keys} FROM {merged}"
+            f"CREATE TEMP VIEW {ROLLUP_RELATIONS.get(kind, kind)} AS SELECT {keys} "
+            f"FROM main.rollup_{kind} WHERE {served_rows} UNION ALL SELECT {keys} FROM {merged}"
         )
-    # read by feedback_by_model and flattery_watch: pick the latest votes once
+    # read by feedback_by_model and flattery_watch: pick the latest votes once; attribute the
+    # risk cells once (risk_flags_daily, users_at_risk_weekly and flattery_watch read them)
     cur.execute("CREATE TEMP TABLE feedback_latest AS SELECT * FROM main.feedback_latest")
+    cur.execute("CREATE TEMP TABLE risk_cells AS SELECT * FROM main.risk_cells")
     week = "CAST(date_trunc('week', day) AS DATE)"
     ok = _among("monday", ok_weeks)
     # days of the weeks without a usable weekly count: counted from the day rows

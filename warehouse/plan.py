@@ -32,6 +32,7 @@ from usersignals.warehouse.manifest import Manifest, read_manifest
 
 __all__ = [
     "ROLLUPS_DIR",
+    "ROLLUP_RELATIONS",
     "ROLLUP_SCHEMAS",
     "USERS_SCHEMA",
     "WEEK_SCHEMA",
@@ -67,6 +68,7 @@ ROLLUP_SCHEMAS: dict[str, pa.Schema] = {
             ("model", _TEXT),
             ("rating", pa.int32()),
             ("event_id", _TEXT),
+            ("session_id", _TEXT),
         ]
     ),
     "risk_cells": pa.schema(
@@ -77,6 +79,18 @@ ROLLUP_SCHEMAS: dict[str, pa.Schema] = {
             ("category", _TEXT),
             ("severity", _TEXT),
             ("flags", pa.int64()),
+            ("session_id", _TEXT),
+        ]
+    ),
+    "model_refs": pa.schema(
+        [
+            ("kind", _TEXT),
+            ("user_id", _KEY),
+            ("ref", _TEXT),
+            ("day", _DAY),
+            ("ts", pa.timestamp("us", tz="UTC")),
+            ("event_id", _TEXT),
+            ("model", _TEXT),
         ]
     ),
     "arena_daily": pa.schema(
@@ -91,7 +105,14 @@ ROLLUP_SCHEMAS: dict[str, pa.Schema] = {
 }
 """Columns of each kind of day rollup. ``ids``: 64-bit hashes of the day's event ids;
 ``shared``: other compacted days holding one of those hashes when the day was compacted; the
-rest: the relations of the same name in ``views.sql``, over the day's events, users as uids."""
+rest: the relations of the same name in ``views.sql`` (or of :data:`ROLLUP_RELATIONS`), over
+the day's events, users as uids."""
+
+ROLLUP_RELATIONS = {"feedback_votes": "feedback_candidates", "risk_cells": "flag_cells"}
+"""Kinds holding another relation of ``views.sql`` than their name: votes and flags before
+attribution (own model and session_id), attributed at report time through ``model_refs``, so
+that a message or session on another day than its votes and flags still names their model
+(docs/attribution.md)."""
 
 WEEK_SCHEMA = pa.schema([("monday", _DAY), ("model", _TEXT), ("users", pa.int64())])
 """A weekly file: distinct users per model (``model`` NULL: over all events) in the week."""

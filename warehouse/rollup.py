@@ -26,6 +26,7 @@ from usersignals.warehouse.db import views_sql
 from usersignals.warehouse.layout import COVERS_KEY, DEADLETTER_SCHEMA
 from usersignals.warehouse.manifest import Manifest
 from usersignals.warehouse.plan import (
+    ROLLUP_RELATIONS,
     ROLLUP_SCHEMAS,
     ROLLUPS_DIR,
     USERS_SCHEMA,
@@ -59,7 +60,9 @@ FROM known AS k LEFT JOIN fresh AS f ON f.user_id = k.user_id
 the next uids in ``user_id`` order (so a report maps the tail's new users the same way)."""
 
 _KIND_SQL = {
-    kind: ARENA_DAILY_SQL if kind == "arena_daily" else f"SELECT * FROM {kind}"
+    kind: ARENA_DAILY_SQL
+    if kind == "arena_daily"
+    else f"SELECT * FROM {ROLLUP_RELATIONS.get(kind, kind)}"
     for kind in ROLLUP_SCHEMAS
     if kind not in ("ids", "shared")
 }

@@ -38,22 +38,78 @@ SELECT DISTINCT user_id, day FROM events;
 CREATE VIEW model_user_days AS
 SELECT DISTINCT day, model, user_id FROM events WHERE model IS NOT NULL;
 
--- For each (user_id, message_id, day) the latest vote of that day: the candidates of
--- feedback_latest (the latest vote overall is the latest of these).
-CREATE VIEW feedback_votes AS
-SELECT user_id, message_id, day, ts, model, rating, event_id
+-- For each (user_id, message_id, day) the latest vote of that day, with the vote's own model
+-- and session_id: the candidates of feedback_latest (the latest vote overall is the latest of
+-- these), before attribution.
+CREATE VIEW feedback_candidates AS
+SELECT user_id, message_id, day, ts, model, rating, event_id, session_id
 FROM events
 WHERE type = 'feedback'
 QUALIFY row_number() OVER (
     PARTITION BY user_id, message_id, day ORDER BY ts DESC, event_id DESC
 ) = 1;
 
--- Risk flags counted per (day, user, model, category, severity).
-CREATE VIEW risk_cells AS
-SELECT day, user_id, model, category, severity, count(*) AS flags
+-- Risk flags counted per (day, user, own model, category, severity), and per session_id for
+-- flags without a model of their own (before attribution).
+CREATE VIEW flag_cells AS
+SELECT day, user_id, model, CASE WHEN model IS NULL THEN session_id END AS session_id,
+       category, severity, count(*) AS flags
 FROM events
 WHERE type = 'risk_flag'
-GROUP BY day, user_id, model, category, severity;
+GROUP BY ALL;
+
+-- Model references (docs/attribution.md), per day: the earliest (ts, event_id) message event
+-- carrying a model per (user_id, message_id) (kind 'message'), and the earliest session_start
+-- or message event carrying a model per (user_id, session_id) (kind 'session').
+CREATE VIEW model_refs AS
+SELECT * FROM (
+    SELECT 'message' AS kind, user_id, message_id AS ref, day, ts, event_id, model
+    FROM events
+    WHERE type = 'message' AND model IS NOT NULL AND message_id IS NOT NULL
+    QUALIFY row_number() OVER (PARTITION BY user_id, message_id, day ORDER BY ts, event_id) = 1
+)
+UNION ALL
+SELECT * FROM (
+    SELECT 'session' AS kind, user_id, session_id AS ref, day, ts, event_id, model
+    FROM events
+    WHERE type IN ('session_start', 'message') AND model IS NOT NULL AND session_id IS NOT NULL
+    QUALIFY row_number() OVER (PARTITION BY user_id, session_id, day ORDER BY ts, event_id) = 1
+);
+
+-- The model of a message and of a session: that of the earliest (ts, event_id) reference.
+CREATE VIEW message_models AS
+SELECT user_id, ref AS message_id, model
+FROM model_refs
+WHERE kind = 'message'
+QUALIFY row_number() OVER (PARTITION BY user_id, ref ORDER BY ts, event_id) = 1;
+
+CREATE VIEW session_models AS
+SELECT user_id, ref AS session_id, model
+FROM model_refs
+WHERE kind = 'session'
+QUALIFY row_number() OVER (PARTITION BY user_id, ref ORDER BY ts, event_id) = 1;
+
+-- The vote candidates under their attributed model: the vote's own, else its message's, else
+-- its session's (NULL when none is known).
+CREATE VIEW feedback_votes AS
+SELECT f.user_id, f.message_id, f.day, f.ts,
+       coalesce(f.model, m.model, s.model) AS model,
+       f.rating, f.event_id
+FROM feedback_candidates AS f
+LEFT JOIN message_models AS m
+    ON f.model IS NULL AND m.user_id = f.user_id AND m.message_id = f.message_id
+LEFT JOIN session_models AS s
+    ON f.model IS NULL AND s.user_id = f.user_id AND s.session_id = f.session_id;
+
+-- Risk flags counted per (day, user, attributed model, category, severity): a flag's own
+-- model, else its session's (NULL when none is known).
+CREATE VIEW risk_cells AS
+SELECT c.day, c.user_id, coalesce(c.model, s.model) AS model, c.category, c.severity,
+       CAST(sum(c.flags) AS BIGINT) AS flags
+FROM flag_cells AS c
+LEFT JOIN session_models AS s
+    ON c.model IS NULL AND s.user_id = c.user_id AND s.session_id = c.session_id
+GROUP BY ALL;
 
 -- Events per day (days with events only).
 CREATE VIEW events_by_day AS

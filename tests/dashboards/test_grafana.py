@@ -216,7 +216,7 @@ def test_layout_ids_and_datasources() -> None:
                 assert panel["datasource"] == source.ref()
     assert [p["title"] for p in live["panels"] if p["type"] == "row"] == [
         "Now",
-        "Engagement and wellbeing per model version (trailing 7 days)",
+        "Engagement and wellbeing per model version (ISO weeks)",
         "Users",
         "Pipeline",
     ]
@@ -472,46 +472,75 @@ def _const(value: float) -> Any:
     return lambda t: value
 
 
+def _flattery_series() -> list[tuple[str, str, str, dict[str, str], Any, range]]:
+    """What two workers export for the flattery rules (dashboards.rules.LIVE_SERIES): m1
+    rises significantly from 2026-W10 to W11 (flagged), m2 starts in W11."""
+    out: list[tuple[str, str, str, dict[str, str], Any, range]] = []
+
+    def add(name: str, labels: dict[str, str], value: float) -> None:
+        out.append((name, "gauge", name, labels, _const(value), FINE))
+
+    # (model, week, of, instance): up, down, active users, risk flags
+    counts = {
+        ("m1", "2026-W10", "this", "a"): (30, 20, 60, 3),
+        ("m1", "2026-W10", "this", "b"): (20, 30, 40, 2),
+        ("m1", "2026-W11", "last", "a"): (30, 20, 60, 3),
+        ("m1", "2026-W11", "last", "b"): (20, 30, 40, 2),
+        ("m1", "2026-W11", "this", "a"): (50, 10, 60, 9),
+        ("m1", "2026-W11", "this", "b"): (30, 10, 40, 6),
+        ("m2", "2026-W11", "this", "a"): (10, 10, 40, 1),
+        ("m2", "2026-W11", "last", "a"): (0, 0, 0, 0),
+    }
+    for (model, week, of, instance), (up, down, users, flags) in counts.items():
+        base = {"model": model, "week": week, "of": of, "instance": instance}
+        add("usersignals_flattery_votes", {**base, "rating": "up"}, up)
+        add("usersignals_flattery_votes", {**base, "rating": "down"}, down)
+        add("usersignals_flattery_active_users", base, users)
+        add("usersignals_flattery_risk_flags", base, flags)
+    for instance in ("a", "b"):
+        for week, monday in (("2026-W10", 1772409600), ("2026-W11", 1773014400)):
+            add(
+                "usersignals_flattery_week_start_timestamp_seconds",
+                {"week": week, "instance": instance},
+                monday,
+            )
+        add("usersignals_first_event_day_timestamp_seconds", {"instance": instance}, 1772409600)
+        add("usersignals_newest_event_day_timestamp_seconds", {"instance": instance}, 1773705600)
+        add("usersignals_flattery_z_critical", {"instance": instance}, 1.6448536269514729)
+        add("usersignals_flattery_min_votes", {"instance": instance}, 30)
+        add("usersignals_flattery_min_active_users", {"instance": instance}, 30)
+    return sorted(out, key=lambda s: s[0])
+
+
+FLATTERY_SERIES = _flattery_series()
+
 # (family, type, sample name, labels, value at t, timestamps)
 SERIES: list[tuple[str, str, str, dict[str, str], Any, range]] = [
+    *[
+        (
+            "usersignals_events",
+            "gauge",
+            "usersignals_events",
+            {"type": t, "instance": i},
+            _const(v),
+            FINE,
+        )
+        for t, i, v in (("message", "a", 100), ("feedback", "a", 20), ("message", "b", 50))
+    ],
     (
-        "usersignals_events",
+        "usersignals_rejects_seen",
         "counter",
-        "usersignals_events_total",
-        {"type": "message", "instance": "a"},
-        _counter(10),
-        FINE,
-    ),
-    (
-        "usersignals_events",
-        "counter",
-        "usersignals_events_total",
-        {"type": "feedback", "instance": "a"},
-        _counter(2),
-        FINE,
-    ),
-    (
-        "usersignals_events",
-        "counter",
-        "usersignals_events_total",
-        {"type": "message", "instance": "b"},
-        _counter(5),
-        FINE,
-    ),
-    (
-        "usersignals_events_rejected",
-        "counter",
-        "usersignals_events_rejected_total",
+        "usersignals_rejects_seen_total",
         {"reason": "not_json", "instance": "a"},
         _counter(0.5),
         FINE,
     ),
     (
         "usersignals_late_events",
-        "counter",
-        "usersignals_late_events_total",
+        "gauge",
+        "usersignals_late_events",
         {"instance": "a"},
-        _counter(0.25),
+        _const(7),
         FINE,
     ),
     *[
@@ -561,8 +590,8 @@ SERIES: list[tuple[str, str, str, dict[str, str], Any, range]] = [
     *[
         (
             "usersignals_risk_flags",
-            "counter",
-            "usersignals_risk_flags_total",
+            "gauge",
+            "usersignals_risk_flags",
             {"category": c, "severity": s, "instance": i},
             _const(v),
             FINE,
@@ -616,14 +645,15 @@ SERIES: list[tuple[str, str, str, dict[str, str], Any, range]] = [
     *[
         (
             "usersignals_risk_flags_by_model",
-            "counter",
-            "usersignals_risk_flags_by_model_total",
+            "gauge",
+            "usersignals_risk_flags_by_model",
             {"model": m, "instance": i},
-            _counter(v / (7 * 86400)),
-            COARSE,
+            _const(v),
+            FINE,
         )
         for i, m, v in (("a", "m1", 28), ("b", "m1", 14), ("a", "m2", 7))
     ],
+    *FLATTERY_SERIES,
 ]
 SERIES += [
     # What Prometheus itself writes for the alert rule (rules.yml; promtool's unit tests make
@@ -688,13 +718,30 @@ EXPECTED: dict[str, dict[Labels, float]] = {
     'count(ALERTS{alertname="UsersignalsFlatteryRising", alertstate="firing"}) or vector(0)': {
         (): 1
     },
-    "model:usersignals_thumbs_up_rate:7d": {_key(model="m1"): 0.75, _key(model="m2"): 0.25},
-    "model:usersignals_risk_flags_per_1k:7d": {_key(model="m1"): 210, _key(model="m2"): 140},
+    "model_week:usersignals_flattery_thumbs_up_rate:this": {
+        _key(model="m1", week="2026-W10"): 0.5,
+        _key(model="m1", week="2026-W11"): 0.8,
+        _key(model="m2", week="2026-W11"): 0.5,
+    },
+    "model_week:usersignals_flattery_risk_flags_per_1k:this": {
+        _key(model="m1", week="2026-W10"): 50,
+        _key(model="m1", week="2026-W11"): 150,
+        _key(model="m2", week="2026-W11"): 25,
+    },
+    # m1 in W11: z = 0.3 / sqrt(0.65 * 0.35 * 0.02) = 4.45 and (15 - 10) / sqrt(5) = 2.24
+    "model_week:usersignals_flattery_flagged": {
+        _key(model="m1", week="2026-W10"): 0,
+        _key(model="m1", week="2026-W11"): 1,
+        _key(model="m2", week="2026-W11"): 0,
+    },
+    "sum by (model) (usersignals_risk_flags_by_model)": {
+        _key(model="m1"): 42,
+        _key(model="m2"): 7,
+    },
     "sum by (model) (usersignals_active_users_by_model)": {
         _key(model="m1"): 200,
         _key(model="m2"): 50,
     },
-    "model:usersignals_risk_flags:increase7d": {_key(model="m1"): 42, _key(model="m2"): 7},
     "sum by (window) (usersignals_active_users)": {
         _key(window="1d"): 50,
         _key(window="7d"): 150,
@@ -705,15 +752,15 @@ EXPECTED: dict[str, dict[Labels, float]] = {
         _key(model="m1", rating="down"): 10,
         _key(model="m2", rating="down"): 5,
     },
-    "sum by (category, severity) (usersignals_risk_flags_total)": {
+    "sum by (category, severity) (usersignals_risk_flags)": {
         _key(category="self_harm", severity="high"): 6,
         _key(category="medical", severity="low"): 3,
     },
-    "sum by (type) (rate(usersignals_events_total[5m]))": {
-        _key(type="message"): 15,
-        _key(type="feedback"): 2,
+    "sum by (type) (usersignals_events)": {
+        _key(type="message"): 150,
+        _key(type="feedback"): 20,
     },
-    "sum by (reason) (rate(usersignals_events_rejected_total[5m]))": {_key(reason="not_json"): 0.5},
+    "sum by (reason) (rate(usersignals_rejects_seen_total[5m]))": {_key(reason="not_json"): 0.5},
     "sum by (partition) (usersignals_consumer_lag)": {
         _key(partition="0"): 5,
         _key(partition="1"): 0,
@@ -728,7 +775,7 @@ EXPECTED: dict[str, dict[Labels, float]] = {
     "histogram_quantile(0.99, sum by (le) (rate(usersignals_event_time_lag_seconds_bucket[5m])))": {
         (): 4.92
     },
-    "sum(rate(usersignals_late_events_total[5m]))": {(): 0.25},
+    "sum(usersignals_late_events)": {(): 7},
 }
 
 
@@ -780,6 +827,27 @@ def _promtool(*args: str) -> None:
     subprocess.run(["promtool", *args], check=True, capture_output=True, timeout=300)
 
 
+def _rule_levels(root: Path) -> list[Path]:
+    """RULES_FILE's recording rules split into files by how deep they read recorded series."""
+    rules = yaml.safe_load(RULES_FILE.read_text(encoding="utf-8"))
+    recording = [r for g in rules["groups"] for r in g["rules"] if "record" in r]
+    names = {r["record"] for r in recording}
+    depth: dict[str, int] = {}
+    while len(depth) < len(recording):
+        for r in recording:
+            reads = [n for n in names if n != r["record"] and n in r["expr"]]
+            if r["record"] not in depth and all(n in depth for n in reads):
+                depth[r["record"]] = 1 + max((depth[n] for n in reads), default=-1)
+    paths = []
+    for level in range(max(depth.values()) + 1):
+        group: dict[str, Any] = {"name": f"level{level}", "interval": "1m"}
+        group["rules"] = [r for r in recording if depth[r["record"]] == level]
+        path = root / f"rules{level}.yml"
+        path.write_text(yaml.safe_dump({"groups": [group]}), encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     require_tool("promtool")  # skips, or fails under make test and in CI
@@ -789,15 +857,17 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     (root / "series.om").write_text(_openmetrics())
     data = root / "data"
     _promtool("tsdb", "create-blocks-from", "openmetrics", str(root / "series.om"), str(data))
-    # Backfilled rules read only the data, not each other's output: a second pass over the
-    # first pass's blocks fills the rules that read recorded series (per 1k reads increase7d).
-    for backfill in range(2):
+    # Backfilled rules read only the data, not each other's output: one pass per level of
+    # rules reading recorded series (counts, then the pooled rate and shares, then the z,
+    # then the flag), each pass over the blocks of the passes before, with only its level's
+    # rules (a rule backfilled twice would have two values at the same moment).
+    for backfill, level in enumerate(_rule_levels(root)):
         recorded = root / f"recorded{backfill}"
         with _prometheus(root, data) as url:
             _promtool(
                 "tsdb", "create-blocks-from", "rules", "--quiet",
                 f"--start={T - 1800}", f"--end={T}", f"--url={url}",
-                f"--output-dir={recorded}", str(RULES_FILE),
+                f"--output-dir={recorded}", str(level),
             )  # fmt: skip
         for block in recorded.iterdir():
             block.rename(data / block.name)
@@ -837,10 +907,16 @@ def test_live_targets_read_only_exposed_series() -> None:
     }
     live = {s.name + ("_total" if s.kind == "counter" else "") for s in LIVE_SERIES}
     read = {
-        name for expr in _exprs() for name in re.findall(r"\b(usersignals_\w+|model:[\w:]+)", expr)
+        name
+        for expr in _exprs()
+        for name in re.findall(r"\b(usersignals_\w+|model_week:[\w:]+)", expr)
     }
     assert read <= exposed | live | set(RECORDED_SERIES)
-    assert set(RECORDED_SERIES) <= read
+    assert {
+        "model_week:usersignals_flattery_thumbs_up_rate:this",
+        "model_week:usersignals_flattery_risk_flags_per_1k:this",
+        "model_week:usersignals_flattery_flagged",
+    } <= read
 
 
 @pytest.mark.parametrize("expr", sorted(EXPECTED))

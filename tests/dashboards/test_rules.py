@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.dashboards.flattery_scenario import definition_rows, rules_test_yaml
 from usersignals.dashboards.rules import (
     ALERTS,
     LIVE_SERIES,
@@ -21,12 +22,22 @@ from usersignals.dashboards.rules import (
 
 @pytest.mark.usefixtures("promtool")
 def test_promtool_check_rules() -> None:
-    assert promtool_check() == f"Checking {RULES_FILE}\n  SUCCESS: 4 rules found\n\n"
+    assert promtool_check() == f"Checking {RULES_FILE}\n  SUCCESS: 18 rules found\n\n"
 
 
 @pytest.mark.usefixtures("promtool")
 def test_promtool_unit_tests_pass() -> None:
     assert promtool_test() == f"Unit Testing:  {RULES_TEST_FILE}\n  SUCCESS\n\n"
+
+
+def test_the_unit_tests_expect_the_definition() -> None:
+    assert RULES_TEST_FILE.read_text(encoding="utf-8") == rules_test_yaml()
+
+
+def test_the_scenario_flags_warm_only() -> None:
+    assert [(r["model"], r["week"]) for r in definition_rows() if r["flagged"]] == [
+        ("warm", "2026-W11")
+    ]
 
 
 def test_rules_read_exactly_the_live_series() -> None:
@@ -44,14 +55,14 @@ def test_a_failing_rules_test_is_an_error(tmp_path: Path) -> None:
     broken.write_text(
         RULES_TEST_FILE.read_text(encoding="utf-8")
         .replace("  - rules.yml", f"  - {RULES_FILE}")
-        .replace("value: 0.6", "value: 0.7"),
+        .replace("value: 0.625", "value: 0.626"),
         encoding="utf-8",
     )
     with pytest.raises(RulesError) as exc:
         promtool_test(broken)
     assert exc.value.command == ("promtool", "test", "rules", str(broken))
     assert "FAILED" in exc.value.output
-    assert 'model="steady"} 7E-01' in exc.value.output
+    assert 'model="steady", week="2026-W11"} 6.26E-01' in exc.value.output
 
 
 def test_a_missing_promtool_is_an_error() -> None:

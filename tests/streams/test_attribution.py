@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +16,9 @@ from hypothesis import strategies as st
 
 from tests.oracle import attributed_models, dedupe, event_day, oracle_report
 from tests.test_oracle import ATTRIBUTION, MODEL_OF, ev, flag, start, vote
-from usersignals.ingest.contract import Event
+from usersignals.ingest.batching import Item
+from usersignals.ingest.contract import Event, decode_record
+from usersignals.ingest.typed import TypedEvents
 from usersignals.streams.changelog import PartitionKeeper
 from usersignals.streams.folds import PartitionState
 from usersignals.streams.livereport import live_report
@@ -143,6 +146,42 @@ def test_restore_from_the_changelog_keeps_session_ids() -> None:
     again = PartitionKeeper(0, 35)
     again.restore(reversed(list(table.items())))
     assert again.state.gauges()["risk_flags_by_model"] == {"m1": 1}
+
+
+class _Recorder(TypedEvents):
+    """The README's tracker calls, recorded as the bytes the SDK would send."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.sent: list[bytes] = []
+
+    def _enqueue(self, event_id: str, item: Item) -> str:
+        self.sent.append(item[1])
+        return event_id
+
+    def __enter__(self) -> _Recorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def flush(self, timeout: float) -> bool:
+        return True
+
+
+def test_the_readme_example_flag_counts_for_its_sessions_model() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    code = next(b for b in readme.split("```python")[1:] if "Tracker(" in b).split("```")[0]
+    code = code.replace("from usersignals.ingest.tracker import Tracker", "")
+    recorded: list[_Recorder] = []
+
+    def tracker(bootstrap: str) -> _Recorder:
+        recorded.append(_Recorder(bootstrap))
+        return recorded[-1]
+
+    exec(compile(code, "README", "exec"), {"Tracker": tracker})
+    events = [e for raw in recorded[0].sent for e in decode_record(raw)[0]]
+    assert [e.model for e in events if e.type == "risk_flag"] == [None]
+    assert folded(events).gauges()["risk_flags_by_model"] == {"m-5.2": 1}
 
 
 # -- properties ----------------------------------------------------------------------------

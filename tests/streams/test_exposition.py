@@ -1,20 +1,22 @@
-"""The flattery watch's live series in ``/metrics`` (issue 6 item 3), over real partition states:
+"""The live series per model in ``/metrics``, over real partition states:
 votes and active users per model on the trailing 7 event days, risk flags per model."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.test_oracle import ev, flag, vote
-from usersignals.ingest.contract import Event
-from usersignals.streams.exposition import EventTimeLag, WorkerCollector, render
+from usersignals.ingest.contract import Event, Rejection
+from usersignals.streams.exposition import EventTimeLag, ProcessCounters, WorkerCollector, render
 from usersignals.streams.folds import PartitionState
 
 SERIES = (
     "usersignals_feedback_votes_7d",
     "usersignals_active_users_by_model",
-    "usersignals_risk_flags_by_model_total",
+    "usersignals_risk_flags_by_model",
 )
 
 # Newest event day 03-20: the 7 days are 03-14 .. 03-20.
@@ -34,7 +36,7 @@ P0 = [
     flag("r1", "u6", "03-18", "mania", "high", model="m3"),
     flag("r1", "u6", "03-18", "mania", "high", model="m3"),  # the same event_id again
     flag("r2", "u7", "03-01", "mania", "low", model="m2"),  # held, outside the 7 days
-    flag("r3", "u7", "03-19", "mania", "low"),  # no model: in no model's series
+    flag("r3", "u7", "03-19", "mania", "low"),  # no model, no session: the "none" label
 ]
 P1 = [
     vote("w1", "z1", "03-19", "x1", 1, model="m2"),
@@ -79,6 +81,7 @@ V7, AU, RF = SERIES
                 (AU, ("m3",)): 2,
                 (RF, ("m2",)): 1,
                 (RF, ("m3",)): 1,
+                (RF, ("none",)): 1,
             },
         ),
         (
@@ -96,6 +99,7 @@ V7, AU, RF = SERIES
                 (RF, ("m1",)): 1,
                 (RF, ("m2",)): 1,
                 (RF, ("m3",)): 1,
+                (RF, ("none",)): 1,
             },
         ),
         (
@@ -112,6 +116,7 @@ V7, AU, RF = SERIES
                 (AU, ("other",)): 5,
                 (RF, ("m1",)): 1,
                 (RF, ("other",)): 2,
+                (RF, ("none",)): 1,
             },
         ),
     ],
@@ -121,3 +126,82 @@ def test_flattery_series(
     events: list[list[Event]], max_models: int, expected: dict[tuple[str, tuple[str, ...]], float]
 ) -> None:
     assert series(events, max_models) == expected
+
+
+def samples(states: list[PartitionState], collector: WorkerCollector) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
+    for family in text_string_to_metric_families(render(collector).decode()):
+        for s in family.samples:
+            out.setdefault(s.name, []).append((dict(sorted(s.labels.items())), s.value))
+    return out
+
+
+def test_flattery_counts_per_model_week_and_of() -> None:
+    # P0 holds 03-01 (W09) .. 03-20 (W12), P1 03-14 .. 03-19: weeks W09 .. W13 (the one after)
+    states = []
+    for evs in (P0, P1):
+        state = PartitionState()
+        state.apply(evs)
+        states.append(state)
+    got = samples(states, WorkerCollector(lambda: states, dict, EventTimeLag(), 20))
+    assert got["usersignals_first_event_day_timestamp_seconds"] == [({}, 1772323200.0)]
+    assert [
+        (labels["week"], value)
+        for labels, value in got["usersignals_flattery_week_start_timestamp_seconds"]
+    ] == [
+        ("2026-W09", 1771804800.0),
+        ("2026-W10", 1772409600.0),
+        ("2026-W11", 1773014400.0),
+        ("2026-W12", 1773619200.0),
+        ("2026-W13", 1774224000.0),
+    ]
+    m1 = {
+        (labels["week"], labels["of"], labels["rating"]): value
+        for labels, value in got["usersignals_flattery_votes"]
+        if labels["model"] == "m1" and value
+    }
+    # m1: W11 (03-09 .. 03-15) u2 up twice; W12 u1 up and down, u3's vote withdrawn on 03-16
+    assert m1 == {
+        ("2026-W11", "this", "up"): 2,
+        ("2026-W12", "last", "up"): 2,
+        ("2026-W12", "this", "up"): 1,
+        ("2026-W12", "this", "down"): 1,
+        ("2026-W13", "last", "up"): 1,
+        ("2026-W13", "last", "down"): 1,
+    }
+    users = {
+        (labels["model"], labels["week"], labels["of"]): value
+        for labels, value in got["usersignals_flattery_active_users"]
+        if value and labels["week"] == "2026-W12"
+    }
+    # W12 (03-16 .. 03-22): m1 u1, u3; m2 u4, u5, z1; m3 u5, u6. W11: m1 u2, u3, z2; m3 u7, z2
+    assert users == {
+        ("m1", "2026-W12", "this"): 2,
+        ("m1", "2026-W12", "last"): 3,
+        ("m2", "2026-W12", "this"): 3,
+        ("m3", "2026-W12", "this"): 2,
+        ("m3", "2026-W12", "last"): 2,
+    }
+    assert got["usersignals_flattery_z_critical"] == [({}, 1.6448536269514729)]
+    assert got["usersignals_flattery_min_votes"] == [({}, 30.0)]
+
+
+def test_only_process_counters_are_counters() -> None:
+    state = PartitionState()
+    state.apply(P0)
+    state.add_rejections([((0, 1, None), "not_json")])
+    process = ProcessCounters()
+    process.record([])
+    process.record([Rejection(reason="not_json", message="x")])
+    collector = WorkerCollector(lambda: [state], dict, EventTimeLag(), 20, process=process)
+    families = text_string_to_metric_families(render(collector).decode())
+    kinds = {f.name: f.type for f in families}
+    assert {n for n, k in kinds.items() if k == "counter"} == {
+        "usersignals_records_processed",
+        "usersignals_rejects_seen",
+    }
+    got = samples([state], collector)
+    assert got["usersignals_records_processed_total"] == [({}, 2.0)]
+    assert got["usersignals_rejects_seen_total"] == [({"reason": "not_json"}, 1.0)]
+    assert got["usersignals_events_rejected"] == [({"reason": "not_json"}, 1.0)]
+    assert kinds["usersignals_events"] == "gauge"

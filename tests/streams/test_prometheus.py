@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import Kafka
 from tests.oracle import dedupe, oracle_report
+from tests.streams.test_prometheus_rules import wait_ready
 from tests.streams.workerproc import (
     BAD_RECORDS,
     batch_records,
@@ -108,6 +109,7 @@ def test_prometheus_scrapes_the_exact_dau(kafka: Kafka, tmp_path: Path) -> None:
         log.close()
         try:
             assert wait_for_port("127.0.0.1", port, 30)
+            wait_ready(port)
             deadline = time.monotonic() + 60
             result: list[dict[str, Any]] = []
             while time.monotonic() < deadline:
@@ -118,13 +120,13 @@ def test_prometheus_scrapes_the_exact_dau(kafka: Kafka, tmp_path: Path) -> None:
             assert [float(r["value"][1]) for r in result] == [float(last["dau"])]
             mau = query(port, 'usersignals_active_users{window="30d"}')
             assert [float(r["value"][1]) for r in mau] == [float(last["mau"])]
-            rejected = query(port, "sum(usersignals_events_rejected_total)")
+            rejected = query(port, "sum(usersignals_events_rejected)")
             assert [float(r["value"][1]) for r in rejected] == [
                 float(sum(produced.rejected().values()))
             ]
             lag = query(port, "sum(usersignals_consumer_lag)")
             assert [float(r["value"][1]) for r in lag] == [0.0]
-            flags = query(port, "sum by (model) (usersignals_risk_flags_by_model_total)")
+            flags = query(port, 'sum by (model) (usersignals_risk_flags_by_model{model!="none"})')
             assert by_model(flags) == flags_by_model(expected)
             active = query(port, "sum by (model) (usersignals_active_users_by_model)")
             assert by_model(active) == active_by_model(produced.events_in_log_order())

@@ -1,0 +1,312 @@
+"""A real Prometheus scrapes two real workers through a rebalance and a retention prune: every
+``_total`` series only grows, and the flattery rules and alert give the metric definition's
+answer (``usersignals.metrics.flattery`` through the report) on the data held at each step."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Kafka
+from tests.oracle import oracle_report
+from tests.streams.workerproc import (
+    WorkerProc,
+    batch_records,
+    produce,
+    start_worker,
+    wait_caught_up,
+)
+from usersignals.broker import free_port, wait_for_port
+from usersignals.dashboards.rules import RULES_FILE
+from usersignals.ingest.contract import Event
+from usersignals.metrics.flattery import WeekCounts, previous_week, rise
+from usersignals.processes import terminate
+
+N = 8
+PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
+pytestmark = pytest.mark.skipif(
+    not os.access(PROMETHEUS, os.X_OK), reason="Debian's prometheus is not installed"
+)
+
+Key = tuple[str, str]
+
+# ISO weeks 2026-W37 (Mon 09-07) and W38 are complete once an event of 09-21 (W39) is held
+MONDAY = date(2026, 9, 7)
+# (model, week offset): users, thumbs up, thumbs down, risk flags
+WEEKS = {
+    ("warm", 0): (100, 50, 50, 5),
+    ("warm", 1): (100, 80, 20, 15),
+    ("steady", 0): (100, 55, 45, 5),
+    ("steady", 1): (100, 57, 43, 6),
+    ("warm", 2): (20, 10, 5, 1),
+    ("steady", 2): (20, 10, 10, 0),
+}
+FAR = date(2026, 11, 23)  # 35+ days later: every September day falls behind the horizon
+
+
+def wire(day: date, user: str, kind: str, n: int, **fields: Any) -> dict[str, Any]:
+    return {
+        "event_id": f"{user}-{kind}-{n}",
+        "type": kind,
+        "user_id": user,
+        "ts": f"{day.isoformat()}T12:00:{n:02d}Z",
+        **fields,
+    }
+
+
+def traffic() -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for (model, week), (users, up, down, flags) in WEEKS.items():
+        day = MONDAY + timedelta(days=7 * week)
+        for i in range(users):
+            user = f"{model}-{week}-{i}"
+            out.append(wire(day, user, "message", 0, model=model, role="assistant"))
+            if i < up + down:
+                rating = 1 if i < up else -1
+                out.append(
+                    wire(day, user, "feedback", 1, model=model, message_id="m", rating=rating)
+                )
+            if i < flags:
+                out.append(
+                    wire(day, user, "risk_flag", 2, model=model, category="other", severity="low")
+                )
+    return out
+
+
+def far_traffic() -> list[dict[str, Any]]:
+    return [
+        wire(FAR, f"later-{i}", "message", 0, model="steady", role="assistant") for i in range(64)
+    ]
+
+
+# ---------------------------------------------------------------- Prometheus over HTTP
+
+
+def api(port: int, path: str, **params: str) -> Any:
+    url = f"http://127.0.0.1:{port}/api/v1/{path}?" + urllib.parse.urlencode(params)
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        body = json.loads(resp.read())
+    assert body["status"] == "success", body
+    return body["data"]["result"]
+
+
+def by_key(port: int, promql: str) -> dict[Key, float]:
+    return {
+        (r["metric"]["model"], r["metric"]["week"]): float(r["value"][1])
+        for r in api(port, "query", query=promql)
+    }
+
+
+def eventually(read: Callable[[], Any], expected: Any, what: str, timeout: float = 90) -> Any:
+    """The value of ``read()`` once it equals ``expected`` (Prometheus scrapes and evaluates
+    every second); the last value read when the deadline passes."""
+    deadline = time.monotonic() + timeout
+    got = read()
+    while got != expected and time.monotonic() < deadline:
+        time.sleep(0.5)
+        got = read()
+    return got
+
+
+def wait_ready(port: int, timeout: float = 60) -> None:
+    """Until Prometheus answers ``/-/ready`` with 200 (its API answers 503 before)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"prometheus on {port} not ready after {timeout} s")
+
+
+@contextmanager
+def prometheus(tmp_path: Path, targets: list[int], binary: str) -> Iterator[int]:
+    rules = tmp_path / "rules.yml"
+    text = RULES_FILE.read_text(encoding="utf-8")
+    assert "    interval: 1m\n" in text
+    assert "        for: 15m\n" in text
+    rules.write_text(
+        text.replace("    interval: 1m\n", "    interval: 1s\n").replace(
+            "        for: 15m\n", "        for: 0s\n"
+        ),
+        encoding="utf-8",
+    )
+    config = tmp_path / "prometheus.yml"
+    listed = ", ".join(f"'127.0.0.1:{p}'" for p in targets)
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        f"rule_files:\n  - {rules}\n"
+        "scrape_configs:\n  - job_name: usersignals\n"
+        f"    static_configs:\n      - targets: [{listed}]\n"
+    )
+    port = free_port()
+    log = (tmp_path / "prometheus.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    log.close()
+    try:
+        assert wait_for_port("127.0.0.1", port, 30)
+        wait_ready(port)
+        yield port
+    finally:
+        terminate(proc, 30)
+
+
+# ---------------------------------------------------------------- the definition's answer
+
+
+def definition(rows: list[dict[str, Any]]) -> dict[str, dict[Key, float]]:
+    """What each recording rule and the alert must give, from the report's flattery rows."""
+    cells = {
+        (r["model"], r["week"]): WeekCounts(
+            r["model"],
+            r["week"],
+            r["thumbs_up"],
+            r["thumbs_down"],
+            r["active_users"],
+            r["risk_flags"],
+            0,
+            1,
+        )
+        for r in rows
+    }
+    out: dict[str, dict[Key, float]] = {"flagged": {}, "rate": {}, "z_up": {}, "z_risk": {}}
+    for key, c in cells.items():
+        row = next(r for r in rows if (r["model"], r["week"]) == key)
+        out["flagged"][key] = 1.0 if row["flagged"] else 0.0
+        if c.thumbs_up + c.thumbs_down:
+            out["rate"][key] = c.thumbs_up / (c.thumbs_up + c.thumbs_down)
+        last = cells.get((key[0], previous_week(key[1])))
+        if last is not None:
+            tests = rise(c, last)
+            if tests.z_thumbs_up is not None:
+                out["z_up"][key] = tests.z_thumbs_up
+            if tests.z_risk is not None:
+                out["z_risk"][key] = tests.z_risk
+    return out
+
+
+RULES = {
+    "flagged": "model_week:usersignals_flattery_flagged",
+    "rate": "model_week:usersignals_flattery_thumbs_up_rate:this",
+    "z_up": "model_week:usersignals_flattery_thumbs_up_z",
+    "z_risk": "model_week:usersignals_flattery_risk_z",
+}
+FIRING = 'ALERTS{alertname="UsersignalsFlatteryRising", alertstate="firing"}'
+
+
+def check_rules(port: int, rows: list[dict[str, Any]], alerts: set[Key], step: str) -> None:
+    expected = definition(rows)
+
+    def read() -> tuple[dict[str, dict[Key, float]], set[Key]]:
+        got = {name: by_key(port, promql) for name, promql in RULES.items()}
+        return got, set(by_key(port, FIRING))
+
+    got, firing = eventually(read, (expected, alerts), step)
+    assert got == expected, step
+    assert firing == alerts, step
+
+
+def held(port: int, worker: WorkerProc) -> float:
+    """Distinct valid events the worker holds, as Prometheus scraped them last."""
+    promql = f'sum(usersignals_events{{instance="127.0.0.1:{worker.port}"}})'
+    return sum(float(r["value"][1]) for r in api(port, "query", query=promql))
+
+
+def worker_rows(worker: WorkerProc) -> list[dict[str, Any]]:
+    return list(worker.get("/v1/report")["flattery_watch"])
+
+
+def test_rules_and_counters_across_a_rebalance_and_a_prune(kafka: Kafka, tmp_path: Path) -> None:
+    started = time.time()
+    topic, group = kafka.settings.events_topic, f"{kafka.settings.topic_prefix}-worker"
+    records = [*batch_records(traffic(), N, 10), (0, None, b"{oops")]
+    produced = produce(kafka.bootstrap, topic, records)
+    a = start_worker(kafka.env(), tmp_path, name="a")
+    b = start_worker(kafka.env(), tmp_path, name="b")
+    try:
+        with prometheus(tmp_path, [a.port, b.port], PROMETHEUS) as port:
+            wait_caught_up([a, b], kafka.bootstrap, group, topic, produced.ends, N)
+            assert (a.status() or {})["partitions"]
+            assert (b.status() or {})["partitions"]
+            rows = oracle_report(produced.events_in_log_order())["flattery_watch"]
+            assert [(r["model"], r["week"]) for r in rows if r["flagged"]] == [("warm", "2026-W38")]
+            check_rules(port, rows, {("warm", "2026-W38")}, "two workers")
+
+            a.stop()  # its partitions move to b
+            wait_caught_up([b], kafka.bootstrap, group, topic, produced.ends, N)
+            assert sorted(int(p) for p in (b.status() or {})["partitions"]) == list(range(N))
+            check_rules(port, rows, {("warm", "2026-W38")}, "after the rebalance")
+
+            everything = float(len(produced_events(produced)))
+            held_before = eventually(lambda: held(port, b), everything, "held events")
+            produce(kafka.bootstrap, topic, batch_records(far_traffic(), N, 4), produced)
+            wait_caught_up([b], kafka.bootstrap, group, topic, produced.ends, N)
+            pruned = worker_rows(b)
+            assert [(r["model"], r["week"], r["complete"]) for r in pruned] == [
+                ("steady", "2026-W48", False)
+            ]
+            check_rules(port, pruned, set(), "after the prune")
+            held_after = eventually(lambda: held(port, b), 64.0, "held events after the prune")
+            assert (held_before, held_after) == (everything, 64.0)
+
+            end = time.time()
+            series = api(
+                port,
+                "query_range",
+                query='{__name__=~"usersignals_.+_total"}',
+                start=str(started),
+                end=str(end),
+                step="1",
+            )
+            names = {s["metric"]["__name__"] for s in series}
+            assert names == {
+                "usersignals_records_processed_total",
+                "usersignals_rejects_seen_total",
+            }
+            for s in series:
+                values = [float(v) for _, v in s["values"]]
+                assert values == sorted(values), s["metric"]
+            assert {
+                s["metric"]["instance"]
+                for s in series
+                if s["metric"]["__name__"] == "usersignals_records_processed_total"
+            } == {
+                f"127.0.0.1:{a.port}",
+                f"127.0.0.1:{b.port}",
+            }
+    finally:
+        a.stop()
+        b.stop()
+
+
+def produced_events(produced: Any) -> list[Event]:
+    """The distinct valid events written before the prune (each event_id once)."""
+    seen: dict[str, Event] = {}
+    for e in produced.events_in_log_order():
+        if e.ts.astimezone(UTC).date() < datetime(2026, 10, 1, tzinfo=UTC).date():
+            seen.setdefault(e.event_id, e)
+    return list(seen.values())
