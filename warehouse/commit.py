@@ -35,6 +35,7 @@ from usersignals.warehouse.manifest import (
     PartitionState,
     ensure_manifest,
     replace_manifest,
+    sync_dirs,
 )
 
 __all__ = [
@@ -122,6 +123,7 @@ def write_range(
     for final in finals:
         os.replace(temp_path(final), final)
         note(f"renamed {final.name}")
+    sync_dirs(finals)
     names = [str(f.relative_to(root)) for f in finals]
 
     def commit(m: Manifest) -> Manifest:

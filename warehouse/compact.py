@@ -51,6 +51,7 @@ from usersignals.warehouse.manifest import (
     ensure_manifest,
     read_manifest,
     replace_manifest,
+    sync_dirs,
 )
 from usersignals.warehouse.plan import (
     ROLLUP_SCHEMAS,
@@ -234,6 +235,7 @@ def _swap(
         write_parquet(rows, temp, {COVERS_KEY: json.dumps(covers).encode()})
         os.replace(temp, final)
         add.append(_rel(root, final))
+    sync_dirs([root / f for f in add])
     note("merged written")
     day_rollups = f"{ROLLUPS_DIR}/day={day}/"
     stale = [f for f in m.rollups() if f.startswith(day_rollups)]
@@ -264,6 +266,7 @@ def _write_week(root: Path, monday: str, note: Callable[[str], None]) -> None:
     path = write_week(root, monday, m)
     note("week written")
     new = [] if path is None else [_rel(root, path)]
+    sync_dirs([root / f for f in new])
     prefix = f"{_rel(root, week_dir(root, monday))}/"
     old = [f for f in m.rollups() if f.startswith(prefix) and f not in new]
     if not old and (not new or new[0] in m.files):

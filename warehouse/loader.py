@@ -75,9 +75,10 @@ class RollPolicy:
 class LoaderError(UsersignalsError):
     """The loader cannot run against this topic or warehouse."""
 
-    def __init__(self, topic: str, reason: str) -> None:
+    def __init__(self, topic: str, reason: str, *, retryable: bool = False) -> None:
         self.topic = topic
         self.reason = reason
+        self.retryable = retryable
         super().__init__(f"Cannot load topic {topic!r}: {reason}")
 
 
@@ -282,7 +283,8 @@ class Loader:
             missing = [tp for tp in offsets if tp not in found]
             if time.monotonic() > deadline:
                 listed = sorted(tp.partition for tp in missing)
-                raise LoaderError(self.topic, f"partitions {listed} did not answer a fetch")
+                reason = f"partitions {listed} did not answer a fetch"
+                raise LoaderError(self.topic, reason, retryable=True)
             batch = await consumer.getmany(*missing, timeout_ms=200)
             for tp in missing:
                 messages = batch.get(tp)

@@ -59,6 +59,7 @@ __all__ = [
     "fingerprint",
     "read_manifest",
     "replace_manifest",
+    "sync_dirs",
 ]
 
 MANIFEST = "manifest.json"
@@ -221,6 +222,12 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def sync_dirs(files: Iterable[Path]) -> None:
+    """Syncs the directories of ``files`` (renamed in), before a manifest names them."""
+    for d in sorted({Path(f).parent for f in files}):
+        _fsync_dir(d)
 
 
 def _write(root: Path, manifest: Manifest) -> None:
