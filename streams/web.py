@@ -20,6 +20,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from usersignals.config import UsersignalsError
+from usersignals.metrics.flattery import params_of
 from usersignals.streams.exposition import render
 from usersignals.streams.livereport import (
     global_range,
@@ -71,7 +72,7 @@ def report_of(worker: LiveWorker) -> dict[str, Any]:
     rng = global_range(s.day_range() for s in states)
     partial = partial_of(states, rng)
     arena = worker.arena_fn(preference_counts([partial])) if worker.arena_fn else []
-    return merge_partials([partial], arena)
+    return merge_partials([partial], arena, flattery=params_of(worker.settings))
 
 
 def status_of(worker: LiveWorker, *, counts: bool = True) -> dict[str, Any]:
