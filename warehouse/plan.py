@@ -185,7 +185,13 @@ def users_files(root: Path, manifest: Manifest | None = None) -> list[Path]:
 
 
 def week_covers(path: Path) -> list[str]:
-    raw = (pq.read_schema(path).metadata or {}).get(COVERS_KEY)
+    """The days a weekly file counts; none when it is gone (replaced since the manifest was read:
+    the report then counts the week from its day rollups)."""
+    try:
+        schema = pq.read_schema(path)
+    except FileNotFoundError:
+        return []
+    raw = (schema.metadata or {}).get(COVERS_KEY)
     return [] if raw is None else [str(c) for c in json.loads(raw)]
 
 
