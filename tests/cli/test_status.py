@@ -8,6 +8,7 @@ import sys
 
 from tests.conftest import Kafka
 from tests.streams.workerproc import produce
+from usersignals.cli.status import end_offsets
 
 
 def test_status_json_shows_end_offsets_and_lag_without_a_worker(kafka: Kafka) -> None:
@@ -57,3 +58,14 @@ def test_status_text_says_counts_are_unknown_without_a_worker(kafka: Kafka) -> N
         text=True,
     )
     assert "accepted/rejected: unknown (no worker reachable)" in out.stdout
+
+
+def test_end_offsets_are_true_when_many_partitions_end_in_a_batch_of_several_records(
+    kafka: Kafka,
+) -> None:
+    # the broker lists each of these partitions' end as 1 (its last batch starts at 0); the
+    # fetch high watermarks must be read for every partition, not only the first ones
+    records = [(p, None, b"r%d" % i) for p in range(8) for i in range(p + 2)]
+    produced = produce(kafka.bootstrap, kafka.settings.events_topic, records)
+    assert produced.ends == {p: p + 2 for p in range(8)}
+    assert end_offsets(kafka.bootstrap, kafka.settings.events_topic, 8) == produced.ends

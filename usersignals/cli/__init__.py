@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import NoReturn
 
 import click
 
@@ -75,20 +76,39 @@ def cli() -> None:
 
 
 def main() -> None:
-    """Entry point: runs the CLI and turns project errors into a message and exit code 2."""
+    """Entry point: runs the CLI; every failure it can name is one line on stderr.
+
+    Exit status: 0 done; 1 the command ran and found problems (rejected lines, events not
+    delivered); 2 bad usage (``Error: ...``, click's words) or a project error
+    (``error: ...``: :class:`UsersignalsError`, a missing warehouse, Kafka not answering, or
+    a file that cannot be read or written); 130 interrupted. No traceback for any of these.
+    """
     try:
         # Without standalone mode click returns ctx.exit(n)'s code instead of exiting.
-        rc = cli.main(standalone_mode=False)
+        rc = cli.main(prog_name="usersignals", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
+    except click.ClickException as exc:  # bad usage (2), or a command's own refusal
+        # one line, click's wording, without the usage text click would print first
+        click.echo(f"Error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
     except click.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
     except UsersignalsError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        _fail(str(exc), 2)
+    except OSError as exc:
+        _fail(_os_error(exc), 2)
     if isinstance(rc, int) and rc:
         sys.exit(rc)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _os_error(exc: OSError) -> str:
+    """``Permission denied: 'out/x.parquet'``: the reason and the path, without the errno."""
+    reason = exc.strerror or type(exc).__name__
+    return f"{reason}: {str(exc.filename)!r}" if exc.filename is not None else reason

@@ -16,7 +16,16 @@ from typing import Any
 from usersignals.broker import BrokerError
 from usersignals.config import Settings
 
-__all__ = ["close_fetches_quietly", "kafka_errors", "require_kafka"]
+__all__ = ["client_timeouts", "close_fetches_quietly", "kafka_errors", "require_kafka"]
+
+
+def client_timeouts(seconds: float, *, producer: bool = False) -> dict[str, int]:
+    """kafka-python client settings that bound how long an unreachable broker is tried."""
+    ms = max(int(seconds * 1000), 1)
+    out = {"bootstrap_timeout_ms": ms, "request_timeout_ms": ms + 1000}
+    if producer:
+        out["max_block_ms"] = ms
+    return out
 
 
 def unreachable(settings: Settings, detail: object) -> BrokerError:
@@ -47,12 +56,9 @@ def require_kafka(settings: Settings) -> None:
     """
     from kafka import KafkaConsumer
 
-    timeout_ms = int(settings.kafka_timeout_s * 1000)
     with kafka_errors(settings):
         consumer = KafkaConsumer(
-            bootstrap_servers=settings.bootstrap,
-            request_timeout_ms=max(timeout_ms, 1000) + 1000,
-            api_version_auto_timeout_ms=timeout_ms,
+            bootstrap_servers=settings.bootstrap, **client_timeouts(settings.kafka_timeout_s)
         )
         try:
             consumer.topics()

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from usersignals.config import Settings
 
-__all__ = ["bootstrap_option", "settings_from", "warehouse_option"]
+__all__ = [
+    "bootstrap_option",
+    "existing_warehouse",
+    "kafka_timeout_option",
+    "output_file",
+    "settings_from",
+    "warehouse_option",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -22,6 +30,41 @@ def bootstrap_option(f: F) -> F:
         metavar="HOST:PORT",
         help="Kafka bootstrap servers [env USERSIGNALS_BOOTSTRAP; default 127.0.0.1:9092].",
     )(f)
+
+
+def kafka_timeout_option(f: F) -> F:
+    """``--timeout``: seconds to wait for Kafka (else ``USERSIGNALS_KAFKA_TIMEOUT_S``)."""
+    return click.option(
+        "--timeout",
+        "kafka_timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="Seconds to wait for Kafka to answer [env USERSIGNALS_KAFKA_TIMEOUT_S; default 10].",
+    )(f)
+
+
+def output_file(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """A click callback: the file's directory must exist (else a usage error naming it)."""
+    if value is None or str(value) == "-":
+        return value
+    parent = Path(value).parent
+    if not parent.is_dir():
+        raise click.BadParameter(f"the directory {str(parent)!r} does not exist")
+    return value
+
+
+def existing_warehouse(settings: Settings) -> Path:
+    """``settings.warehouse``, which must be a directory.
+
+    Raises:
+        WarehouseNotFoundError: it is not (nothing was ever loaded there).
+    """
+    from usersignals.warehouse.db import WarehouseNotFoundError
+
+    if not Path(settings.warehouse).is_dir():
+        raise WarehouseNotFoundError(Path(settings.warehouse))
+    return Path(settings.warehouse)
 
 
 def warehouse_option(f: F) -> F:

@@ -6,7 +6,15 @@ import json
 
 import click
 
-from usersignals.cli._options import bootstrap_option, settings_from, warehouse_option
+from usersignals.cli._kafka import client_timeouts, kafka_errors
+from usersignals.cli._options import (
+    bootstrap_option,
+    existing_warehouse,
+    kafka_timeout_option,
+    settings_from,
+    warehouse_option,
+)
+from usersignals.ingest.event import REASONS
 from usersignals.warehouse.deadletter import read_deadletter, replay, summary
 
 __all__ = ["command"]
@@ -23,9 +31,12 @@ def command() -> None:
     """
 
 
+_REASON = click.Choice(REASONS)
+
+
 @command.command("list")
 @warehouse_option
-@click.option("--reason", default=None, help="Only rows of this reason code.")
+@click.option("--reason", type=_REASON, default=None, help="Only rows of this reason code.")
 @click.option("--summary", "totals", is_flag=True, help="Counts per reason instead of rows.")
 @click.option("--limit", type=int, default=50, show_default=True, help="Rows to show (0: all).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
@@ -38,7 +49,7 @@ def list_command(
     Example:
       usersignals deadletter list --reason not_json --limit 10 --json
     """
-    root = settings_from(warehouse=warehouse).warehouse
+    root = existing_warehouse(settings_from(warehouse=warehouse))
     if totals:
         for row in summary(root):
             click.echo(json.dumps(row) if as_json else f"{row['reason']}\t{row['count']}")
@@ -58,13 +69,15 @@ def list_command(
 
 @command.command("replay")
 @bootstrap_option
+@kafka_timeout_option
 @warehouse_option
-@click.option("--reason", default=None, help="Only rows of this reason code.")
+@click.option("--reason", type=_REASON, default=None, help="Only rows of this reason code.")
 @click.option("--again", is_flag=True, help="Also rows that were replayed before.")
 @click.option("--dry-run", is_flag=True, help="Count what would be sent; send nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
 def replay_command(
     bootstrap: str | None,
+    kafka_timeout: float | None,
     warehouse: str | None,
     reason: str | None,
     again: bool,
@@ -79,25 +92,34 @@ def replay_command(
     """
     from kafka import KafkaProducer
 
-    settings = settings_from(bootstrap=bootstrap, warehouse=warehouse)
-    producer = None if dry_run else KafkaProducer(bootstrap_servers=settings.bootstrap, acks="all")
+    settings = settings_from(
+        bootstrap=bootstrap, warehouse=warehouse, kafka_timeout_s=kafka_timeout
+    )
+    root = existing_warehouse(settings)
     topic = settings.events_topic
     partitions = settings.partitions
-    if producer is not None:
-        partitions = len(producer.partitions_for(topic) or ()) or partitions
+    producer = None
+    if not dry_run:
+        with kafka_errors(settings):
+            producer = KafkaProducer(
+                bootstrap_servers=settings.bootstrap,
+                acks="all",
+                **client_timeouts(settings.kafka_timeout_s, producer=True),
+            )
+            partitions = len(producer.partitions_for(topic) or ()) or partitions
 
     def send(value: bytes, key: bytes | None, partition: int) -> None:
         if producer is not None:
             producer.send(topic, value=value, key=key, partition=partition)
 
     try:
-        result = replay(
-            settings.warehouse, send, partitions, reason=reason, again=again, dry_run=dry_run
-        )
+        with kafka_errors(settings):
+            result = replay(root, send, partitions, reason=reason, again=again, dry_run=dry_run)
+            if producer is not None:
+                producer.flush(settings.kafka_timeout_s)
     finally:
         if producer is not None:
-            producer.flush()
-            producer.close()
+            producer.close(timeout=0)
     if as_json:
         click.echo(json.dumps({"sent": result.sent, "skipped": result.skipped}))
     else:

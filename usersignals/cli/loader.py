@@ -8,8 +8,13 @@ from dataclasses import asdict
 
 import click
 
-from usersignals.cli._kafka import close_fetches_quietly
-from usersignals.cli._options import bootstrap_option, settings_from, warehouse_option
+from usersignals.cli._kafka import close_fetches_quietly, require_kafka
+from usersignals.cli._options import (
+    bootstrap_option,
+    kafka_timeout_option,
+    settings_from,
+    warehouse_option,
+)
 from usersignals.processes import exit_when_orphaned, install_repeat_filter
 from usersignals.warehouse.loader import RollPolicy, run_loader
 
@@ -20,6 +25,7 @@ _DEFAULT = RollPolicy()
 
 @click.command("loader")
 @bootstrap_option
+@kafka_timeout_option
 @warehouse_option
 @click.option(
     "--exit-with-parent", is_flag=True, help="Flush and exit when the parent process dies."
@@ -56,6 +62,7 @@ _DEFAULT = RollPolicy()
 @click.option("--json", "as_json", is_flag=True, help="Print the run's counts as JSON at exit.")
 def command(
     bootstrap: str | None,
+    kafka_timeout: float | None,
     warehouse: str | None,
     exit_with_parent: bool,
     drain: bool,
@@ -76,8 +83,11 @@ def command(
     Example:
       usersignals loader --bootstrap 127.0.0.1:9092 --warehouse ./warehouse --drain
     """
+    settings = settings_from(
+        bootstrap=bootstrap, warehouse=warehouse, kafka_timeout_s=kafka_timeout
+    )
+    require_kafka(settings)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    settings = settings_from(bootstrap=bootstrap, warehouse=warehouse)
     install_repeat_filter(settings.log_repeat_s)
     close_fetches_quietly()
     if exit_with_parent:

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from usersignals.cli._options import settings_from, warehouse_option
+from usersignals.cli._options import output_file, settings_from, warehouse_option
 
 __all__ = ["command", "filter_days", "html_report"]
 
@@ -193,6 +193,7 @@ def html_report(report: dict[str, Any], source: str) -> str:
     "--html",
     "html_file",
     type=click.Path(dir_okay=False, path_type=Path),
+    callback=output_file,
     help="Also write a self-contained HTML report (tables and charts) to FILE.",
 )
 @click.option("--worker-url", default=None, help="Worker address for --live.")

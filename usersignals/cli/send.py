@@ -36,7 +36,9 @@ def _rejection_row(line: int, rejection: Rejection) -> dict[str, Any]:
 
 
 @click.command("send")
-@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
+@click.argument(
+    "file", type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path)
+)
 @bootstrap_option
 @click.option(
     "--topic-prefix", default=None, help="Prefix of the topic names [default usersignals]."

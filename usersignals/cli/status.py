@@ -8,51 +8,89 @@ the tail of every partition. On Apache Kafka both agree.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import click
 
-from usersignals.cli._options import bootstrap_option, settings_from
+from usersignals.cli._kafka import client_timeouts, kafka_errors
+from usersignals.cli._options import bootstrap_option, kafka_timeout_option, settings_from
 from usersignals.cli.live import get_json, worker_urls
-from usersignals.config import Settings
+from usersignals.config import Settings, UsersignalsError
 
-__all__ = ["command", "end_offsets", "gather_status"]
+__all__ = ["StatusError", "command", "end_offsets", "gather_status"]
 
-POLL_TIMEOUT_MS = 2000
+POLL_TIMEOUT_MS = 200
 
 
-def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
-    """The offset after the last record of each partition (read from fetch responses)."""
+class StatusError(UsersignalsError):
+    """A partition's end offset could not be read (retryable)."""
+
+    retryable = True
+
+    def __init__(self, topic: str, partition: int) -> None:
+        self.topic = topic
+        self.partition = partition
+        super().__init__(f"No fetch answer for partition {partition} of {topic!r} in time")
+
+
+def end_offsets(
+    bootstrap: str, topic: str, partitions: int, *, timeout: float = 10.0
+) -> dict[int, int]:
+    """The offset after the last record of each partition (read from fetch responses).
+
+    Each partition whose listed end is short is fetched on its own: kafka-python parses one
+    partition's fetch response at a time, and only as earlier partitions' records are
+    consumed, so probing them together left the high watermark of all but the first ones
+    unread, and their short listed end stood (``status`` then showed the worker's committed
+    offset past the end: a negative lag).
+
+    Raises:
+        StatusError: a partition's end could not be read within ``timeout`` seconds.
+    """
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        **client_timeouts(timeout),
+    )
     try:
         tps = [TopicPartition(topic, p) for p in range(partitions)]
         listed = consumer.end_offsets(tps)
         ends = {tp.partition: int(listed[tp]) for tp in tps}
-        probe = [tp for tp in tps if listed[tp] > 0]
-        if probe:
-            consumer.assign(probe)
-            for tp in probe:
-                consumer.seek(tp, max(int(listed[tp]) - 1, 0))
-            for _ in range(5):
-                consumer.poll(timeout_ms=POLL_TIMEOUT_MS // 5, max_records=1)
-                highs = {tp: consumer.highwater(tp) for tp in probe}
-                if all(h is not None for h in highs.values()):
-                    break
-            for tp, high in highs.items():
-                if high is not None:
-                    ends[tp.partition] = max(ends[tp.partition], int(high))
+        deadline = time.monotonic() + timeout
+        for tp in tps:
+            if listed[tp] > 0:
+                ends[tp.partition] = max(ends[tp.partition], _highwater(consumer, tp, deadline))
         return ends
     finally:
         consumer.close()
 
 
-def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
+def _highwater(consumer: Any, tp: Any, deadline: float) -> int:
+    consumer.assign([tp])
+    consumer.seek_to_end(tp)
+    consumer.seek(tp, max(consumer.position(tp) - 1, 0))
+    while (high := consumer.highwater(tp)) is None:
+        if time.monotonic() > deadline:
+            raise StatusError(tp.topic, tp.partition)
+        consumer.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=1)
+    return int(high)
+
+
+def committed_offsets(
+    bootstrap: str, group: str, topic: str, partitions: int, *, timeout: float = 10.0
+) -> dict[int, int]:
     """Committed offsets of a consumer group (partitions without a commit left out)."""
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        **client_timeouts(timeout),
+    )
     try:
         out: dict[int, int] = {}
         for p in range(partitions):
@@ -65,17 +103,24 @@ def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -
 
 
 def gather_status(settings: Settings, *, timeout: float = 5.0) -> dict[str, Any]:
-    """Offsets and lag per partition for the worker and loader groups, and worker counts."""
+    """Offsets and lag per partition for the worker and loader groups, and worker counts.
+
+    Raises:
+        BrokerError: Kafka did not answer within ``settings.kafka_timeout_s`` (retryable).
+        StatusError: a partition's end offset could not be read in that time.
+    """
     topic, n = settings.events_topic, settings.partitions
-    ends = end_offsets(settings.bootstrap, topic, n)
+    wait = settings.kafka_timeout_s
     groups = {
         "worker": f"{settings.topic_prefix}-worker",
         "loader": f"{settings.topic_prefix}-loader",
     }
-    committed = {
-        name: committed_offsets(settings.bootstrap, group, topic, n)
-        for name, group in groups.items()
-    }
+    with kafka_errors(settings):
+        ends = end_offsets(settings.bootstrap, topic, n, timeout=wait)
+        committed = {
+            name: committed_offsets(settings.bootstrap, group, topic, n, timeout=wait)
+            for name, group in groups.items()
+        }
     partitions = []
     for p in range(n):
         row: dict[str, Any] = {"partition": p, "end_offset": ends[p]}
@@ -109,9 +154,12 @@ def gather_status(settings: Settings, *, timeout: float = 5.0) -> dict[str, Any]
 
 @click.command("status")
 @bootstrap_option
+@kafka_timeout_option
 @click.option("--worker-url", default=None, help="Worker address(es), comma-separated.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def command(bootstrap: str | None, worker_url: str | None, as_json: bool) -> None:
+def command(
+    bootstrap: str | None, kafka_timeout: float | None, worker_url: str | None, as_json: bool
+) -> None:
     """Consumer lag per partition, and the events accepted and rejected by the workers.
 
     Accepted and rejected counts come from the running workers (/v1/status); when none
@@ -121,7 +169,9 @@ def command(bootstrap: str | None, worker_url: str | None, as_json: bool) -> Non
     Example:
       usersignals status --json
     """
-    settings = settings_from(bootstrap=bootstrap, worker_url=worker_url)
+    settings = settings_from(
+        bootstrap=bootstrap, worker_url=worker_url, kafka_timeout_s=kafka_timeout
+    )
     status = gather_status(settings)
     if as_json:
         click.echo(json.dumps(status, sort_keys=True))

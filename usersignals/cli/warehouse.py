@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from datetime import datetime
 
 import click
 
-from usersignals.cli._options import settings_from, warehouse_option
+from usersignals.cli._options import existing_warehouse, settings_from, warehouse_option
 from usersignals.warehouse.compact import compact
 
 __all__ = ["command"]
@@ -25,9 +26,15 @@ def command() -> None:
 
 @command.command("compact")
 @warehouse_option
-@click.option("--day", default=None, metavar="YYYY-MM-DD", help="Only this event day.")
+@click.option(
+    "--day",
+    type=click.DateTime(["%Y-%m-%d"]),
+    default=None,
+    metavar="YYYY-MM-DD",
+    help="Only this event day.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per day.")
-def compact_command(warehouse: str | None, day: str | None, as_json: bool) -> None:
+def compact_command(warehouse: str | None, day: datetime | None, as_json: bool) -> None:
     """Merge each day's loader files into one file, dropping duplicate event_ids.
 
     Also writes the day's rollups, which `usersignals report` reads instead of the day's
@@ -39,8 +46,8 @@ def compact_command(warehouse: str | None, day: str | None, as_json: bool) -> No
     Example:
       usersignals warehouse compact --warehouse ./warehouse --day 2026-11-24 --json
     """
-    settings = settings_from(warehouse=warehouse)
-    for result in compact(settings.warehouse, day):
+    root = existing_warehouse(settings_from(warehouse=warehouse))
+    for result in compact(root, None if day is None else day.date().isoformat()):
         if as_json:
             click.echo(json.dumps({**asdict(result), "duplicates": result.duplicates}))
         elif result.output is None:

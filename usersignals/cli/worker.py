@@ -35,8 +35,13 @@ from typing import Any
 
 import click
 
-from usersignals.cli._kafka import close_fetches_quietly
-from usersignals.cli._options import bootstrap_option, settings_from, warehouse_option
+from usersignals.cli._kafka import close_fetches_quietly, require_kafka
+from usersignals.cli._options import (
+    bootstrap_option,
+    kafka_timeout_option,
+    settings_from,
+    warehouse_option,
+)
 from usersignals.config import Settings
 from usersignals.processes import StopWatchdog, die_with_parent, install_repeat_filter, terminate
 
@@ -117,6 +122,7 @@ def worker_class() -> type[Any]:
 
 @click.command("worker")
 @bootstrap_option
+@kafka_timeout_option
 @warehouse_option
 @click.option("--port", type=int, default=None, help="Web port [default 6066].")
 @click.option("--no-loader", is_flag=True, help="Do not run the warehouse loader.")
@@ -130,6 +136,7 @@ def worker_class() -> type[Any]:
 )
 def command(
     bootstrap: str | None,
+    kafka_timeout: float | None,
     warehouse: str | None,
     port: int | None,
     no_loader: bool,
@@ -138,18 +145,24 @@ def command(
     """Run the stream worker (live metrics, dead letters) and the warehouse loader.
 
     Serves GET /v1/report, /v1/partial, /v1/status and /metrics on its web port. SIGTERM
-    commits offsets, flushes the changelog and exits 0. With several workers on one machine,
-    give each its own --port.
+    commits offsets, flushes the changelog and exits 0; a stop that takes longer than
+    USERSIGNALS_STOP_GRACE_S (30 s) exits 1 without waiting further, a second SIGTERM or
+    Ctrl-C at once. Exits 2 when Kafka does not answer at start (--timeout). With several
+    workers on one machine, give each its own --port.
 
     \b
     Example:
       usersignals worker --port 6066
       usersignals worker --port 6067 --no-loader   # a second worker sharing the partitions
     """
+    settings = settings_from(
+        bootstrap=bootstrap, warehouse=warehouse, worker_port=port, kafka_timeout_s=kafka_timeout
+    )
+    require_kafka(settings)  # Faust would retry forever at start
+
     from usersignals.streams import heap
     from usersignals.streams.app import LiveWorker
 
-    settings = settings_from(bootstrap=bootstrap, warehouse=warehouse, worker_port=port)
     heap.configure()
     close_fetches_quietly()
     live = LiveWorker(settings, port=settings.worker_port, arena_fn=arena_function())
