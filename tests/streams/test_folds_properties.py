@@ -143,7 +143,8 @@ def test_restore_from_deltas_rebuilds_the_report(log: list[Event], data: st.Data
 def _inside(report: dict[str, Any], horizon: date, start: date) -> dict[str, Any]:
     """The rows a prune must not change: those whose inputs all lie inside the horizon.
 
-    A flattery row also compares with the week before, so that week must be inside too. The
+    A flattery row also compares with the week before, so that week must be inside too, and
+    from its Monday on held (a week is complete only from the first day held, ``start``). The
     active-user series after a prune starts at the first day still held (``start``).
     """
 
@@ -155,7 +156,7 @@ def _inside(report: dict[str, Any], horizon: date, start: date) -> dict[str, Any
 
     weeks = {
         f"{d.isocalendar()[0]}-W{d.isocalendar()[1]:02d}"
-        for d in (horizon + timedelta(days=i) for i in range(7, 400))
+        for d in (max(horizon, start) + timedelta(days=i) for i in range(7, 400))
         if d.weekday() == 0
     }
     active = since(report["active_users"], max(horizon, start))
@@ -166,7 +167,11 @@ def _inside(report: dict[str, Any], horizon: date, start: date) -> dict[str, Any
         "dau": [(r["day"], r["dau"]) for r in active],
         "wau": [(r["day"], r["wau"]) for r in since(active, later(6))],
         "mau": [(r["day"], r["mau"], r["stickiness"]) for r in since(active, later(29))],
-        "at_risk": since(report["users_at_risk_weekly"], max(later(6), start)),
+        # completeness flags may turn false: a window can now start before the first held day
+        "at_risk": [
+            (r["day"], r["users"])
+            for r in since(report["users_at_risk_weekly"], max(later(6), start))
+        ],
         "flattery": [r for r in report["flattery_watch"] if r["week"] in weeks],
     }
 
