@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.oracle import oracle_report
+from tests.warehouse.test_compact_kill import project
 from usersignals.cli.run import mismatch
 from usersignals.ingest.contract import Event, decode_record
 from usersignals.warehouse.db import connect
@@ -73,11 +74,6 @@ def run(tmp_path: Path, file: Path) -> subprocess.CompletedProcess[str]:
         timeout=600,
         check=False,
     )
-
-
-def project(rows: list[dict[str, Any]], like: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    fields = list(like[0]) if like else []
-    return [{k: row[k] for k in fields} for row in rows]
 
 
 @pytest.mark.slow
