@@ -2,9 +2,10 @@
 
 :func:`datasources_yaml` provisions Prometheus and the DuckDB datasource, whose ``initSql``
 (:func:`duckdb_init_sql`) reads the warehouse's manifest on the warehouse volume and creates the
-views over the files it lists (the read path of ``usersignals report``); :func:`dashboards_yaml` provisions the dashboard JSON files in a ``usersignals``
-folder. :func:`write_dashboards` writes all of them (:func:`rendered_files`); the committed
-files under ``grafana/`` are its output, and a test keeps them equal.
+views over the files it lists (the read path of ``usersignals report``); :func:`dashboards_yaml`
+provisions the dashboard JSON files in a ``usersignals`` folder. :func:`write_dashboards`
+writes all of them (:func:`rendered_files`); the committed files under ``grafana/`` are its
+output, and a test keeps them equal.
 """
 
 from __future__ import annotations
