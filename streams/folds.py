@@ -179,24 +179,30 @@ class PartitionState:
                     if sid is not None:
                         rk = (uid, sid)
                         ref = sess_refs.get(rk)
-                        if ref is None and rk not in sess_day:
+                        if ref is not None:  # mostly a later event of the day's session
+                            ts = ev.ts
+                            if ts < ref[0] or (ts == ref[0] and eid < ref[1]):
+                                self._session_ref(rk, ref, (ts, eid, model), o)
+                        elif rk not in sess_day:
                             sess_refs[rk] = (ev.ts, eid, model)
                             sess_day[rk] = o
                             if rk in sess_votes or rk in sess_flags:
                                 self._session_moved(rk, None, model)
-                        elif ref is None or (ev.ts, eid) < ref[:2]:
-                            self._session_ref(rk, ref, (ev.ts, eid, model), o)
+                        else:
+                            self._session_ref(rk, None, (ev.ts, eid, model), o)
                     mid = ev.message_id
                     if mid is not None and t == "message":
                         rk = (uid, mid)
-                        ref = msg_refs.get(rk)
-                        if ref is None and rk not in msg_day:
+                        if rk not in msg_day:  # mostly a message seen for the first time
                             msg_refs[rk] = (ev.ts, eid, model)
                             msg_day[rk] = o
                             if rk in votes:
                                 self._revote(rk)
-                        elif ref is None or (ev.ts, eid) < ref[:2]:
-                            self._message_ref(rk, ref, (ev.ts, eid, model), o)
+                        else:
+                            ref = msg_refs.get(rk)
+                            ts = ev.ts
+                            if ref is None or ts < ref[0] or (ts == ref[0] and eid < ref[1]):
+                                self._message_ref(rk, ref, (ts, eid, model), o)
             if t == "feedback":
                 self._vote(ev, uid, o, day)
             elif t == "risk_flag":
