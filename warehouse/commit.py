@@ -40,6 +40,7 @@ from usersignals.warehouse.manifest import (
 
 __all__ = [
     "PARQUET_OPTIONS",
+    "STEPS",
     "TEMP_SUFFIX",
     "recover",
     "split_by_day",
@@ -50,6 +51,11 @@ __all__ = [
 
 TEMP_SUFFIX = ".load.tmp"
 """Suffix of the loader's temporary files (compaction uses its own)."""
+
+STEPS = ("written", "renamed", "committed")
+"""The steps of a flush, in order, as ``write_range`` reports them: every file written under
+its temporary name; each file renamed (reported once per file, as ``renamed {name}``); the
+manifest replaced, the commit point."""
 
 PARQUET_OPTIONS: dict[str, object] = {"compression": "zstd", "compression_level": 3}
 

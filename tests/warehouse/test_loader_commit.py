@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from usersignals.warehouse.commit import STEPS as FLUSH_STEPS
 from usersignals.warehouse.commit import recover, split_by_day, write_range
 from usersignals.warehouse.layout import (
     DEADLETTER_SCHEMA,
@@ -114,6 +115,10 @@ DEAD0 = DEADLETTER_SCHEMA.empty_table()
 
 # three event days and one dead-letter file: four renames between "written" and "committed"
 STEPS = ["written", *["renamed p003-000000000100-000000000104.parquet"] * 4, "committed"]
+
+
+def test_the_steps_are_the_named_ones() -> None:
+    assert [s.split()[0] for s in dict.fromkeys(STEPS)] == list(FLUSH_STEPS)
 
 
 class Crash(Exception):
