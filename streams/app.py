@@ -142,22 +142,40 @@ class LiveWorker:
     async def _process(self, stream: Any) -> None:
         async for event in stream.events():
             message = event.message
-            self.handle(message.partition, message.offset, message.value)
+            self.handle(message.partition, message.offset, message.value, message.timestamp)
 
-    def handle(self, partition: int, offset: int, value: bytes | None) -> None:
+    def handle(
+        self, partition: int, offset: int, value: bytes | None, timestamp: float | None = None
+    ) -> None:
         """Processes one input record (called inside the agent, so table writes go to the
-        changelog partition of that record)."""
+        changelog partition of that record).
+
+        ``timestamp`` is the record's Kafka timestamp in seconds: the day its rejections were
+        received, which their dead letters carry too (so the warehouse agrees).
+        """
         settings = self.settings
+        ts_ms = round(timestamp * 1000) if timestamp is not None and timestamp > 0 else None
+        # the record's own time is its moment of receipt, as the loader reads it too: a record
+        # replayed late is judged (24 h future limit) as it was when it arrived
+        moment = datetime.fromtimestamp(ts_ms / 1000, UTC) if ts_ms else None
+        received = moment.date() if moment else None
+        # Faust turns seconds back into int(s * 1000) milliseconds: half a millisecond more
+        # keeps that exact whatever the float rounding
+        letter_ts = (ts_ms + 0.5) / 1000 if ts_ms else None
         keeper = self.keepers.get(partition)
         if keeper is None:
             keeper = self._rebuild([partition])[partition]
-        outcome = split_record(value, partition, settings.partitions, known=keeper.state.users)
+        outcome = split_record(
+            value, partition, settings.partitions, now=moment, known=keeper.state.users
+        )
         for rejection in outcome.rejections:
             letter = dead_letter(rejection, settings.events_topic, partition, offset)
-            self.dead_topic.send_soon(value=letter.value, headers=letter.headers)
+            self.dead_topic.send_soon(
+                value=letter.value, headers=letter.headers, timestamp=letter_ts
+            )
         for fwd in outcome.forward:
             self.events_topic.send_soon(key=fwd.key, value=fwd.value, partition=fwd.partition)
-        new = keeper.fold(self.table, offset, outcome.local, outcome.rejections)
+        new = keeper.fold(self.table, offset, outcome.local, outcome.rejections, received)
         if new:
             self.event_lag.observe(new, datetime.now(UTC))
         self.records += 1

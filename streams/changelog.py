@@ -69,7 +69,8 @@ _LZ4 = b"\x01"  # tag of a compressed value (a msgpack array never starts with 0
 _CODEC = "lz4"
 _SIZE = struct.Struct("<I")
 _EVENTS_DECODER = msgspec.msgpack.Decoder(list[_Slim])
-_REJECTIONS_DECODER = msgspec.msgpack.Decoder(list[tuple[int | None, str]])
+# [(index, reason)] per rejected record, then its day received (an ordinal; 0 unknown) last
+_REJECTIONS_DECODER = msgspec.msgpack.Decoder(list[tuple[int | None, str] | int])
 
 
 def encode_events(events: Sequence[Event]) -> bytes:
@@ -177,8 +178,12 @@ class PartitionKeeper:
         offset: int,
         events: Sequence[Event],
         rejections: Sequence[Rejection] = (),
+        received: date | None = None,
     ) -> list[Event]:
         """Folds one input record's valid local events and rejections; persists what is new.
+
+        ``received`` is the UTC day of the input record's Kafka timestamp (the day a report's
+        range counts its rejections on).
 
         Returns:
             The events that were new (duplicates and late events left out).
@@ -189,9 +194,12 @@ class PartitionKeeper:
             self._pending = set()
         if rejections:
             keys = [((p, offset, r.index), r.reason) for r in rejections]
-            if self.state.add_rejections(keys):
+            if self.state.add_rejections(keys, received):
                 table[rejection_key(p, offset)] = _ENCODER.encode(
-                    [(r.index, r.reason) for r in rejections]
+                    [
+                        *((r.index, r.reason) for r in rejections),
+                        received.toordinal() if received is not None else 0,
+                    ]
                 )
         late_before = self.state.late
         delta = self.state.apply(events) if events else []
@@ -245,7 +253,6 @@ class PartitionKeeper:
         """Rebuilds the state from this partition's table items (any order)."""
         p = self.partition
         events: list[Event] = []
-        rejections: list[tuple[tuple[int, int, int | None], str]] = []
         for key, value in items:
             kind, _, rest = key.decode().split("/", 1)[1].partition("/")
             if kind == "e":
@@ -257,12 +264,13 @@ class PartitionKeeper:
                 self._late[int(rest)] = msgspec.msgpack.decode(value, type=int)
             elif kind == "r":
                 offset = int(rest)
-                rejections.extend(
-                    ((p, offset, index), reason)
-                    for index, reason in _REJECTIONS_DECODER.decode(value)
+                cells = _REJECTIONS_DECODER.decode(value)
+                received = cells[-1] if cells and isinstance(cells[-1], int) else 0
+                self.state.add_rejections(
+                    (((p, offset, c[0]), c[1]) for c in cells if not isinstance(c, int)),
+                    date.fromordinal(received) if received else None,
                 )
         self.state.restore(events)
-        self.state.add_rejections(rejections)
         self.state.late = sum(self._late.values())
         self._pending = set(self.state.prune())
 

@@ -90,7 +90,7 @@ class PartitionState:
         self._sess_day: dict[_Key, int] = {}
         self._sess_votes: dict[_Key, set[tuple[str, str | None]]] = {}
         self._sess_flags: dict[_Key, dict[int, list[int]]] = {}
-        self._rejected: dict[RejectionKey, str] = {}
+        self._rejected: dict[RejectionKey, tuple[str, int]] = {}  # reason, day received (0: ?)
 
     # -- folding -----------------------------------------------------------------------------
 
@@ -374,20 +374,24 @@ class PartitionState:
                 _count_user(day.model_risk_high, after, uid, high)
 
     def add_rejections(
-        self, rejections: Iterable[tuple[RejectionKey, str]]
+        self, rejections: Iterable[tuple[RejectionKey, str]], received: date | None = None
     ) -> list[tuple[RejectionKey, str]]:
         """Counts rejected input once per (partition, offset, index), whatever the redelivery.
 
         Args:
             rejections: ``((partition, offset, index), reason)`` pairs.
+            received: The UTC day the input record was received (its Kafka timestamp), by
+                which a report's day range selects rejections; None when unknown (counted
+                only by reports over every day).
 
         Returns:
             The pairs that were new (persist them; pass them here again to restore).
         """
+        day = received.toordinal() if received is not None else 0
         new: list[tuple[RejectionKey, str]] = []
         for key, reason in rejections:
             if key not in self._rejected:
-                self._rejected[key] = reason
+                self._rejected[key] = (reason, day)
                 new.append((key, reason))
         return new
 
@@ -483,9 +487,20 @@ class PartitionState:
     def rejected(self) -> dict[str, int]:
         """Rejections counted per reason."""
         counts: dict[str, int] = {}
-        for reason in self._rejected.values():
+        for reason, _ in self._rejected.values():
             counts[reason] = counts.get(reason, 0) + 1
         return counts
+
+    def rejected_by_day(self) -> list[list[Any]]:
+        """[day received (``YYYY-MM-DD``, or None when unknown), reason, rejections] rows."""
+        counts: dict[tuple[int, str], int] = {}
+        for cell in self._rejected.values():
+            key = (cell[1], cell[0])
+            counts[key] = counts.get(key, 0) + 1
+        return [
+            [date.fromordinal(o).isoformat() if o else None, reason, n]
+            for (o, reason), n in counts.items()
+        ]
 
     def partial(self, day_range: tuple[date, date] | None) -> dict[str, Any]:
         """This partition's share of a report over a GLOBAL day range (JSON-serialisable).
@@ -501,7 +516,7 @@ class PartitionState:
         events: dict[str, int] = {}
         feedback: list[list[Any]] = []
         risk: list[list[Any]] = []
-        prefs: dict[tuple[str | None, str | None, str | None], int] = {}
+        preferences: list[list[Any]] = []
         types: dict[str, int] = {}
         for o in kept:
             d = days[o]
@@ -510,7 +525,7 @@ class PartitionState:
             feedback.extend(feedback_rows(iso, d.fb))
             for rk, flags in d.risk_flags.items():
                 risk.append([iso, rk[0], rk[1], flags, len(d.risk_users[rk])])
-            add_counts(prefs, d.prefs)
+            preferences.extend([iso, *k, n] for k, n in d.prefs.items())
             add_counts(types, d.types)
         return {
             "range": [day_range[0].isoformat(), day_range[1].isoformat()] if day_range else None,
@@ -520,8 +535,8 @@ class PartitionState:
             "feedback": feedback,
             "risk": risk,
             **self.weekly(day_range),
-            "preferences": [[*k, n] for k, n in prefs.items()],
-            "rejected": self.rejected(),
+            "preferences": preferences,
+            "rejected": self.rejected_by_day(),
             "late": self.late,
         }
 

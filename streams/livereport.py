@@ -22,6 +22,7 @@ from typing import Any
 
 from usersignals.config import UsersignalsError
 from usersignals.metrics.flattery import FlatteryParams, WeekCounts, watch_rows
+from usersignals.metrics.periods import MONTH_DAYS, WEEK_DAYS, DayRange, completeness, select_range
 from usersignals.streams.folds import PartitionState
 
 __all__ = [
@@ -62,7 +63,7 @@ def partial_of(
     """
     empty = PartitionState().partial(day_range)
     total = _sum_partials([empty, *(s.partial(day_range) for s in states)])
-    for name in ("feedback", "risk", "flattery", "preferences"):
+    for name in ("feedback", "risk", "flattery", "preferences", "rejected"):
         total[name] = [[*k, *v] for k, v in total[name].items()]
     return total
 
@@ -70,17 +71,19 @@ def partial_of(
 def live_report(
     states: Sequence[PartitionState],
     arena: list[dict[str, Any]] | None = None,
-    day_range: tuple[date, date] | None = None,
+    select: DayRange | None = None,
 ) -> dict[str, Any]:
     """The report JSON shape of the brief, over all the given partitions.
 
     Args:
         states: Partition states (of one or several workers, in process).
-        arena: Arena rows (computed elsewhere from :func:`preference_counts`); default [].
-        day_range: Days to report; default the global range of the states.
+        arena: Arena rows (computed elsewhere from :func:`preference_counts` over the same
+            ``select``); default [].
+        select: The days the report shows (the rule of :mod:`usersignals.metrics.periods`);
+            default every day.
     """
-    rng = day_range if day_range is not None else global_range(s.day_range() for s in states)
-    return merge_partials([s.partial(rng) for s in states], arena)
+    rng = global_range(s.day_range() for s in states)
+    return merge_partials([s.partial(rng) for s in states], arena, select)
 
 
 def live_gauges(
@@ -117,29 +120,50 @@ def live_gauges(
     return total
 
 
-def preference_counts(partials: Iterable[dict[str, Any]]) -> dict[PrefKey, int]:
-    """The preference count table {(model_a, model_b, winner): count} the arena is fitted to."""
+def preference_counts(
+    partials: Iterable[dict[str, Any]], select: DayRange | None = None
+) -> dict[PrefKey, int]:
+    """The preference count table {(model_a, model_b, winner): count} the arena is fitted to:
+    the votes whose day lies in ``select`` (default every day)."""
+    rng = select or DayRange()
     counts: dict[PrefKey, int] = {}
     for p in partials:
-        for a, b, w, n in p["preferences"]:
-            counts[(a, b, w)] = counts.get((a, b, w), 0) + n
+        for day, a, b, w, n in p["preferences"]:
+            if rng.contains(day):
+                counts[(a, b, w)] = counts.get((a, b, w), 0) + n
     return counts
+
+
+def _rejected(cells: dict[tuple[Any, ...], list[int]], rng: DayRange) -> list[dict[str, Any]]:
+    """Rejections per reason received on a day of ``rng`` (a day not known: unbounded only)."""
+    unbounded = rng.first is None and rng.last is None
+    counts: dict[str, int] = {}
+    for (day, reason), (n,) in cells.items():
+        if (day is None and unbounded) or (day is not None and rng.contains(day)):
+            counts[reason] = counts.get(reason, 0) + n
+    return [{"reason": r, "count": n} for r, n in sorted(counts.items()) if n]
 
 
 def merge_partials(
     partials: Sequence[dict[str, Any]],
     arena: list[dict[str, Any]] | None = None,
+    select: DayRange | None = None,
     *,
     flattery: FlatteryParams | None = None,
 ) -> dict[str, Any]:
     """The report from the partials of disjoint partitions over one global day range.
 
-    ``flattery``: significance level and minimum volume of the flattery watch (default
-    :class:`FlatteryParams`); its weeks are complete or not by the global range.
+    Args:
+        partials: One partial per worker (or partition), all over the same global range.
+        arena: Arena rows fitted to :func:`preference_counts` of the same ``select``.
+        select: The days the report shows; default every day.
+        flattery: Significance level and minimum volume of the flattery watch (default
+            :class:`FlatteryParams`); its weeks are complete or not by the global range.
 
     Raises:
         PartialMismatchError: the partials cover different day ranges.
     """
+    rng = select or DayRange()
     total = _sum_partials(partials)
     report: dict[str, Any] = {
         "active_users": [],
@@ -147,21 +171,37 @@ def merge_partials(
         "feedback_by_model": [],
         "risk_flags_daily": [],
         "users_at_risk_weekly": [],
-        "rejected": [{"reason": r, "count": n} for r, n in sorted(total["rejected"].items()) if n],
+        "rejected": _rejected(total["rejected"], rng),
         "arena": list(arena) if arena is not None else [],
         "flattery_watch": [],
     }
     if total["range"] is None:
-        return report
+        return select_range(report, rng)
     first = date.fromisoformat(total["range"][0])
-    for i, (dau, wau, mau, at_risk) in enumerate(total["active"]):
-        day = (first + timedelta(days=i)).isoformat()
+    last = date.fromisoformat(total["range"][1])
+    days = [(first + timedelta(days=i)).isoformat() for i in range(len(total["active"]))]
+    flags = completeness(days, first, last, (WEEK_DAYS, MONTH_DAYS))
+    for day, (dau, wau, mau, at_risk), (done, week_done, month_done) in zip(
+        days, total["active"], flags, strict=True
+    ):
         stickiness = round(dau / mau, 6) if mau else 0.0
         report["active_users"].append(
-            {"day": day, "dau": dau, "wau": wau, "mau": mau, "stickiness": stickiness}
+            {
+                "day": day,
+                "dau": dau,
+                "wau": wau,
+                "mau": mau,
+                "stickiness": stickiness,
+                "complete": done,
+                "wau_complete": week_done,
+                "mau_complete": month_done,
+            }
         )
-        report["users_at_risk_weekly"].append({"day": day, "users": at_risk})
-    report["events_by_day"] = [{"day": d, "events": n} for d, n in sorted(total["events"].items())]
+        report["users_at_risk_weekly"].append({"day": day, "users": at_risk, "complete": week_done})
+    report["events_by_day"] = [
+        {"day": d, "events": n, "complete": d < last.isoformat()}
+        for d, n in sorted(total["events"].items())
+    ]
     report["feedback_by_model"] = [
         {"day": d, "model": m, "thumbs_up": up, "thumbs_down": down}
         for (d, m), (up, down) in sorted(total["feedback"].items(), key=_null_last_key)
@@ -172,12 +212,9 @@ def merge_partials(
         for (d, c, s), (f, u) in sorted(total["risk"].items(), key=_null_last_key)
     ]
     report["flattery_watch"] = _flattery(
-        total["flattery"],
-        total["week_users"],
-        (first, date.fromisoformat(total["range"][1])),
-        flattery,
+        total["flattery"], total["week_users"], (first, last), flattery
     )
-    return report
+    return select_range(report, rng)
 
 
 def _null_last_key(item: tuple[tuple[Any, ...], Any]) -> tuple[Any, ...]:
@@ -210,12 +247,13 @@ def _sum_partials(partials: Sequence[dict[str, Any]]) -> dict[str, Any]:
             for acc, row in zip(total["active"], active, strict=True):
                 for i, v in enumerate(row):
                     acc[i] += v
-        for name in ("events", "types", "week_users", "rejected"):
+        for name in ("events", "types", "week_users"):
             _add(total[name], p[name].items())
         _add_rows(total["feedback"], p["feedback"], 2)
         _add_rows(total["risk"], p["risk"], 3)
         _add_rows(total["flattery"], p["flattery"], 2)
-        _add_rows(total["preferences"], p["preferences"], 3)
+        _add_rows(total["preferences"], p["preferences"], 4)
+        _add_rows(total["rejected"], p["rejected"], 2)
         total["late"] += p["late"]
     total["active"] = total["active"] or []
     return total

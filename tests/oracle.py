@@ -116,9 +116,16 @@ def attributed_models(events: list[Event]) -> dict[str, str | None]:
 
 
 def oracle_report(
-    events_in_log_order: Iterable[Event], rejected: Mapping[str, int] | None = None
+    events_in_log_order: Iterable[Event],
+    rejected: Mapping[str, int] | None = None,
+    day_from: date | None = None,
+    day_to: date | None = None,
 ) -> dict[str, Any]:
-    """The report JSON shape (see the brief) of a log of valid events, "arena" left empty."""
+    """The report JSON shape (see the brief) of a log of valid events, "arena" left empty.
+
+    ``rejected`` is taken as it is (already counted for the range); ``day_from``/``day_to``
+    choose the days shown.
+    """
     events = dedupe(events_in_log_order)
     model_of = attributed_models(events)
     votes = [v for v in _latest_votes(events) if v.rating in (1, -1)]
@@ -137,14 +144,20 @@ def oracle_report(
         "flattery_watch": [],
     }
     if not events:
-        return report
+        return _in_range(report, day_from, day_to)
 
     all_days = sorted({event_day(e) for e in events})
     series = _days_between(all_days[0], all_days[-1])
     at_risk_events = [
         e for e in events if e.type == "risk_flag" and e.severity in ("high", "critical")
     ]
+    first_day, last_day = all_days[0], all_days[-1]
     for d in series:
+        # the newest day with data is still filling up; a window is whole once it starts
+        # on or after the first day with data
+        complete = d != last_day
+        wau_complete = complete and d - timedelta(days=6) >= first_day
+        mau_complete = complete and d - timedelta(days=29) >= first_day
         dau = len(_users_in(events, d, d))
         wau = len(_users_in(events, d - timedelta(days=6), d))
         mau = len(_users_in(events, d - timedelta(days=29), d))
@@ -155,14 +168,21 @@ def oracle_report(
                 "wau": wau,
                 "mau": mau,
                 "stickiness": round(dau / mau, 6) if mau else 0.0,
+                "complete": complete,
+                "wau_complete": wau_complete,
+                "mau_complete": mau_complete,
             }
         )
         at_risk = len(_users_in(at_risk_events, d - timedelta(days=6), d))
-        report["users_at_risk_weekly"].append({"day": d.isoformat(), "users": at_risk})
+        report["users_at_risk_weekly"].append(
+            {"day": d.isoformat(), "users": at_risk, "complete": wau_complete}
+        )
 
     for d in all_days:
         count = len({e.event_id for e in events if event_day(e) == d})
-        report["events_by_day"].append({"day": d.isoformat(), "events": count})
+        report["events_by_day"].append(
+            {"day": d.isoformat(), "events": count, "complete": d != last_day}
+        )
 
     feedback_keys = sorted(
         {(event_day(v), model_of[v.event_id]) for v in votes},
@@ -199,6 +219,33 @@ def oracle_report(
         )
 
     report["flattery_watch"] = _flattery(events, votes, model_of)
+    return _in_range(report, day_from, day_to)
+
+
+def _in_range(report: dict[str, Any], day_from: date | None, day_to: date | None) -> dict[str, Any]:
+    """Day rows on a day of [day_from, day_to]; week rows of a week with a day in it."""
+
+    def shown(d: date) -> bool:
+        return (day_from is None or d >= day_from) and (day_to is None or d <= day_to)
+
+    for key, rows in report.items():
+        if key in ("arena", "rejected"):
+            continue
+        kept = []
+        for row in rows:
+            if "day" in row:
+                days = [date.fromisoformat(row["day"])]
+            else:
+                year, num = row["week"].split("-W")
+                monday = date.fromisocalendar(int(year), int(num), 1)
+                days = [monday + timedelta(days=i) for i in range(7)]
+            if any(shown(d) for d in days):
+                kept.append(row)
+        report[key] = kept
+    report["range"] = {
+        "from": day_from.isoformat() if day_from else None,
+        "to": day_to.isoformat() if day_to else None,
+    }
     return report
 
 

@@ -26,6 +26,7 @@ EMPTY = {
     "rejected": [],
     "arena": [],
     "flattery_watch": [],
+    "range": {"from": None, "to": None},
 }
 
 
@@ -381,6 +382,55 @@ CASES: list[tuple[str, list[Event], str, list[dict[str, Any]]]] = [
         ],
     ),
 ]
+
+
+def _completed(events: list[Event], key: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows with the completeness flags the cases leave out: the newest day with events is not
+    complete; a 7-day (30-day) window is once the day is and it starts on the first day or later.
+    """
+    if key not in ("active_users", "users_at_risk_weekly", "events_by_day") or not events:
+        return rows
+    days = sorted({e.ts.date().isoformat() for e in dedupe(events)})
+    first, last = datetime.fromisoformat(days[0]), datetime.fromisoformat(days[-1])
+    out = []
+    for row in rows:
+        d = datetime.fromisoformat(row["day"])
+        done = d < last
+        week, month = done and (d - first).days >= 6, done and (d - first).days >= 29
+        extra = {
+            "active_users": {"complete": done, "wau_complete": week, "mau_complete": month},
+            "users_at_risk_weekly": {"complete": week},
+            "events_by_day": {"complete": done},
+        }[key]
+        out.append(row | extra)
+    return out
+
+
+CASES[:] = [(name, evs, key, _completed(evs, key, rows)) for name, evs, key, rows in CASES]
+
+COMPLETENESS = [
+    # day, dau, complete, wau_complete, mau_complete: one user on 03-01 and on 04-05
+    ("03-01", 1, True, False, False),
+    ("03-06", 0, True, False, False),
+    ("03-07", 0, True, True, False),
+    ("03-30", 0, True, True, True),
+    ("04-04", 0, True, True, True),
+    ("04-05", 1, False, False, False),
+]
+
+
+@pytest.mark.parametrize(("day", "dau", "done", "week", "month"), COMPLETENESS)
+def test_completeness_of_active_user_rows(
+    day: str, dau: int, done: bool, week: bool, month: bool
+) -> None:
+    rows = oracle_report([ev("e1", "u1", "03-01"), ev("e2", "u1", "04-05")])["active_users"]
+    row = next(r for r in rows if r["day"] == f"2026-{day}")
+    assert (row["dau"], row["complete"], row["wau_complete"], row["mau_complete"]) == (
+        dau,
+        done,
+        week,
+        month,
+    )
 
 
 # Attribution to a model (docs/attribution.md): a vote or flag without a model takes the model

@@ -65,7 +65,9 @@ VIEWS = (
     "feedback_votes",
     "risk_cells",
     "events_by_day",
+    "data_span",
     "report_days",
+    "event_counts",
     "active_users",
     "feedback_latest",
     "feedback_by_model",
@@ -73,6 +75,7 @@ VIEWS = (
     "users_at_risk_weekly",
     "sessions",
     "deadletter",
+    "rejected_daily",
     "rejected",
 )
 """The views :func:`connect` creates from ``views.sql`` (besides the two ``*_raw`` sources)."""

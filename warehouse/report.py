@@ -14,18 +14,20 @@ as it was.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 import duckdb
 from rich.console import Console
 from rich.table import Table
 
-from usersignals.metrics.flattery import FlatteryParams, WeekCounts, watch_rows, week_monday
+from usersignals.metrics.flattery import FlatteryParams, WeekCounts, watch_rows
+from usersignals.metrics.periods import DayRange, select_range
 from usersignals.warehouse.arena import fit_arena
 from usersignals.warehouse.merge import RAW_COLUMNS, merge_inputs
 
 __all__ = [
+    "COMPLETENESS_FLAGS",
     "REPORT_COLUMNS",
     "REPORT_KEYS",
     "TITLES",
@@ -69,11 +71,12 @@ _IN_RANGE = (
 # key -> (query over the views, columns whose floats are rounded); $lo / $hi bound the days
 _QUERIES: dict[str, tuple[str, tuple[str, ...]]] = {
     "active_users": (
-        f"SELECT day, dau, wau, mau FROM active_users WHERE {_IN_RANGE} ORDER BY day",
-        (),
+        "SELECT day, dau, wau, mau, stickiness, complete, wau_complete, mau_complete "
+        f"FROM active_users WHERE {_IN_RANGE} ORDER BY day",
+        ("stickiness",),
     ),
     "events_by_day": (
-        f"SELECT day, events FROM events_by_day WHERE {_IN_RANGE} ORDER BY day",
+        f"SELECT day, events, complete FROM event_counts WHERE {_IN_RANGE} ORDER BY day",
         (),
     ),
     "feedback_by_model": (
@@ -90,10 +93,14 @@ _QUERIES: dict[str, tuple[str, tuple[str, ...]]] = {
         (),
     ),
     "users_at_risk_weekly": (
-        f"SELECT day, users FROM users_at_risk_weekly WHERE {_IN_RANGE} ORDER BY day",
+        f"SELECT day, users, complete FROM users_at_risk_weekly WHERE {_IN_RANGE} ORDER BY day",
         (),
     ),
-    "rejected": ("SELECT reason, count FROM rejected WHERE count > 0 ORDER BY reason", ()),
+    "rejected": (
+        "SELECT reason, CAST(sum(count) AS BIGINT) AS count FROM rejected_daily "
+        f"WHERE {_IN_RANGE} GROUP BY reason ORDER BY reason",
+        (),
+    ),
 }
 
 
@@ -122,9 +129,11 @@ def _has_view(cur: duckdb.DuckDBPyConnection, name: str) -> bool:
     return bool(found and found[0])
 
 
-def _arena(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+def _arena(cur: duckdb.DuckDBPyConnection, params: dict[str, Any]) -> list[dict[str, Any]]:
     rows = cur.execute(
-        "SELECT model_a, model_b, winner, CAST(sum(votes) AS BIGINT) FROM arena_daily GROUP BY ALL"
+        "SELECT model_a, model_b, winner, CAST(sum(votes) AS BIGINT) FROM arena_daily "
+        f"WHERE {_IN_RANGE} GROUP BY ALL",
+        params,
     ).fetchall()
     return fit_arena({(str(a), str(b), str(w)): int(n) for a, b, w, n in rows})
 
@@ -147,13 +156,6 @@ def flattery_rows(
     return watch_rows(counts, data_range, params or FlatteryParams())
 
 
-def _touches(week: str, day_from: date | None, day_to: date | None) -> bool:
-    monday = week_monday(week)
-    return (day_from is None or monday >= day_from - timedelta(days=6)) and (
-        day_to is None or monday <= day_to
-    )
-
-
 def warehouse_report(
     con: duckdb.DuckDBPyConnection,
     day_from: date | None = None,
@@ -163,18 +165,25 @@ def warehouse_report(
 ) -> dict[str, Any]:
     """The report JSON object of the warehouse behind ``con`` (made by ``db.connect``).
 
+    The days shown follow the one rule of :mod:`usersignals.metrics.periods`, as the live
+    report does: day rows in the range, ISO-week rows touching it (whole weeks), arena ratings
+    fitted to the votes of the range, rejections received in it; windows (WAU, MAU, users at
+    risk) still count the days before ``day_from``.
+
     Args:
         con: A connection with the warehouse views.
-        day_from: First day to show (inclusive); windows (WAU, MAU, users at risk) still
-            count the days before it. Flattery-watch rows are kept for weeks that touch the
-            range; arena ratings use every vote.
-        day_to: Last day to show (inclusive).
+        day_from: First day to show (inclusive); None: from the first day.
+        day_to: Last day to show (inclusive); None: to the last day.
         flattery: Significance level and minimum volume of the flattery watch (default
             :class:`FlatteryParams`); its weeks are complete or not by all the data.
 
     Returns:
-        A dict with the keys of :data:`REPORT_KEYS`.
+        A dict with the keys of :data:`REPORT_KEYS` and ``range``.
+
+    Raises:
+        DayRangeError: ``day_from`` is after ``day_to``.
     """
+    select = DayRange(day_from, day_to)
     params = {"lo": day_from, "hi": day_to}
     cur = con.cursor()
     try:
@@ -182,17 +191,14 @@ def warehouse_report(
         report: dict[str, Any] = {}
         for key in REPORT_KEYS:
             if key == "arena":
-                report[key] = _arena(cur)
+                report[key] = _arena(cur, params)
             elif key == "flattery_watch":
                 has = _has_view(cur, "flattery_counts")
-                rows = flattery_rows(cur, flattery) if has else []
-                report[key] = [r for r in rows if _touches(r["week"], day_from, day_to)]
+                report[key] = flattery_rows(cur, flattery) if has else []
             else:
                 sql, rounded = _QUERIES[key]
                 report[key] = _rows(cur, sql, params, rounded)
-        for row in report["active_users"]:
-            row["stickiness"] = round(row["dau"] / row["mau"], 6) if row["mau"] else 0.0
-        return report
+        return select_range(report, select)
     finally:
         cur.close()
 
@@ -209,11 +215,20 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+COMPLETENESS_FLAGS = ("complete", "wau_complete", "mau_complete")
+"""Row flags printed as "partial" where false (the day, or its window, is not whole yet)."""
+
+
 def render_report(report: dict[str, Any], console: Console | None = None) -> None:
-    """Prints the report's tables (rich tables on a terminal, plain text when piped)."""
+    """Prints the report's tables (rich tables on a terminal, plain text when piped).
+
+    A header line states the day range; an incomplete day or window is marked "partial".
+    """
     out = console or Console()
     if console is None and not out.is_terminal:
         out = Console(width=240)  # piped: keep wide tables on one line each
+    rng = report.get("range") or {}
+    out.print(DayRange.parse(rng.get("from"), rng.get("to")).describe() + "\n")
     for key in REPORT_KEYS:
         rows = report.get(key, [])
         if not rows:
@@ -225,6 +240,11 @@ def render_report(report: dict[str, Any], console: Console | None = None) -> Non
             numeric = isinstance(value, int | float) and not isinstance(value, bool)
             table.add_column(name, justify="right" if numeric else "left")
         for row in rows:
-            table.add_row(*(_cell(v) for v in row.values()))
+            table.add_row(
+                *(
+                    ("" if v else "partial") if k in COMPLETENESS_FLAGS else _cell(v)
+                    for k, v in row.items()
+                )
+            )
         out.print(table)
         out.print()

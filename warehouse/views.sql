@@ -115,12 +115,26 @@ GROUP BY ALL;
 CREATE VIEW events_by_day AS
 SELECT day, count(*) AS events FROM events GROUP BY day;
 
--- Every day from the first to the last day with events, gaps included.
+-- The first and the last day with events (no row when there are none).
+CREATE VIEW data_span AS
+SELECT min(day) AS first, max(day) AS last FROM events_by_day HAVING min(day) IS NOT NULL;
+
+-- Every day from the first to the last day with events, gaps included, and whether the day
+-- and its trailing windows are complete: the last day with data never is (its events may
+-- still arrive), and a window is complete when the day is and the window starts on or after
+-- the first day with data (usersignals.metrics.periods states the same rule for the live path).
 CREATE VIEW report_days AS
-SELECT CAST(d AS DATE) AS day
-FROM (SELECT min(day) AS first, max(day) AS last FROM events_by_day) AS span,
-     generate_series(span.first, span.last, INTERVAL 1 DAY) AS g(d)
-WHERE span.first IS NOT NULL;
+SELECT CAST(d AS DATE) AS day,
+       CAST(d AS DATE) < span.last AS complete,
+       CAST(d AS DATE) < span.last AND CAST(d AS DATE) - 6 >= span.first AS week_complete,
+       CAST(d AS DATE) < span.last AND CAST(d AS DATE) - 29 >= span.first AS month_complete
+FROM data_span AS span,
+     generate_series(span.first, span.last, INTERVAL 1 DAY) AS g(d);
+
+-- Events per day, with the day's completeness.
+CREATE VIEW event_counts AS
+SELECT e.day, e.events, r.complete
+FROM events_by_day AS e JOIN report_days AS r USING (day);
 
 -- DAU/WAU/MAU, exact. A user active on day a is counted in the window of day d for
 -- a <= d < a + width; each active day a of a user covers [a, min(a + width, next active day))
@@ -140,7 +154,7 @@ starts AS (SELECT day, count(*) AS n FROM segments GROUP BY day),
 week_ends AS (SELECT week_end AS day, count(*) AS n FROM segments GROUP BY week_end),
 month_ends AS (SELECT month_end AS day, count(*) AS n FROM segments GROUP BY month_end),
 steps AS (
-    SELECT r.day,
+    SELECT r.day, r.complete, r.week_complete, r.month_complete,
            coalesce(s.n, 0) AS dau,
            coalesce(s.n, 0) - coalesce(w.n, 0) AS week_step,
            coalesce(s.n, 0) - coalesce(m.n, 0) AS month_step
@@ -154,7 +168,10 @@ SELECT day,
        CAST(sum(week_step) OVER (ORDER BY day) AS BIGINT) AS wau,
        CAST(sum(month_step) OVER (ORDER BY day) AS BIGINT) AS mau,
        CASE WHEN sum(month_step) OVER (ORDER BY day) = 0 THEN 0.0
-            ELSE dau / sum(month_step) OVER (ORDER BY day) END AS stickiness
+            ELSE dau / sum(month_step) OVER (ORDER BY day) END AS stickiness,
+       complete,
+       week_complete AS wau_complete,
+       month_complete AS mau_complete
 FROM steps;
 
 -- For each (user_id, message_id) the vote with the latest ts (ties: the greater event_id),
@@ -200,7 +217,8 @@ segments AS (
 starts AS (SELECT day, count(*) AS n FROM segments GROUP BY day),
 ends AS (SELECT week_end AS day, count(*) AS n FROM segments GROUP BY week_end)
 SELECT r.day,
-       CAST(sum(coalesce(s.n, 0) - coalesce(e.n, 0)) OVER (ORDER BY r.day) AS BIGINT) AS users
+       CAST(sum(coalesce(s.n, 0) - coalesce(e.n, 0)) OVER (ORDER BY r.day) AS BIGINT) AS users,
+       r.week_complete AS complete
 FROM report_days AS r
 LEFT JOIN starts AS s ON s.day = r.day
 LEFT JOIN ends AS e ON e.day = r.day;
@@ -233,5 +251,10 @@ QUALIFY row_number() OVER (
     ORDER BY received_at
 ) = 1;
 
+-- Rejections per reason and day received (the input record's Kafka timestamp, UTC).
+CREATE VIEW rejected_daily AS
+SELECT CAST(received_at AS DATE) AS day, reason, count(*) AS count
+FROM deadletter GROUP BY ALL;
+
 CREATE VIEW rejected AS
-SELECT reason, count(*) AS count FROM deadletter GROUP BY reason;
+SELECT reason, CAST(sum(count) AS BIGINT) AS count FROM rejected_daily GROUP BY reason;

@@ -12,6 +12,7 @@ from tests.oracle import oracle_report
 from tests.test_oracle import CASES, EMPTY, ev, flag, vote
 from usersignals.config import ConfigError
 from usersignals.ingest.contract import Event
+from usersignals.metrics.periods import DayRange
 from usersignals.streams.folds import PartitionState
 from usersignals.streams.livereport import (
     PartialMismatchError,
@@ -82,8 +83,8 @@ def test_events_behind_the_horizon_are_late_and_not_folded() -> None:
     assert state.late == 2
     assert state.horizon == date(2026, 3, 7)
     assert live_report([state])["events_by_day"] == [
-        {"day": "2026-03-07", "events": 1},
-        {"day": "2026-03-10", "events": 1},
+        {"day": "2026-03-07", "events": 1, "complete": True},
+        {"day": "2026-03-10", "events": 1, "complete": False},
     ]
 
 
@@ -104,7 +105,7 @@ def test_prune_drops_old_days_ids_and_votes() -> None:
     assert not state.needs_prune
     assert state.prune() == []
     report = live_report([state])
-    assert report["events_by_day"] == [{"day": "2026-03-09", "events": 2}]
+    assert report["events_by_day"] == [{"day": "2026-03-09", "events": 2, "complete": False}]
     assert report["feedback_by_model"] == [
         {"day": "2026-03-09", "model": "m1", "thumbs_up": 0, "thumbs_down": 1}
     ]
@@ -202,15 +203,16 @@ def test_arena_rows_are_passed_through() -> None:
 
 def test_day_range_restricts_rows_but_windows_look_back() -> None:
     state = folded([ev("e1", "u1", "03-01"), ev("e2", "u2", "03-03"), ev("e3", "u2", "03-04")])
-    report = live_report([state], day_range=(date(2026, 3, 3), date(2026, 3, 4)))
+    report = live_report([state], select=DayRange(date(2026, 3, 3), date(2026, 3, 4)))
     assert [(r["day"], r["dau"], r["wau"], r["mau"]) for r in report["active_users"]] == [
         ("2026-03-03", 1, 2, 2),
         ("2026-03-04", 1, 2, 2),
     ]
     assert report["events_by_day"] == [
-        {"day": "2026-03-03", "events": 1},
-        {"day": "2026-03-04", "events": 1},
+        {"day": "2026-03-03", "events": 1, "complete": True},
+        {"day": "2026-03-04", "events": 1, "complete": False},
     ]
+    assert report["range"] == {"from": "2026-03-03", "to": "2026-03-04"}
 
 
 PREFS = [
@@ -222,10 +224,32 @@ PREFS = [
 
 def test_preference_count_table() -> None:
     state = folded(PREFS)
-    assert preference_counts([state.partial(state.day_range())]) == {
+    partial = state.partial(state.day_range())
+    assert preference_counts([partial]) == {
         ("m1", "m2", "a"): 2,
         ("m2", "m1", "both_bad"): 1,
     }
+    assert preference_counts([partial], DayRange(date(2026, 3, 2), None)) == {
+        ("m2", "m1", "both_bad"): 1,
+    }
+
+
+def test_rejections_count_on_the_day_they_were_received() -> None:
+    state = PartitionState()
+    state.add_rejections([((0, 1, None), "not_json")], date(2026, 3, 1))
+    state.add_rejections([((0, 2, 0), "bad_type"), ((0, 2, 1), "bad_type")], date(2026, 3, 2))
+    state.add_rejections([((0, 3, None), "empty")])  # day unknown: only in unbounded reports
+    assert live_report([state])["rejected"] == [
+        {"reason": "bad_type", "count": 2},
+        {"reason": "empty", "count": 1},
+        {"reason": "not_json", "count": 1},
+    ]
+    assert live_report([state], select=DayRange(date(2026, 3, 2), None))["rejected"] == [
+        {"reason": "bad_type", "count": 2}
+    ]
+    assert live_report([state], select=DayRange(None, date(2026, 3, 1)))["rejected"] == [
+        {"reason": "not_json", "count": 1}
+    ]
 
 
 def test_gauges_at_the_newest_day() -> None:

@@ -3,7 +3,7 @@ Prometheus label folding. No broker: a dict stands in for the Faust table's stor
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import msgspec
 import pytest
@@ -14,6 +14,7 @@ from tests.oracle import oracle_report
 from tests.test_oracle import ev, flag, vote
 from usersignals.ingest.contract import Event, Rejection, decode_record, encode_batch
 from usersignals.ingest.partitioner import partition_for
+from usersignals.metrics.periods import DayRange
 from usersignals.streams.changelog import (
     PartitionKeeper,
     decode_events,
@@ -66,6 +67,33 @@ def test_one_key_per_record_and_rebuild_is_equal() -> None:
     rebuilt = rebuild_keepers(table.items(), [2], 35)[2]
     assert live_report([rebuilt.state]) == live_report([keeper.state])
     assert rebuilt.state.rejected() == {"empty": 1}
+
+
+def test_rejections_keep_the_day_they_were_received_across_a_rebuild() -> None:
+    table: dict[bytes, bytes] = {}
+    keeper = PartitionKeeper(2, 35)
+    bad = [
+        Rejection(reason="empty", message="m", index=0),
+        Rejection(reason="bad_type", message="m", index=1),
+    ]
+    keeper.fold(table, 11, [], bad, date(2026, 3, 2))
+    # a record persisted before rejections carried their day: counted, day unknown
+    table[rejection_key(2, 12)] = msgspec.msgpack.encode([(None, "not_json")])
+    rebuilt = rebuild_keepers(table.items(), [2], 35)[2]
+    assert sorted(rebuilt.state.rejected_by_day(), key=str) == [
+        ["2026-03-02", "bad_type", 1],
+        ["2026-03-02", "empty", 1],
+        [None, "not_json", 1],
+    ]
+    assert live_report([rebuilt.state], select=DayRange(date(2026, 3, 2), None))["rejected"] == [
+        {"reason": "bad_type", "count": 1},
+        {"reason": "empty", "count": 1},
+    ]
+    assert live_report([rebuilt.state])["rejected"] == [
+        {"reason": "bad_type", "count": 1},
+        {"reason": "empty", "count": 1},
+        {"reason": "not_json", "count": 1},
+    ]
 
 
 def test_redelivered_record_writes_nothing() -> None:

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from tests.oracle import oracle_report
 from tests.warehouse.parquetfixtures import write_warehouse
 from usersignals.ingest.contract import Event
+from usersignals.metrics.periods import DayRangeError
 from usersignals.warehouse.db import connect
 from usersignals.warehouse.report import REPORT_KEYS, warehouse_report
 
@@ -48,7 +49,9 @@ def report_of(tmp: Path, events: list[Event], **kw: Any) -> tuple[dict[str, Any]
 def test_empty_warehouse_gives_empty_tables(tmp_path: Path) -> None:
     (tmp_path / "wh").mkdir()
     con = connect(tmp_path / "wh")
-    assert warehouse_report(con) == {key: [] for key in REPORT_KEYS}
+    assert warehouse_report(con) == {key: [] for key in REPORT_KEYS} | {
+        "range": {"from": None, "to": None}
+    }
 
 
 def test_hand_table(tmp_path: Path) -> None:
@@ -65,10 +68,10 @@ def test_hand_table(tmp_path: Path) -> None:
     ]
     report, _ = report_of(tmp_path, events, rejected=["not_json", "bad_value", "not_json"])
     assert report["events_by_day"] == [
-        {"day": "2026-08-03", "events": 2},
-        {"day": "2026-08-05", "events": 1},
-        {"day": "2026-08-06", "events": 2},
-        {"day": "2026-08-12", "events": 3},
+        {"day": "2026-08-03", "events": 2, "complete": True},
+        {"day": "2026-08-05", "events": 1, "complete": True},
+        {"day": "2026-08-06", "events": 2, "complete": True},
+        {"day": "2026-08-12", "events": 3, "complete": False},
     ]
     au = {r["day"]: (r["dau"], r["wau"], r["mau"], r["stickiness"]) for r in report["active_users"]}
     assert len(au) == 10
@@ -103,15 +106,39 @@ def test_day_range_filters_rows_but_not_windows(tmp_path: Path) -> None:
     write_warehouse(tmp_path / "wh", events)
     con = connect(tmp_path / "wh")
     report = warehouse_report(con, date(2026, 8, 7), date(2026, 8, 8))
+    flags = {"complete": True, "wau_complete": False, "mau_complete": False}
     assert report["active_users"] == [
-        {"day": "2026-08-07", "dau": 1, "wau": 2, "mau": 2, "stickiness": 0.5},
-        {"day": "2026-08-08", "dau": 0, "wau": 2, "mau": 2, "stickiness": 0.0},
+        {"day": "2026-08-07", "dau": 1, "wau": 2, "mau": 2, "stickiness": 0.5, **flags},
+        {"day": "2026-08-08", "dau": 0, "wau": 2, "mau": 2, "stickiness": 0.0, **flags},
     ]
-    assert report["events_by_day"] == [{"day": "2026-08-07", "events": 1}]
+    assert report["events_by_day"] == [{"day": "2026-08-07", "events": 1, "complete": True}]
     assert report["users_at_risk_weekly"] == [
-        {"day": "2026-08-07", "users": 0},
-        {"day": "2026-08-08", "users": 0},
+        {"day": "2026-08-07", "users": 0, "complete": False},
+        {"day": "2026-08-08", "users": 0, "complete": False},
     ]
+    assert report["range"] == {"from": "2026-08-07", "to": "2026-08-08"}
+
+
+def test_a_reversed_range_is_an_error(tmp_path: Path) -> None:
+    write_warehouse(tmp_path / "wh", [ev("e1", "alice", 0)])
+    con = connect(tmp_path / "wh")
+    with pytest.raises(DayRangeError) as exc:
+        warehouse_report(con, date(2026, 8, 8), date(2026, 8, 7))
+    assert str(exc.value) == ("Bad day range: from='2026-08-08' to='2026-08-07' (from is after to)")
+
+
+def test_rejections_count_on_the_day_they_were_received(tmp_path: Path) -> None:
+    write_warehouse(tmp_path / "wh", [ev("e1", "alice", 0)], rejected=["not_json", "empty"])
+    con = connect(tmp_path / "wh")
+    (received,) = con.execute(
+        "SELECT DISTINCT CAST(received_at AS DATE) FROM deadletter"
+    ).fetchone()
+    assert warehouse_report(con, received, received)["rejected"] == [
+        {"reason": "empty", "count": 1},
+        {"reason": "not_json", "count": 1},
+    ]
+    assert warehouse_report(con, received + timedelta(days=1), None)["rejected"] == []
+    assert warehouse_report(con, None, received - timedelta(days=1))["rejected"] == []
 
 
 USERS = st.sampled_from(["alice", "bob", "carol", 'd"q, 李'])
@@ -157,5 +184,7 @@ def test_first_copy_in_log_order_wins(tmp_path: Path, partitions: int) -> None:
     events = [ev("same", "alice", 0, model="m-1"), ev("same", "bob", 1, model="m-2")]
     report, log = report_of(tmp_path, events, partitions=partitions)
     first = log[0]
-    assert report["events_by_day"] == [{"day": first.ts.date().isoformat(), "events": 1}]
+    assert report["events_by_day"] == [
+        {"day": first.ts.date().isoformat(), "events": 1, "complete": False}
+    ]
     assert report == oracle_report(log)

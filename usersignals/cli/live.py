@@ -18,6 +18,7 @@ import urllib.request
 from typing import Any
 
 from usersignals.config import Settings, UsersignalsError
+from usersignals.metrics.periods import DayRange
 from usersignals.streams.livereport import merge_partials, preference_counts
 
 __all__ = ["LiveReportError", "fetch_live_report", "get_json", "worker_urls"]
@@ -48,8 +49,13 @@ def get_json(url: str, timeout: float) -> Any:
         return json.loads(resp.read())
 
 
-def fetch_live_report(settings: Settings, *, timeout: float = 10.0) -> dict[str, Any]:
+def fetch_live_report(
+    settings: Settings, *, timeout: float = 10.0, select: DayRange | None = None
+) -> dict[str, Any]:
     """The report JSON over all partitions, from every worker in ``settings.worker_url``.
+
+    ``select`` chooses the days shown (the rule of :mod:`usersignals.metrics.periods`, the
+    same as the warehouse report's); default every day.
 
     Raises:
         LiveReportError: a worker cannot be reached, or the workers do not hold every
@@ -84,13 +90,13 @@ def fetch_live_report(settings: Settings, *, timeout: float = 10.0) -> dict[str,
             problem = "partitions moved between the two phases"
             continue
         partials = [a["partial"] for a in phase2]
-        return merge_partials(partials, _arena(partials))
+        return merge_partials(partials, _arena(partials, select), select)
     raise LiveReportError(urls, problem)
 
 
-def _arena(partials: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _arena(partials: list[dict[str, Any]], select: DayRange | None) -> list[dict[str, Any]]:
     from usersignals.cli.worker import arena_function
 
     fit = arena_function()
-    counts = preference_counts(partials)
+    counts = preference_counts(partials, select)
     return list(fit(counts)) if fit is not None and counts else []

@@ -5,7 +5,6 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Sequence
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ import click
 
 from usersignals.cli._options import output_file, settings_from, warehouse_option
 
-__all__ = ["command", "filter_days", "html_report"]
+__all__ = ["command", "html_report"]
 
 _SEVERITY_COLOURS = {
     "low": "#9ecae1",
@@ -22,20 +21,6 @@ _SEVERITY_COLOURS = {
     "critical": "#a50f15",
 }
 _SERIES_COLOURS = {"dau": "#1f77b4", "wau": "#2ca02c", "mau": "#9467bd"}
-
-
-def filter_days(report: dict[str, Any], lo: date | None, hi: date | None) -> dict[str, Any]:
-    """The report with day-keyed rows outside [lo, hi] left out (for reports made elsewhere)."""
-    out = dict(report)
-    for key, rows in report.items():
-        if isinstance(rows, list) and rows and isinstance(rows[0], dict) and "day" in rows[0]:
-            out[key] = [
-                r
-                for r in rows
-                if (lo is None or r["day"] >= lo.isoformat())
-                and (hi is None or r["day"] <= hi.isoformat())
-            ]
-    return out
 
 
 def _svg_frame(width: int, height: int, title: str, body: list[str]) -> str:
@@ -103,13 +88,23 @@ def active_users_svg(rows: Sequence[dict[str, Any]], width: int = 1200, height: 
     days = [r["day"] for r in rows]
     top = max((r["mau"] for r in rows), default=1)
     parts, x, y = _axes(days, top, width, height)
+    step = (x(1) - x(0)) if len(rows) > 1 else 20.0
+    for i, r in enumerate(rows):
+        if not r.get("complete", True):  # the newest day is still filling up
+            parts.append(
+                f'<rect class="incomplete" x="{x(i) - step / 2:.1f}" y="{y(top):.1f}" '
+                f'width="{step:.1f}" height="{y(0) - y(top):.1f}" fill="#eeeeee">'
+                f"<title>{html.escape(r['day'])}: incomplete (data still arriving)</title></rect>"
+            )
     for name, colour in _SERIES_COLOURS.items():
         points = " ".join(f"{x(i):.1f},{y(r[name]):.1f}" for i, r in enumerate(rows))
         parts.append(
             f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{points}"/>'
         )
     parts += _legend([(n.upper(), c) for n, c in _SERIES_COLOURS.items()], width)
-    return _svg_frame(width, height, "Active users per day", parts)
+    return _svg_frame(
+        width, height, "Active users per day (shaded: incomplete day, data still arriving)", parts
+    )
 
 
 def risk_flags_svg(
@@ -140,14 +135,25 @@ def risk_flags_svg(
 
 
 def _html_table(title: str, rows: Sequence[dict[str, Any]]) -> str:
+    from usersignals.warehouse.report import COMPLETENESS_FLAGS
+
     if not rows:
         return f"<h2>{html.escape(title)}</h2><p>No rows.</p>"
     head = "".join(f"<th>{html.escape(k)}</th>" for k in rows[0])
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_text(v))}</td>" for v in r.values()) + "</tr>"
+        "<tr>"
+        + "".join(
+            f"<td>{html.escape(_flag_text(v) if k in COMPLETENESS_FLAGS else _text(v))}</td>"
+            for k, v in r.items()
+        )
+        + "</tr>"
         for r in rows
     )
     return f"<h2>{html.escape(title)}</h2><table><tr>{head}</tr>{body}</table>"
+
+
+def _flag_text(complete: bool) -> str:
+    return "" if complete else "partial"
 
 
 def _text(value: Any) -> str:
@@ -175,12 +181,20 @@ def html_report(report: dict[str, Any], source: str) -> str:
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>usersignals report</title><style>{_STYLE}</style></head><body>",
         f"<h1>usersignals report</h1><p>Source: {html.escape(source)}</p>",
+        f"<p>{html.escape(_range_line(report))}</p>",
         active_users_svg(report.get("active_users", [])),
         risk_flags_svg(report.get("risk_flags_daily", []), days),
     ]
     parts += [_html_table(TITLES[key], report.get(key, [])) for key in REPORT_KEYS]
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _range_line(report: dict[str, Any]) -> str:
+    from usersignals.metrics.periods import DayRange
+
+    rng = report.get("range") or {}
+    return DayRange.parse(rng.get("from"), rng.get("to")).describe()
 
 
 @click.command("report")
@@ -217,13 +231,19 @@ def command(
       usersignals report --json | jq '.active_users[-1]'
       usersignals report --live --html report.html
     """
+    from usersignals.metrics.periods import DayRange, DayRangeError
+
     settings = settings_from(warehouse=warehouse, worker_url=worker_url)
     lo = day_from.date() if day_from is not None else None
     hi = day_to.date() if day_to is not None else None
+    try:
+        select = DayRange(lo, hi)
+    except DayRangeError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--from' / '--to'") from None
     if live:
         from usersignals.cli.live import fetch_live_report
 
-        report = filter_days(fetch_live_report(settings), lo, hi)
+        report = fetch_live_report(settings, select=select)
         source = f"worker at {settings.worker_url}"
     else:
         from usersignals.warehouse.db import connect
