@@ -35,7 +35,7 @@ if TYPE_CHECKING:
         validate,
     )
     from usersignals.ingest.synthetic import GeneratorConfig, ModelProfile, generate
-    from usersignals.ingest.tracker import Tracker, TrackerClosedError, TrackerStats
+    from usersignals.ingest.tracker import FlushResult, Tracker, TrackerClosedError, TrackerStats
 
 _EXPORTS = {
     **dict.fromkeys(
@@ -62,7 +62,7 @@ _EXPORTS = {
         "contract",
     ),
     **dict.fromkeys(("GeneratorConfig", "ModelProfile", "generate"), "synthetic"),
-    **dict.fromkeys(("Tracker", "TrackerClosedError", "TrackerStats"), "tracker"),
+    **dict.fromkeys(("FlushResult", "Tracker", "TrackerClosedError", "TrackerStats"), "tracker"),
 }
 
 __all__ = [
@@ -77,6 +77,7 @@ __all__ = [
     "CollectorError",
     "Event",
     "EventError",
+    "FlushResult",
     "GeneratorConfig",
     "ModelProfile",
     "Rejection",

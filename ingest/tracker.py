@@ -19,11 +19,13 @@ Guarantees, for the people who run it:
   (:mod:`usersignals.ingest.spool`, fsynced), and are resent from it, oldest first, before any
   newer event, once the broker answers again, also by a later process on the same
   ``spool_path``. Every outcome is counted (:class:`TrackerStats`).
-- **flush() means durable.** :meth:`Tracker.flush` returns ``True`` once every event handed over
+- **flush() says what happened.** :meth:`Tracker.flush` waits until every event handed over
   before the call is acknowledged by Kafka (``acks=all``, idempotent producer) *or* fsynced to
-  the spool. Delivery is at least once: a crash between a send and its acknowledgement, or
-  between a resend and the spool's position update, can repeat events; consumers count an
-  ``event_id`` once.
+  the spool, and returns a :class:`FlushResult` counting which: ``delivered`` (also its truth
+  value) when all of them are in Kafka and the spool is empty, ``durable`` when none was lost
+  (acknowledged or spooled) and it did not time out. Delivery is at least once: a crash
+  between a send and its acknowledgement, or between a resend and the spool's position
+  update, can repeat events; consumers count an ``event_id`` once.
 - **Start-up.** Until the first connection attempt is over (at most ``connect_timeout_ms``)
   events wait in memory instead of going through the spool; after a failed attempt the tracker
   spools and reconnects in the background with backoff.
@@ -56,7 +58,7 @@ from usersignals.ingest.sender import Sender, SenderConfig
 from usersignals.ingest.spool import Spool, SpoolFullError
 from usersignals.ingest.typed import TypedEvents
 
-__all__ = ["Tracker", "TrackerClosedError", "TrackerStats"]
+__all__ = ["FlushResult", "Tracker", "TrackerClosedError", "TrackerStats"]
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +96,38 @@ class TrackerStats:
     failed: int = 0
     spool_records: int = 0
     spool_bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FlushResult:
+    """What happened to the events handed over since the previous flush (or the start).
+
+    Attributes:
+        acknowledged: Events Kafka acknowledged, resends from the spool included.
+        spooled: Events written to the spool instead (durable, not yet in Kafka).
+        failed: Events neither sent nor spooled (lost; logged as errors).
+        spool_records: Records (batches of events) still in the spool, waiting to be resent.
+        timed_out: The flush gave up before every event was settled.
+    """
+
+    acknowledged: int = 0
+    spooled: int = 0
+    failed: int = 0
+    spool_records: int = 0
+    timed_out: bool = False
+
+    @property
+    def delivered(self) -> bool:
+        """Every event handed over is in Kafka: nothing spooled, failed or left in the spool."""
+        return self.durable and self.spooled == 0 and self.spool_records == 0
+
+    @property
+    def durable(self) -> bool:
+        """Every event handed over is in Kafka or in the spool, and the flush did not time out."""
+        return not self.timed_out and self.failed == 0
+
+    def __bool__(self) -> bool:
+        return self.delivered
 
 
 class Tracker(TypedEvents):
@@ -163,7 +197,7 @@ class Tracker(TypedEvents):
         self._overflow = 0  # events that found the queue full (then spooled or failed)
         self._overflow_spooled = 0
         self._overflow_failed = 0
-        self._failed_seen = 0
+        self._flushed = (0, 0, 0)  # (sent, spooled, failed) at the end of the previous flush
         self._sender = Sender(
             SenderConfig(
                 bootstrap=self.bootstrap,
@@ -234,34 +268,45 @@ class Tracker(TypedEvents):
                 spool_bytes=self._spool.pending_bytes,
             )
 
-    def flush(self, timeout: float | None = None) -> bool:
+    def flush(self, timeout: float | None = None) -> FlushResult:
         """Waits until every event handed over so far is acknowledged by Kafka or spooled.
 
         Returns:
-            ``True`` when all of them are acknowledged or fsynced to the spool and none
-            failed since the previous flush; ``False`` on timeout or after a failure.
+            What happened since the previous flush: events acknowledged, spooled and failed,
+            records still in the spool, and whether the wait timed out. True (``delivered``)
+            only when everything is in Kafka; ``durable`` when nothing was lost.
         """
         with self._cond:
             target = self._sender.enqueued
-            failed_before = self._failed_seen
-            ok = self._sender.wait_settled(target, timeout)
-            failed_now = self._sender.counters.failed + self._overflow_failed
-            self._failed_seen = failed_now
-            return ok and failed_now == failed_before
+            settled = self._sender.wait_settled(target, timeout)
+            c = self._sender.counters
+            now = (c.sent, c.spooled + self._overflow_spooled, c.failed + self._overflow_failed)
+            sent, spooled, failed = (
+                n - before for n, before in zip(now, self._flushed, strict=True)
+            )
+            self._flushed = now
+            return FlushResult(
+                acknowledged=sent,
+                spooled=spooled,
+                failed=failed,
+                spool_records=self._spool.pending_records,
+                timed_out=not settled,
+            )
 
     def close(self, timeout: float | None = None) -> bool:
         """Flushes, stops the background thread and releases the spool; idempotent.
 
         Returns:
-            ``True`` when everything was acknowledged or spooled within ``timeout``; events
-            still in memory after it are spooled before the tracker stops.
+            ``True`` when everything was acknowledged or spooled within ``timeout``
+            (:attr:`FlushResult.durable`); events still in memory after it are spooled
+            before the tracker stops.
         """
         with self._cond:
             if self._closed:
                 return True
             self._closed = True
         atexit.unregister(self._atexit)
-        ok = self.flush(timeout)
+        ok = self.flush(timeout).durable
         self._sender.stop(timeout)
         self._spool.close()
         return ok

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 from tests.conftest import Kafka
 from tests.ingest.test_tracker import events_of, read_records
+from usersignals.broker import free_port
 
 
 def ev(i: int, **kw: object) -> dict[str, object]:
@@ -75,7 +77,10 @@ def test_stdin_json_summary_and_exit_zero(kafka: Kafka, tmp_path: Path) -> None:
         "accepted": 250,
         "rejected": 0,
         "rejections": [],
+        "acknowledged": 250,
         "delivered": True,
+        "durable": True,
+        "timed_out": False,
     }
     events = events_of(read_records(kafka.bootstrap, kafka.settings.events_topic, 250))
     assert sorted(e.event_id for e in events) == sorted(f"s{i}" for i in range(250))
@@ -85,3 +90,27 @@ def test_help_shows_an_example(kafka: Kafka) -> None:
     result = run_send(kafka, "--help")
     assert result.returncode == 0
     assert "Example:\n    usersignals send events.jsonl --bootstrap 127.0.0.1:9092" in result.stdout
+
+
+def test_kafka_down_spools_says_so_and_exits_0(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(ev(i)) + "\n" for i in range(3)))
+    env = {**os.environ, "USERSIGNALS_BOOTSTRAP": f"127.0.0.1:{free_port()}"}
+    args = [str(path), "--json", "--spool", str(tmp_path / "s.spool")]
+    result = subprocess.run(
+        [sys.executable, "-m", "usersignals", "send", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert {k: summary[k] for k in ("sent", "spooled", "acknowledged", "delivered", "durable")} == {
+        "sent": 0,
+        "spooled": 3,
+        "acknowledged": 0,
+        "delivered": False,
+        "durable": True,
+    }

@@ -18,6 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import Kafka
+from usersignals.broker import free_port
+from usersignals.config import Settings
 from usersignals.ingest import typed as typed_module
 from usersignals.ingest.batching import OPTIONAL_FIELDS, encode_call, encode_obj, new_event_id
 from usersignals.ingest.contract import (
@@ -30,7 +32,7 @@ from usersignals.ingest.contract import (
     partition_for,
     validate,
 )
-from usersignals.ingest.tracker import Tracker, TrackerClosedError, TrackerStats
+from usersignals.ingest.tracker import FlushResult, Tracker, TrackerClosedError, TrackerStats
 
 TS = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -90,7 +92,7 @@ def test_typed_methods_send_what_they_say(kafka: Kafka, tmp_path: Path) -> None:
             tracker.session_end("u1", duration_s=3.5, properties={"k": [1]}, ts=TS, event_id="e6"),
             tracker.track({"type": "message", "user_id": "u1", "role": "tool", "event_id": "e7"}),
         ]
-        assert tracker.flush(30) is True
+        assert tracker.flush(30) == FlushResult(acknowledged=7)
         stats = tracker.stats
     assert ids == ["e1", "e2", "e3", "e4", "e5", "e6", "e7"]
     assert stats == TrackerStats(accepted=7, sent=7)
@@ -129,7 +131,7 @@ def test_a_decoded_event_is_sent_as_track_would_send_it(kafka: Kafka, tmp_path: 
     assert rejections == []
     with make_tracker(kafka, tmp_path) as tracker:
         assert tracker.track_event(event) == "d1"
-        assert tracker.flush(30) is True
+        assert tracker.flush(30) == FlushResult(acknowledged=1)
         stats = tracker.stats
     assert stats == TrackerStats(accepted=1, sent=1)
     [(partition, _, key, events)] = read_records(kafka.bootstrap, kafka.settings.events_topic, 1)
@@ -389,3 +391,35 @@ def test_method_fields_follow_the_signature_in_contract_order(method: str) -> No
     params = inspect.signature(getattr(Tracker, method)).parameters
     assert typed_module.METHOD_FIELDS[method] == tuple(f for f in OPTIONAL_FIELDS if f in params)
     assert set(params) - set(OPTIONAL_FIELDS) == {"self", "user_id", "event_id", "ts"}
+
+
+def test_flush_says_spooled_when_kafka_took_nothing(tmp_path: Path) -> None:
+    down = Settings.load(
+        environ={}, bootstrap=f"127.0.0.1:{free_port()}", topic_prefix="down", state_dir=tmp_path
+    )
+    with Tracker(settings=down, connect_timeout_ms=200, backoff_max_ms=200) as tracker:
+        for i in range(5):
+            tracker.message("u", "user", event_id=f"s{i}", ts=TS)
+        result = tracker.flush(30)
+        again = tracker.flush(30)  # nothing new since: nothing happened
+    assert result == FlushResult(spooled=5, spool_records=1)  # one batch of the five
+    assert (bool(result), result.delivered, result.durable) == (False, False, True)
+    assert again == FlushResult(spool_records=1)
+    assert (again.delivered, again.durable) == (False, True)
+
+
+@pytest.mark.parametrize(
+    ("result", "delivered", "durable"),
+    [
+        (FlushResult(), True, True),
+        (FlushResult(acknowledged=3), True, True),
+        (FlushResult(acknowledged=3, spooled=1, spool_records=1), False, True),
+        (FlushResult(acknowledged=3, spool_records=2), False, True),
+        (FlushResult(acknowledged=3, failed=1), False, False),
+        (FlushResult(acknowledged=3, timed_out=True), False, False),
+    ],
+)
+def test_flush_result_says_what_happened(
+    result: FlushResult, delivered: bool, durable: bool
+) -> None:
+    assert (result.delivered, result.durable, bool(result)) == (delivered, durable, delivered)

@@ -26,7 +26,7 @@ from usersignals.config import Settings
 from usersignals.ingest.batching import build_records
 from usersignals.ingest.contract import partition_for, validate
 from usersignals.ingest.spool import HEADER_BYTES, MAGIC, SpooledRecord
-from usersignals.ingest.tracker import Tracker, TrackerStats
+from usersignals.ingest.tracker import FlushResult, Tracker, TrackerStats
 
 TS = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -65,7 +65,8 @@ def test_spools_until_the_broker_comes_then_resends_in_order(tmp_path: Path) -> 
     try:
         for i in range(n):
             tracker.message(f"user-{i % 37}", "user", event_id=f"e{i:05d}", ts=TS)
-        assert tracker.flush(30) is True  # durably spooled: nobody listens on the port
+        flushed = tracker.flush(30)  # durably spooled: nobody listens on the port
+        assert (flushed.durable, flushed.acknowledged, flushed.spooled) == (True, 0, n)
         assert tracker.stats.spooled == n
         assert tracker.stats.sent == 0
         with EmbeddedBroker(port=port, partitions=8, topics=settings.topics) as broker:
@@ -96,7 +97,7 @@ tracker = Tracker(spool_path=sys.argv[2], connect_timeout_ms=500, backoff_max_ms
 for i in range(n):
     tracker.message(f"user-{i % 101}", "assistant", event_id=f"k{i}",
                     ts=datetime(2026, 3, 1, tzinfo=UTC))
-ok = tracker.flush(60)
+ok = tracker.flush(60).durable
 print("flushed" if ok else "NOT flushed", tracker.stats.sent, tracker.stats.spooled, flush=True)
 import time
 time.sleep(600)
@@ -157,7 +158,7 @@ def test_full_spool_counts_failed(tmp_path: Path) -> None:
     ) as tracker:
         for i in range(100):
             tracker.message("u", "user", event_id=f"f{i:03d}", ts=TS)
-        assert tracker.flush(30) is False  # some events could not be kept anywhere
+        assert tracker.flush(30).durable is False  # some events could not be kept anywhere
         stats = tracker.stats
     record = build_records(
         [
@@ -224,7 +225,7 @@ def test_broker_dies_mid_stream_every_event_is_acknowledged_or_resent(tmp_path: 
     )
     try:
         tracker.message("user-0", "user", event_id="d-first", ts=TS)
-        assert tracker.flush(30) is True  # connected: the stream below meets a live broker
+        assert tracker.flush(30) == FlushResult(acknowledged=1)  # connected: a live broker
         n += 1
 
         def produce() -> None:

@@ -93,7 +93,7 @@ def command(
                     tracker.track_event(event)
                 accepted += len(events)
                 advance(len(raw) + 1)
-        delivered = tracker.flush(timeout)
+        flushed = tracker.flush(timeout)
         stats = tracker.stats
     summary = {
         "lines": lines,
@@ -103,7 +103,10 @@ def command(
         "accepted": accepted,
         "rejected": len(rejected),
         "rejections": rejected,
-        "delivered": delivered,
+        "acknowledged": flushed.acknowledged,
+        "delivered": flushed.delivered,
+        "durable": flushed.durable,
+        "timed_out": flushed.timed_out,
     }
     if as_json:
         click.echo(json.dumps(summary))
@@ -117,5 +120,13 @@ def command(
             f"sent {stats.sent}, spooled {stats.spooled}, failed {stats.failed}, "
             f"rejected {len(rejected)} (from {lines} lines)"
         )
-    if rejected or not delivered:
+        if flushed.timed_out:
+            click.echo(f"not every event was settled within {timeout:g}s", err=True)
+        elif flushed.durable and not flushed.delivered:
+            click.echo(
+                "Kafka did not take every event: the rest are in the spool and are resent "
+                "by the next send (or Tracker) using it",
+                err=True,
+            )
+    if rejected or not flushed.durable:
         sys.exit(1)
