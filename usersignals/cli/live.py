@@ -18,6 +18,7 @@ import urllib.request
 from typing import Any
 
 from usersignals.config import Settings, UsersignalsError
+from usersignals.metrics.flattery import params_of
 from usersignals.metrics.periods import DayRange
 from usersignals.streams.livereport import merge_partials, preference_counts
 
@@ -90,7 +91,9 @@ def fetch_live_report(
             problem = "partitions moved between the two phases"
             continue
         partials = [a["partial"] for a in phase2]
-        return merge_partials(partials, _arena(partials, select), select)
+        return merge_partials(
+            partials, _arena(partials, select), select, flattery=params_of(settings)
+        )
     raise LiveReportError(urls, problem)
 
 

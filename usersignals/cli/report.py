@@ -246,12 +246,13 @@ def command(
         report = fetch_live_report(settings, select=select)
         source = f"worker at {settings.worker_url}"
     else:
+        from usersignals.metrics.flattery import params_of
         from usersignals.warehouse.db import connect
         from usersignals.warehouse.report import warehouse_report
 
         con = connect(settings.warehouse)
         try:
-            report = warehouse_report(con, lo, hi)
+            report = warehouse_report(con, lo, hi, flattery=params_of(settings))
         finally:
             con.close()
         source = f"warehouse {settings.warehouse}"

@@ -262,23 +262,25 @@ def mismatch(live: dict[str, Any] | None, history: dict[str, Any]) -> str | None
 
 def _run_history(settings: Settings) -> dict[str, Any]:
     """The report of the records this run loaded (the current epoch), read raw."""
+    from usersignals.metrics.flattery import params_of
     from usersignals.warehouse.db import connect
     from usersignals.warehouse.report import warehouse_report
 
     con = connect(settings.warehouse, current_epoch=True)
     try:
-        return warehouse_report(con)
+        return warehouse_report(con, flattery=params_of(settings))
     finally:
         con.close()
 
 
 def _print_report(settings: Settings, *, as_json: bool, full: bool) -> None:
+    from usersignals.metrics.flattery import params_of
     from usersignals.warehouse.db import connect
     from usersignals.warehouse.report import render_report, warehouse_report
 
     con = connect(settings.warehouse)
     try:
-        report = warehouse_report(con)
+        report = warehouse_report(con, flattery=params_of(settings))
     finally:
         con.close()
     if as_json:
