@@ -5,7 +5,6 @@ answer (``usersignals.metrics.flattery`` through the report) on the data held at
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -36,9 +35,7 @@ from usersignals.processes import terminate
 
 N = 8
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
-pytestmark = pytest.mark.skipif(
-    not os.access(PROMETHEUS, os.X_OK), reason="Debian's prometheus is not installed"
-)
+pytestmark = pytest.mark.usefixtures("prometheus_bin")  # skips, or fails under make test
 
 Key = tuple[str, str]
 
