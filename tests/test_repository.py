@@ -137,6 +137,21 @@ def test_a_missing_tool_skips_or_fails(
     )
 
 
+def test_no_test_skips_on_a_missing_tool_by_itself() -> None:
+    """Tools are looked up through ``require_tool`` (or the fixtures built on it), so that
+    ``make test`` and CI fail where a plain ``skipif`` would skip."""
+    skips = re.compile(r"(skipif|pytest\.skip)\((?P<args>[^)]*(\([^)]*\)[^)]*)*)\)", re.S)
+    tools = re.compile(r"prometheus|promtool|chromium", re.I)
+    found = [
+        f"{path.relative_to(ROOT)}: {m.group(0)[:60]!r}"
+        for path in sorted((ROOT / "tests").rglob("*.py"))
+        if path.name not in ("conftest.py", "test_repository.py")
+        for m in skips.finditer(path.read_text(encoding="utf-8"))
+        if tools.search(m.group("args"))
+    ]
+    assert found == []
+
+
 def test_a_tool_that_is_there_is_its_path() -> None:
     assert require_tool("git").endswith("/git")
 
