@@ -235,8 +235,9 @@ def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
 
 
 @pytest.mark.broker
-def test_sigterm_stops_the_worker_and_its_loader_in_bounded_time_with_the_broker_gone(
-    pipeline: Pipeline,
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_stops_the_worker_and_its_loader_in_bounded_time_with_the_broker_gone(
+    pipeline: Pipeline, sig: signal.Signals
 ) -> None:
     assert pipeline.worker is not None
     loader = pipeline.loader_pid()
@@ -244,7 +245,7 @@ def test_sigterm_stops_the_worker_and_its_loader_in_bounded_time_with_the_broker
     # the worker's own fetches fail (its lines carry its pid; the loader's do not)
     failing = f"[{pipeline.worker.pid}] [ERROR] Failed fetch messages"
     _wait_for("the worker's failed fetches", lambda: failing in pipeline.text(), 60.0)
-    os.kill(pipeline.worker.pid, signal.SIGTERM)
+    os.kill(pipeline.worker.pid, sig)
     code = pipeline.worker.wait(GRACE_S + MARGIN_S)
     _wait_for("the loader to exit", lambda: _gone(loader), MARGIN_S)
     text = pipeline.text()
