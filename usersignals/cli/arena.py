@@ -71,7 +71,7 @@ def command(
 
     \b
     Example:
-      usersignals arena --warehouse ./warehouse --since 2026-11-01 --cap-per-user-day 20
+      usersignals arena --warehouse ./data/warehouse --since 2026-11-01 --cap-per-user-day 20
     """
     settings = settings_from(warehouse=warehouse)
     con = connect(settings.warehouse)

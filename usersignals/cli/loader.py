@@ -81,7 +81,7 @@ def command(
 
     \b
     Example:
-      usersignals loader --bootstrap 127.0.0.1:9092 --warehouse ./warehouse --drain
+      usersignals loader --bootstrap 127.0.0.1:9092 --warehouse ./data/warehouse --drain
     """
     settings = settings_from(
         bootstrap=bootstrap, warehouse=warehouse, kafka_timeout_s=kafka_timeout

@@ -72,7 +72,7 @@ def command(
     \b
     Example:
       usersignals generate --users 2000 --days 14 --out events.jsonl
-      usersignals run events.jsonl --warehouse ./warehouse
+      usersignals run events.jsonl --warehouse ./data/warehouse
     """
     base = settings_from(warehouse=warehouse, partitions=partitions)
     tty = sys.stderr.isatty()

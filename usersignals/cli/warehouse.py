@@ -44,7 +44,7 @@ def compact_command(warehouse: str | None, day: datetime | None, as_json: bool) 
 
     \b
     Example:
-      usersignals warehouse compact --warehouse ./warehouse --day 2026-11-24 --json
+      usersignals warehouse compact --warehouse ./data/warehouse --day 2026-11-24 --json
     """
     root = existing_warehouse(settings_from(warehouse=warehouse))
     for result in compact(root, None if day is None else day.date().isoformat()):
