@@ -62,16 +62,17 @@ def end_offsets(
         deadline = time.monotonic() + timeout
         for tp in tps:
             if listed[tp] > 0:
-                ends[tp.partition] = max(ends[tp.partition], _highwater(consumer, tp, deadline))
+                high = _highwater(consumer, tp, int(listed[tp]), deadline)
+                ends[tp.partition] = max(ends[tp.partition], high)
         return ends
     finally:
         consumer.close()
 
 
-def _highwater(consumer: Any, tp: Any, deadline: float) -> int:
+def _highwater(consumer: Any, tp: Any, listed: int, deadline: float) -> int:
+    """The high watermark of one fetch of ``tp`` from just before its listed end."""
     consumer.assign([tp])
-    consumer.seek_to_end(tp)
-    consumer.seek(tp, max(consumer.position(tp) - 1, 0))
+    consumer.seek(tp, max(listed - 1, 0))
     while (high := consumer.highwater(tp)) is None:
         if time.monotonic() > deadline:
             raise StatusError(tp.topic, tp.partition)
