@@ -2,10 +2,13 @@
 
 Two data sets leave the warehouse for preference training:
 
-* ``feedback``: the latest binary vote per (user, message), metrics.md rule (greatest ``ts``,
-  then ``event_id``; a latest vote of 0, withdrawn, is no label). Columns ``message_id``,
-  ``session_id``, ``model``, ``label`` with ``label`` the integer ``1`` (thumbs up) or ``-1``
-  (thumbs down), the rating as sent.
+* ``feedback``: the latest binary vote per (user, message): the rows of the warehouse's
+  ``feedback_latest`` view (metrics.md rule: greatest ``ts``, then ``event_id``; a latest vote
+  of 0, withdrawn, is no label), under the model that view attributes (the vote's own, else its
+  message's, else its session's; docs/attribution.md), so a label counts under the model the
+  metrics count it under. Columns ``message_id``, ``session_id`` (the vote's), ``model``,
+  ``label`` with ``label`` the integer ``1`` (thumbs up) or ``-1`` (thumbs down), the rating
+  as sent.
 * ``preferences``: every preference vote. Columns ``session_id``, ``model_a``, ``model_b``,
   ``winner`` (``a``, ``b``, ``tie``, ``both_bad``).
 
@@ -18,8 +21,9 @@ JSON value ``false`` (the string ``"false"`` is not a refusal). Left out with
 (``low < medium < high < critical``), whoever in it voted; votes without a session id cannot be
 tied to a flagged session and stay.
 
-The queries read the deduplicated ``events`` view of a warehouse connection; writers take a path
-(written under a temporary name, then renamed) or a binary file object.
+The queries read the views of a warehouse connection (the deduplicated ``events``, and
+``feedback_latest`` for the labels: the latest-vote rule is the view's, not restated here);
+writers take a path (written under a temporary name, then renamed) or a binary file object.
 """
 
 from __future__ import annotations
@@ -73,17 +77,16 @@ risky_sessions AS (
 EXPORT_SQL: dict[str, str] = {
     "feedback": _EXCLUSIONS
     + """
-latest AS (
-    SELECT *, row_number() OVER (
-        PARTITION BY user_id, message_id ORDER BY ts DESC, event_id DESC
-    ) AS nth
-    FROM events WHERE type = 'feedback'
+labels AS (
+    SELECT f.message_id, e.session_id, f.model, f.rating, f.user_id, f.ts, f.event_id
+    FROM feedback_latest AS f
+    JOIN events AS e ON e.event_id = f.event_id AND e.type = 'feedback'
+    WHERE f.rating IN (1, -1)
 )
 SELECT message_id, session_id, model, rating AS label,
        user_id IN (SELECT user_id FROM no_consent) AS _no_consent,
        session_id IN (SELECT session_id FROM risky_sessions) AS _risky
-FROM latest
-WHERE nth = 1 AND rating IN (1, -1)
+FROM labels
 ORDER BY ts, event_id
 """,
     "preferences": _EXCLUSIONS
@@ -145,10 +148,10 @@ def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
 def export_table(
     con: duckdb.DuckDBPyConnection, kind: str, *, exclude_risk: str | None = None
 ) -> ExportResult:
-    """The rows of one export, read from a warehouse connection with the ``events`` view.
+    """The rows of one export, read from a warehouse connection with the warehouse's views.
 
     Args:
-        con: DuckDB connection whose ``events`` view holds each event once.
+        con: DuckDB connection with the views of ``views.sql`` (``events``, ``feedback_latest``).
         kind: ``feedback`` or ``preferences``.
         exclude_risk: Leave out sessions with a risk flag of this severity or above.
 

@@ -167,3 +167,41 @@ def test_bad_arguments_write_nothing(
         export(con, args.pop("kind"), tmp_path / "out", **args)
     assert str(exc.value) == message
     assert list(tmp_path.iterdir()) == []
+
+
+def _bare_vote_events() -> list[Event]:
+    """Votes without a model of their own: one on a message with a model (in a session with
+    another), one in a session whose start has one, one with neither; and a changed vote with
+    its own model (the latest vote counts, under its model)."""
+    t = iter(START + timedelta(minutes=n) for n in range(100))
+
+    def e(i: int, type_: str, **fields: Any) -> Event:
+        return Event(event_id=f"b{i:02d}", type=type_, user_id="u", ts=next(t), **fields)
+
+    return [
+        e(0, "session_start", session_id="s1", model="m-s"),
+        e(1, "message", session_id="s1", message_id="m1", model="m-msg", role="assistant"),
+        e(2, "feedback", session_id="s1", message_id="m1", rating=1),
+        e(3, "feedback", session_id="s1", message_id="m2", rating=-1),
+        e(4, "feedback", session_id="s2", message_id="m3", rating=1),
+        e(5, "feedback", session_id="s1", message_id="m4", rating=1, model="m-old"),
+        e(6, "feedback", session_id="s1", message_id="m4", rating=-1, model="m-own"),
+    ]
+
+
+def test_feedback_model_is_the_attributed_one() -> None:
+    """The export's vote is feedback_latest's: its own model, else its message's, else its
+    session's (docs/attribution.md), the same rule the metrics count it under."""
+    con = memory_warehouse(_bare_vote_events())
+    rows = export_table(con, "feedback").table.to_pylist()
+    assert rows == [
+        {"message_id": "m1", "session_id": "s1", "model": "m-msg", "label": 1},
+        {"message_id": "m2", "session_id": "s1", "model": "m-s", "label": -1},
+        {"message_id": "m3", "session_id": "s2", "model": None, "label": 1},
+        {"message_id": "m4", "session_id": "s1", "model": "m-own", "label": -1},
+    ]
+    latest = con.sql(
+        "SELECT message_id, model, rating FROM feedback_latest WHERE rating IN (1, -1) "
+        "ORDER BY ts, event_id"
+    ).fetchall()
+    assert [(r["message_id"], r["model"], r["label"]) for r in rows] == latest
