@@ -90,25 +90,50 @@ WHERE kind = 'session'
 QUALIFY row_number() OVER (PARTITION BY user_id, ref ORDER BY ts, event_id) = 1;
 
 -- The vote candidates under their attributed model: the vote's own, else its message's, else
--- its session's (NULL when none is known).
+-- its session's (NULL when none is known). Only the references of votes without a model are
+-- looked at (the few), not every message's and session's.
 CREATE VIEW feedback_votes AS
+WITH bare AS (
+    SELECT user_id, message_id, session_id FROM feedback_candidates WHERE model IS NULL
+),
+msg AS (
+    SELECT r.user_id, r.ref AS message_id, r.model
+    FROM model_refs AS r
+    SEMI JOIN bare AS b ON r.user_id = b.user_id AND r.ref = b.message_id
+    WHERE r.kind = 'message'
+    QUALIFY row_number() OVER (PARTITION BY r.user_id, r.ref ORDER BY r.ts, r.event_id) = 1
+),
+ses AS (
+    SELECT r.user_id, r.ref AS session_id, r.model
+    FROM model_refs AS r
+    SEMI JOIN bare AS b ON r.user_id = b.user_id AND r.ref = b.session_id
+    WHERE r.kind = 'session'
+    QUALIFY row_number() OVER (PARTITION BY r.user_id, r.ref ORDER BY r.ts, r.event_id) = 1
+)
 SELECT f.user_id, f.message_id, f.day, f.ts,
        coalesce(f.model, m.model, s.model) AS model,
        f.rating, f.event_id
 FROM feedback_candidates AS f
-LEFT JOIN message_models AS m
+LEFT JOIN msg AS m
     ON f.model IS NULL AND m.user_id = f.user_id AND m.message_id = f.message_id
-LEFT JOIN session_models AS s
+LEFT JOIN ses AS s
     ON f.model IS NULL AND s.user_id = f.user_id AND s.session_id = f.session_id;
 
 -- Risk flags counted per (day, user, attributed model, category, severity): a flag's own
 -- model, else its session's (NULL when none is known).
 CREATE VIEW risk_cells AS
+WITH ses AS (
+    SELECT r.user_id, r.ref AS session_id, r.model
+    FROM model_refs AS r
+    SEMI JOIN (SELECT user_id, session_id FROM flag_cells WHERE session_id IS NOT NULL) AS c
+        ON r.user_id = c.user_id AND r.ref = c.session_id
+    WHERE r.kind = 'session'
+    QUALIFY row_number() OVER (PARTITION BY r.user_id, r.ref ORDER BY r.ts, r.event_id) = 1
+)
 SELECT c.day, c.user_id, coalesce(c.model, s.model) AS model, c.category, c.severity,
        CAST(sum(c.flags) AS BIGINT) AS flags
 FROM flag_cells AS c
-LEFT JOIN session_models AS s
-    ON c.model IS NULL AND s.user_id = c.user_id AND s.session_id = c.session_id
+LEFT JOIN ses AS s ON s.user_id = c.user_id AND s.session_id = c.session_id
 GROUP BY ALL;
 
 -- Events per day (days with events only).
