@@ -278,6 +278,36 @@ def test_the_watchdog_ends_a_process_whose_clean_stop_hangs() -> None:
     assert proc.stdout == "armed\nstopping children\n"
 
 
+ORPHAN = """
+import signal, time
+from usersignals.processes import exit_when_orphaned
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+exit_when_orphaned(0.5, poll=0.05)
+print("watching", flush=True)
+time.sleep(3600)  # deaf to SIGTERM and blocked: only the orphan watch can end it
+"""
+
+PARENT = """
+import subprocess, sys
+# stdout a pipe to read "watching", stderr nowhere: run() below does not wait for the child
+child = subprocess.Popen([sys.executable, "-c", sys.argv[1]], stdout=-1, stderr=-3)
+assert child.stdout.readline() == b"watching\\n"
+print(child.pid, flush=True)
+"""
+
+
+def test_an_orphan_ends_itself_once_its_parent_is_gone() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", PARENT, ORPHAN],
+        capture_output=True,
+        text=True,
+        timeout=MARGIN_S,
+        check=True,
+    )
+    pid = int(out.stdout)
+    _wait_for("the orphan to end itself", lambda: _gone(pid), MARGIN_S)
+
+
 @pytest.mark.broker
 def test_the_loader_dies_with_a_killed_worker_even_with_the_broker_gone(pipeline: Pipeline) -> None:
     assert pipeline.worker is not None
