@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from usersignals.broker import free_port
+from usersignals.cli.deadletter import ReplayUnconfirmedError
 
 NO_WAREHOUSE = "error: No warehouse at '{tmp}/nowh' (run the loader or pass --warehouse)"
 KAFKA_DOWN = "error: Kafka at '127.0.0.1:{port}' did not answer within 1s (..."
@@ -161,3 +162,12 @@ def test_a_failing_command_says_why_in_one_line(
     else:
         assert lines[0] == expected
     assert proc.returncode == code
+
+
+def test_an_unconfirmed_replay_says_how_to_finish_it() -> None:
+    exc = ReplayUnconfirmedError("kafka:9092", 10.0)
+    assert str(exc) == (
+        "Kafka at 'kafka:9092' did not confirm every replayed record within 10s; they are "
+        "marked replayed: once it answers, run again with --again"
+    )
+    assert (exc.bootstrap, exc.timeout, exc.retryable) == ("kafka:9092", 10.0, True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -14,10 +15,11 @@ from usersignals.cli._options import (
     settings_from,
     warehouse_option,
 )
+from usersignals.config import Settings, UsersignalsError
 from usersignals.ingest.event import REASONS
 from usersignals.warehouse.deadletter import read_deadletter, replay, summary
 
-__all__ = ["command"]
+__all__ = ["ReplayUnconfirmedError", "command"]
 
 
 @click.group("deadletter")
@@ -115,8 +117,8 @@ def replay_command(
     try:
         with kafka_errors(settings):
             result = replay(root, send, partitions, reason=reason, again=again, dry_run=dry_run)
-            if producer is not None:
-                producer.flush(settings.kafka_timeout_s)
+        if producer is not None:
+            _flush(producer, settings)
     finally:
         if producer is not None:
             producer.close(timeout=0)
@@ -125,3 +127,26 @@ def replay_command(
     else:
         verb = "would send" if dry_run else "sent"
         click.echo(f"{verb} {result.sent} records to {topic} ({result.skipped} replayed before)")
+
+
+class ReplayUnconfirmedError(UsersignalsError):
+    """Replayed records were handed to the producer but Kafka did not confirm them all."""
+
+    retryable = True
+
+    def __init__(self, bootstrap: str, timeout: float) -> None:
+        self.bootstrap = bootstrap
+        self.timeout = timeout
+        super().__init__(
+            f"Kafka at {bootstrap!r} did not confirm every replayed record within {timeout:g}s; "
+            "they are marked replayed: once it answers, run again with --again"
+        )
+
+
+def _flush(producer: Any, settings: Settings) -> None:
+    from kafka.errors import KafkaError
+
+    try:
+        producer.flush(settings.kafka_timeout_s)
+    except KafkaError:
+        raise ReplayUnconfirmedError(settings.bootstrap, settings.kafka_timeout_s) from None
