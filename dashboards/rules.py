@@ -1,4 +1,4 @@
-"""Prometheus rules of the live flattery watch, and what they need from the stream workers.
+"""Prometheus rules of the live stickiness and flattery watch, and what they need from workers.
 
 The rules themselves live in ``prometheus/rules.yml`` (loaded by ``prometheus/prometheus.yml``)
 with their unit tests in ``prometheus/rules_test.yml``. This module names those files, lists
@@ -98,11 +98,19 @@ LIVE_SERIES: tuple[LiveSeries, ...] = (
         (),
         "active users each week needs (USERSIGNALS_FLATTERY_MIN_USERS)",
     ),
+    LiveSeries(
+        "usersignals_active_users",
+        "gauge",
+        ("window",),
+        "distinct users active in the window (1d, 7d, 30d) ending on the newest event day",
+    ),
 )
 """Series the rules read. Each worker exposes its own partitions' counts; the rules sum them
-and apply the tests of :mod:`usersignals.metrics.flattery` (rules.yml says why)."""
+and apply the definitions' arithmetic: stickiness as DAU / MAU of the sums, and the tests of
+:mod:`usersignals.metrics.flattery` (rules.yml says why)."""
 
 RECORDED_SERIES = (
+    "usersignals:stickiness",
     "model_week:usersignals_flattery_thumbs_up:this",
     "model_week:usersignals_flattery_votes:this",
     "model_week:usersignals_flattery_thumbs_up:last",
@@ -121,8 +129,8 @@ RECORDED_SERIES = (
     "usersignals:flattery_current_week_start_timestamp_seconds",
     "model_week:usersignals_flattery_flagged",
 )
-"""Series the recording rules write: the flattery watch rows per (model, week), for the alert
-and the dashboards."""
+"""Series the recording rules write: stickiness over all workers, and the flattery watch rows per
+(model, week), for the alert and the dashboards."""
 
 ALERTS = ("UsersignalsFlatteryRising",)
 

@@ -1,9 +1,10 @@
-"""The flattery rules' promtool scenario, with its expectations from the one definition.
+"""The rules' promtool scenarios, with their expectations from the one definition.
 
 ``dashboards/prometheus/rules_test.yml`` is :func:`rules_test_yaml` (a test keeps them equal;
 ``python -m tests.dashboards.flattery_scenario`` rewrites the file): the input series are the
 counts two workers would export, and every expected sample is what
-:mod:`usersignals.metrics.flattery` says of the summed counts.
+:mod:`usersignals.metrics.flattery` says of the summed counts. A second scenario checks the
+stickiness rule: DAU / MAU of the summed gauges (metrics.md), then no sample once MAU is 0.
 """
 
 from __future__ import annotations
@@ -46,6 +47,11 @@ COUNTS: dict[tuple[str, str], tuple[tuple[int, int, int, int], ...]] = {
     ("small", "2026-W11"): ((5, 0, 5, 3), (5, 0, 5, 2)),
 }
 MODELS = ("small", "steady", "warm")
+
+# per worker: (DAU, MAU) while users are active; both 0 afterwards. Stickiness over all users
+# is 40 / 210, not the mean of the workers' own ratios (0.2 and 1/6)
+ACTIVE = {"w1": (30, 150), "w2": (10, 60)}
+ACTIVE_UNTIL = 20  # minutes: the gauges are 0 from minute 21
 
 
 def _midnight(day: date) -> int:
@@ -106,8 +112,8 @@ def _input() -> list[str]:
     return lines
 
 
-def _expect(expr: str, samples: list[tuple[dict[str, str], float]]) -> list[str]:
-    lines = [f"      - expr: {expr}", f"        eval_time: {EVAL}"]
+def _expect(expr: str, samples: list[tuple[dict[str, str], float]], at: str = EVAL) -> list[str]:
+    lines = [f"      - expr: {expr}", f"        eval_time: {at}"]
     if not samples:
         return [*lines, "        exp_samples: []"]
     lines.append("        exp_samples:")
@@ -115,6 +121,25 @@ def _expect(expr: str, samples: list[tuple[dict[str, str], float]]) -> list[str]
         body = ", ".join(f'{k}="{v}"' for k, v in labels.items())
         lines += [f"          - labels: '{expr}{{{body}}}'", f"            value: {value!r}"]
     return lines
+
+
+def _stickiness_test() -> list[str]:
+    lines = ["  - interval: 1m", "    input_series:"]
+    for instance, counts in ACTIVE.items():
+        for window, value in zip(("1d", "30d"), counts, strict=True):
+            lines += [
+                f'      - series: \'usersignals_active_users{{window="{window}", '
+                f'instance="{instance}"}}\'',
+                f"        values: '{value}x{ACTIVE_UNTIL} 0x{ACTIVE_UNTIL}'",
+            ]
+    dau, mau = (sum(c[i] for c in ACTIVE.values()) for i in range(2))
+    return [
+        *lines,
+        "",
+        "    promql_expr_test:",
+        *_expect("usersignals:stickiness", [({}, dau / mau)], at="10m"),
+        *_expect("usersignals:stickiness", [], at="30m"),
+    ]
 
 
 def rules_test_yaml() -> str:
@@ -142,7 +167,8 @@ def rules_test_yaml() -> str:
         "# W13; the newest event day is Tuesday 2026-03-17 (W12), the first Monday 2026-03-02, so",
         "# W10 and W11 are complete. warm rises clearly (flagged in W11: the alert), steady a",
         "# little (not significant), small a lot on too few votes. Every expected sample is what",
-        "# usersignals.metrics.flattery gives for the summed counts.",
+        "# usersignals.metrics.flattery gives for the summed counts. The second test: stickiness",
+        "# of two workers' DAU and MAU gauges, their sums' ratio; none once MAU is 0.",
         "rule_files:",
         "  - rules.yml",
         "",
@@ -186,6 +212,7 @@ def rules_test_yaml() -> str:
             filled = text.replace("{{ $labels.model }}", str(row["model"]))
             filled = filled.replace("{{ $labels.week }}", str(row["week"]))
             lines.append(f"              {name}: {json.dumps(filled)}")
+    lines += ["", *_stickiness_test()]
     return "\n".join(lines) + "\n"
 
 

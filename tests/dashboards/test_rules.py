@@ -22,7 +22,7 @@ from usersignals.dashboards.rules import (
 
 @pytest.mark.usefixtures("promtool")
 def test_promtool_check_rules() -> None:
-    assert promtool_check() == f"Checking {RULES_FILE}\n  SUCCESS: 18 rules found\n\n"
+    assert promtool_check() == f"Checking {RULES_FILE}\n  SUCCESS: 19 rules found\n\n"
 
 
 @pytest.mark.usefixtures("promtool")
