@@ -26,6 +26,7 @@ from typing import Any, Literal
 __all__ = [
     "DUCKDB",
     "GRAFANA_DIR",
+    "INCOMPLETE",
     "PROMETHEUS",
     "Datasource",
     "Panel",
@@ -127,6 +128,9 @@ class Panel:
     unit: str = ""
     width: int = 12
     height: int = 8
+    marks_incomplete: bool = False
+    """Fields named ``... (incomplete)`` (:data:`INCOMPLETE`) are drawn dashed, grey, with
+    points: the values of incomplete days, a series apart from the complete days' one."""
 
     def json(self, panel_id: int, x: int, y: int) -> dict[str, Any]:
         defaults: dict[str, Any] = {}
@@ -134,6 +138,9 @@ class Panel:
             defaults["unit"] = self.unit
         if self.kind == "timeseries":
             defaults["custom"] = {"drawStyle": "line", "lineWidth": 1, "fillOpacity": 10}
+        overrides: list[dict[str, Any]] = []
+        if self.marks_incomplete:
+            overrides.append(_INCOMPLETE_OVERRIDE)
         out: dict[str, Any] = {
             "type": self.kind,
             "id": panel_id,
@@ -142,11 +149,26 @@ class Panel:
             "gridPos": {"h": self.height, "w": self.width, "x": x, "y": y},
             "targets": [q.target(chr(ord("A") + i)) for i, q in enumerate(self.queries)],
             "options": _OPTIONS[self.kind],
-            "fieldConfig": {"defaults": defaults, "overrides": []},
+            "fieldConfig": {"defaults": defaults, "overrides": overrides},
         }
         if self.description:
             out["description"] = self.description
         return out
+
+
+INCOMPLETE = " (incomplete)"
+"""The name suffix of a field holding only incomplete days' values (NULL on complete days)."""
+
+_INCOMPLETE_OVERRIDE: dict[str, Any] = {
+    "matcher": {"id": "byRegexp", "options": ".*" + re.escape(INCOMPLETE) + "$"},
+    "properties": [
+        {"id": "color", "value": {"mode": "fixed", "fixedColor": "#8e8e8e"}},
+        {"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}},
+        {"id": "custom.showPoints", "value": "always"},
+        {"id": "custom.pointSize", "value": 6},
+        {"id": "custom.fillOpacity", "value": 0},
+    ],
+}
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from usersignals.dashboards.grafana import Panel, PromQuery, Row, SqlQuery, dashboard
+from usersignals.dashboards.grafana import (
+    INCOMPLETE,
+    Panel,
+    PromQuery,
+    Row,
+    SqlQuery,
+    dashboard,
+)
 from usersignals.warehouse.arena import ARENA_COUNTS_SQL
 
 __all__ = ["build_dashboards", "panel_specs"]
@@ -20,6 +27,11 @@ __all__ = ["build_dashboards", "panel_specs"]
 # ---------------------------------------------------------------- live (Prometheus)
 
 _RATE = "5m"
+_PARTIAL = (
+    "The newest event day is never complete: its events may still arrive, so this is a "
+    "partial day (the history dashboard marks such days; a window starting before the "
+    "first day held is short too)."
+)
 
 
 def _live_items() -> list[Panel | Row]:
@@ -27,27 +39,44 @@ def _live_items() -> list[Panel | Row]:
     per_1k = "model_week:usersignals_flattery_risk_flags_per_1k:this"
     items: list[Panel | Row] = [
         Row("Now"),
-        Panel("DAU", "stat", (PromQuery('sum(usersignals_active_users{window="1d"})'),), width=4),
-        Panel("WAU", "stat", (PromQuery('sum(usersignals_active_users{window="7d"})'),), width=4),
-        Panel("MAU", "stat", (PromQuery('sum(usersignals_active_users{window="30d"})'),), width=4),
         Panel(
-            "Stickiness (DAU / MAU)",
+            "DAU (newest day, partial)",
             "stat",
-            (
-                PromQuery(
-                    'sum(usersignals_active_users{window="1d"})'
-                    ' / (sum(usersignals_active_users{window="30d"}) > 0)'
-                ),
-            ),
-            description="Summed over workers first: users are disjoint across partitions.",
+            (PromQuery('sum(usersignals_active_users{window="1d"})'),),
+            description=f"Distinct users active on the newest event day. {_PARTIAL}",
+            width=4,
+        ),
+        Panel(
+            "WAU (7 days to the newest, partial)",
+            "stat",
+            (PromQuery('sum(usersignals_active_users{window="7d"})'),),
+            description=f"Distinct users active in the 7 days ending on the newest event day. "
+            f"{_PARTIAL}",
+            width=4,
+        ),
+        Panel(
+            "MAU (30 days to the newest, partial)",
+            "stat",
+            (PromQuery('sum(usersignals_active_users{window="30d"})'),),
+            description=f"Distinct users active in the 30 days ending on the newest event day. "
+            f"{_PARTIAL}",
+            width=4,
+        ),
+        Panel(
+            "Stickiness (DAU / MAU, newest day, partial)",
+            "stat",
+            (PromQuery("usersignals:stickiness"),),
+            description="DAU / MAU over all workers (recording rule usersignals:stickiness: the "
+            f"ratio of the summed gauges, users being disjoint across partitions). {_PARTIAL}",
             unit="percentunit",
             width=4,
         ),
         Panel(
-            "Users at risk (7 days)",
+            "Users at risk (7 days to the newest, partial)",
             "stat",
             (PromQuery("sum(usersignals_users_at_risk_weekly)"),),
-            description="Distinct users with a high or critical risk flag in the last 7 days.",
+            description="Distinct users with a high or critical risk flag in the 7 days ending on "
+            f"the newest event day. {_PARTIAL}",
             width=4,
         ),
         Panel(
@@ -180,6 +209,33 @@ _MONDAY = "CAST(strptime(week || '-1', '%G-W%V-%u') AS DATE)"
 _WEEKS = f"{_MONDAY} + 6 >= CAST($__timeFrom() AS DATE) AND {_MONDAY} <= CAST($__timeTo() AS DATE)"
 
 
+def _split(value: str, flag: str) -> tuple[str, tuple[str, str]]:
+    """``value`` as two columns: on the days the view's ``flag`` says complete, and on the
+    others (named ``value (incomplete)``, the series the panel draws dashed)."""
+    sql = (
+        f"CASE WHEN {flag} THEN {value} END AS {value},\n"
+        f'       CASE WHEN NOT {flag} THEN {value} END AS "{value}{INCOMPLETE}"'
+    )
+    return sql, (value, value + INCOMPLETE)
+
+
+def _daily(view: str, *values: tuple[str, str], description: str = "") -> SqlQuery:
+    """A day series of a view, each (value, completeness flag) split by the view's flag."""
+    parts = [_split(v, flag) for v, flag in values]
+    select = ",\n       ".join(sql for sql, _ in parts)
+    return SqlQuery(
+        f"SELECT {_TIME},\n       {select}\nFROM {view}\nWHERE {_DAYS}\nORDER BY time",
+        ("time", *(c for _, cols in parts for c in cols)),
+        "time_series",
+    )
+
+
+_MARKED = (
+    "Grey dashed points: incomplete days (the newest day with data, whose events may still "
+    "arrive) or windows starting before the first day with data, as the view flags them."
+)
+
+
 def _arena_sql() -> str:
     """The arena count table exactly as the ratings are fitted, from the range's first day."""
     return (
@@ -244,25 +300,23 @@ def _history_items() -> list[Panel | Row]:
             "Active users",
             "timeseries",
             (
-                SqlQuery(
-                    f"SELECT {_TIME}, dau, wau, mau\nFROM active_users\n"
-                    f"WHERE {_DAYS}\nORDER BY time",
-                    ("time", "dau", "wau", "mau"),
-                    "time_series",
+                _daily(
+                    "active_users",
+                    ("dau", "complete"),
+                    ("wau", "wau_complete"),
+                    ("mau", "mau_complete"),
                 ),
             ),
+            description=_MARKED,
+            marks_incomplete=True,
         ),
         Panel(
             "Stickiness (DAU / MAU)",
             "timeseries",
-            (
-                SqlQuery(
-                    f"SELECT {_TIME}, stickiness\nFROM active_users\nWHERE {_DAYS}\nORDER BY time",
-                    ("time", "stickiness"),
-                    "time_series",
-                ),
-            ),
+            (_daily("active_users", ("stickiness", "mau_complete")),),
+            description=f"Incomplete when its MAU window is. {_MARKED}",
             unit="percentunit",
+            marks_incomplete=True,
         ),
         Panel(
             "Feedback by model (latest vote per user and message)",
@@ -279,13 +333,9 @@ def _history_items() -> list[Panel | Row]:
         Panel(
             "Events per day",
             "timeseries",
-            (
-                SqlQuery(
-                    f"SELECT {_TIME}, events\nFROM events_by_day\nWHERE {_DAYS}\nORDER BY time",
-                    ("time", "events"),
-                    "time_series",
-                ),
-            ),
+            (_daily("event_counts", ("events", "complete")),),
+            description=_MARKED,
+            marks_incomplete=True,
         ),
         Row("Wellbeing"),
         Panel(
@@ -304,15 +354,10 @@ def _history_items() -> list[Panel | Row]:
         Panel(
             "Users at risk, weekly",
             "timeseries",
-            (
-                SqlQuery(
-                    f"SELECT {_TIME}, users\nFROM users_at_risk_weekly\n"
-                    f"WHERE {_DAYS}\nORDER BY time",
-                    ("time", "users"),
-                    "time_series",
-                ),
-            ),
-            description="Distinct users with a high or critical flag in the 7 days to each day.",
+            (_daily("users_at_risk_weekly", ("users", "complete")),),
+            description="Distinct users with a high or critical flag in the 7 days to each day. "
+            + _MARKED,
+            marks_incomplete=True,
         ),
         Row("Arena and input"),
         Panel(

@@ -45,6 +45,7 @@ from usersignals.broker import free_port
 from usersignals.dashboards.grafana import (
     DUCKDB,
     GRAFANA_DIR,
+    INCOMPLETE,
     PROMETHEUS,
     SqlQuery,
     build_dashboards,
@@ -371,17 +372,40 @@ def _dated(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     return [(r[0].date().isoformat(), *r[1:]) for r in rows]
 
 
+def _joined(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """(time, value, value (incomplete), ...) rows as (time, value, ...): exactly one of each
+    pair is set, so the two series together are the view's values."""
+    out = []
+    for time_, *values in rows:
+        pairs = list(zip(values[::2], values[1::2], strict=True))
+        assert all((v is None) != (i is None) for v, i in pairs), rows
+        out.append((time_, *(i if v is None else v for v, i in pairs)))
+    return out
+
+
+def _incomplete(rows: list[tuple[Any, ...]]) -> list[tuple[bool, ...]]:
+    """Per row, per value: whether it is in the incomplete series."""
+    return [tuple(i is not None for i in r[2::2]) for r in rows]
+
+
 def test_sql_targets_equal_the_oracle(warehouse: tuple[Path, list[Event]]) -> None:
     root, logged = warehouse
     con = connect(root)
     report = oracle_report(logged, {"not_json": 2, "too_large": 1})
-    _, active = _run(con, _by_sql("dau, wau, mau"))
-    assert _dated(active) == [
+    _, active = _run(con, _by_sql("AS dau,"))
+    assert _dated(_joined(active)) == [
         (r["day"], r["dau"], r["wau"], r["mau"]) for r in report["active_users"]
     ]
+    assert _incomplete(active) == [
+        (not r["complete"], not r["wau_complete"], not r["mau_complete"])
+        for r in report["active_users"]
+    ]
     assert len(active) == 9  # Mar 2 .. Mar 10, gap days included
-    _, stickiness = _run(con, _by_sql("stickiness"))
-    assert [round(r[1], 6) for r in stickiness] == [r["stickiness"] for r in report["active_users"]]
+    _, stickiness = _run(con, _by_sql("AS stickiness,"))
+    assert [round(r[1], 6) for r in _joined(stickiness)] == [
+        r["stickiness"] for r in report["active_users"]
+    ]
+    assert _incomplete(stickiness) == [(not r["mau_complete"],) for r in report["active_users"]]
     _, feedback = _run(con, _by_sql("FROM feedback_by_model"))
     assert _dated(feedback) == [
         (r["day"], r["model"] or "none", r["thumbs_up"], r["thumbs_down"])
@@ -392,9 +416,13 @@ def test_sql_targets_equal_the_oracle(warehouse: tuple[Path, list[Event]]) -> No
         (r["day"], r["category"], r["severity"], r["flags"]) for r in report["risk_flags_daily"]
     ]
     _, at_risk = _run(con, _by_sql("FROM users_at_risk_weekly"))
-    assert _dated(at_risk) == [(r["day"], r["users"]) for r in report["users_at_risk_weekly"]]
-    _, events = _run(con, _by_sql("FROM events_by_day"))
-    assert _dated(events) == [(r["day"], r["events"]) for r in report["events_by_day"]]
+    assert _dated(_joined(at_risk)) == [
+        (r["day"], r["users"]) for r in report["users_at_risk_weekly"]
+    ]
+    assert _incomplete(at_risk) == [(not r["complete"],) for r in report["users_at_risk_weekly"]]
+    _, events = _run(con, _by_sql("FROM event_counts"))
+    assert _dated(_joined(events)) == [(r["day"], r["events"]) for r in report["events_by_day"]]
+    assert _incomplete(events) == [(not r["complete"],) for r in report["events_by_day"]]
     columns, watch = _run(con, _by_sql("thumbs_up, thumbs_down, thumbs_up_rate"))
     rounded = ("thumbs_up_rate", "active_share", "risk_flags_per_1k")
     assert [
@@ -437,13 +465,48 @@ def test_arena_counts_follow_the_range(warehouse: tuple[Path, list[Event]]) -> N
 
 def test_the_time_range_bounds_the_days(warehouse: tuple[Path, list[Event]]) -> None:
     con = connect(warehouse[0])
-    q = _by_sql("FROM events_by_day")
+    q = _by_sql("FROM event_counts")
     sql = expand_macros(
         q.sql, datetime(2026, 3, 3, 6, tzinfo=UTC), datetime(2026, 3, 9, tzinfo=UTC)
     )
-    assert [(r[0].date(), r[1]) for r in con.execute(sql).fetchall()] == [
-        (date(2026, 3, 3), 6),
-        (date(2026, 3, 9), 5),
+    assert [(r[0].date(), r[1], r[2]) for r in con.execute(sql).fetchall()] == [
+        (date(2026, 3, 3), 6, None),
+        (date(2026, 3, 9), 5, None),
+    ]
+
+
+def test_the_incomplete_active_user_series_are_the_days_the_view_flags(
+    warehouse: tuple[Path, list[Event]],
+) -> None:
+    """Mar 2 .. Mar 10: the newest day (Mar 10) is incomplete, WAU windows before Mar 8 start
+    before the first day (Mar 2), and every MAU window does."""
+    con = connect(warehouse[0])
+    columns, rows = _run(con, _by_sql("AS dau,"))
+    days = {
+        name: [r[0].date() for r in rows if r[columns.index(name)] is not None]
+        for name in columns[1:]
+    }
+    for value, flag in (("dau", "complete"), ("wau", "wau_complete"), ("mau", "mau_complete")):
+        flagged = con.sql(f"SELECT day FROM active_users WHERE NOT {flag} ORDER BY day")
+        assert days[value + INCOMPLETE] == [d for (d,) in flagged.fetchall()], value
+    march = [date(2026, 3, d) for d in range(2, 11)]
+    assert days == {
+        "dau": march[:-1],
+        "dau (incomplete)": [date(2026, 3, 10)],
+        "wau": march[6:-1],
+        "wau (incomplete)": [*march[:6], date(2026, 3, 10)],
+        "mau": [],
+        "mau (incomplete)": march,
+    }
+    panel = next(
+        p for p in BOARDS["usersignals-history.json"]["panels"] if p["title"] == "Active users"
+    )
+    (override,) = panel["fieldConfig"]["overrides"]
+    matcher = re.compile(override["matcher"]["options"])
+    assert [c for c in columns if matcher.fullmatch(c)] == [
+        "dau (incomplete)",
+        "wau (incomplete)",
+        "mau (incomplete)",
     ]
 
 
@@ -711,9 +774,7 @@ EXPECTED: dict[str, dict[Labels, float]] = {
     'sum(usersignals_active_users{window="1d"})': {(): 50},
     'sum(usersignals_active_users{window="7d"})': {(): 150},
     'sum(usersignals_active_users{window="30d"})': {(): 250},
-    'sum(usersignals_active_users{window="1d"}) / (sum(usersignals_active_users{window="30d"}) > 0)': {  # noqa: E501
-        (): 0.2
-    },
+    "usersignals:stickiness": {(): 0.2},
     "sum(usersignals_users_at_risk_weekly)": {(): 7},
     'count(ALERTS{alertname="UsersignalsFlatteryRising", alertstate="firing"}) or vector(0)': {
         (): 1
@@ -909,14 +970,20 @@ def test_live_targets_read_only_exposed_series() -> None:
     read = {
         name
         for expr in _exprs()
-        for name in re.findall(r"\b(usersignals_\w+|model_week:[\w:]+)", expr)
+        for name in re.findall(r"\b(usersignals_\w+|usersignals:[\w:]+|model_week:[\w:]+)", expr)
     }
     assert read <= exposed | live | set(RECORDED_SERIES)
     assert {
         "model_week:usersignals_flattery_thumbs_up_rate:this",
         "model_week:usersignals_flattery_risk_flags_per_1k:this",
         "model_week:usersignals_flattery_flagged",
+        "usersignals:stickiness",
     } <= read
+
+
+def test_no_live_target_divides() -> None:
+    """Ratios are recording rules (rules.yml), not re-derived in a panel."""
+    assert [e for e in _exprs() if "/" in e] == []
 
 
 @pytest.mark.parametrize("expr", sorted(EXPECTED))
