@@ -273,12 +273,16 @@ def _history_items() -> list[Panel | Row]:
             "table",
             (
                 SqlQuery(
-                    "SELECT model, week, thumbs_up, thumbs_down, thumbs_up_rate, active_users,\n"
+                    "SELECT model, week, coalesce(r.week_complete, false) AS complete,\n"
+                    "       thumbs_up, thumbs_down, thumbs_up_rate, active_users,\n"
                     "       active_share, risk_flags, risk_flags_per_1k, users_at_risk\n"
-                    f"FROM flattery_watch\nWHERE {_WEEKS}\nORDER BY model, week",
+                    "FROM flattery_watch\n"
+                    f"LEFT JOIN report_days AS r ON r.day = {_MONDAY} + 6\n"
+                    f"WHERE {_WEEKS}\nORDER BY model, week",
                     (
                         "model",
                         "week",
+                        "complete",
                         "thumbs_up",
                         "thumbs_down",
                         "thumbs_up_rate",
@@ -291,7 +295,9 @@ def _history_items() -> list[Panel | Row]:
                 ),
             ),
             description="Counts and plain ratios; the 95 % intervals, the tests and the flag: "
-            "usersignals report (metrics.flattery).",
+            "usersignals report (metrics.flattery). complete: the week's 7-day window as "
+            "report_days flags it on the week's Sunday (false while the week is the newest "
+            "day's or begins before the first day with data).",
             width=24,
             height=10,
         ),
