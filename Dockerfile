@@ -9,6 +9,7 @@ COPY metrics ./metrics
 COPY streams ./streams
 COPY warehouse ./warehouse
 COPY dashboards ./dashboards
+COPY cli ./cli
 RUN pip install --no-cache-dir . \
     && useradd --create-home --uid 10001 usersignals \
     && mkdir -p /data/warehouse /data/state \

@@ -223,6 +223,7 @@ def test_the_dockerfile_copies_the_package_and_its_stages() -> None:
         "streams",
         "warehouse",
         "dashboards",
+        "cli",
     ]
     # every folder the package links in (usersignals/ingest -> ../ingest, ...) is copied too
     links = {p.name for p in (ROOT / "usersignals").iterdir() if p.is_symlink()}

@@ -1,5 +1,6 @@
-"""One import path per module: the stage folders are linked into the package and import only
-under ``usersignals.<stage>``, so no class exists twice (``isinstance`` and ``except`` hold)."""
+"""One import path per module: the stage folders and the CLI are linked into the package and
+import only under ``usersignals.<stage>``, so no class exists twice (``isinstance`` and
+``except`` hold)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,27 @@ import pytest
 import usersignals
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ("ingest", "streams", "warehouse", "dashboards", "metrics")
+STAGES = ("ingest", "streams", "warehouse", "dashboards", "metrics", "cli")
+GROUND = ("__init__.py", "__main__.py", "_exports.py", "broker.py", "config.py", "processes.py")
+
+
+def test_the_package_folder_holds_the_ground_and_links_the_stages() -> None:
+    """``usersignals/`` is the ground (config, processes, the embedded broker); the stages and
+    the CLI live at the top and are only linked in, so the layout reads as the layers."""
+    out = subprocess.run(
+        ["git", "ls-files", "-s", "--", "usersignals"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    entries = {line.split("\t")[1]: line.split()[0] for line in out.stdout.splitlines()}
+    links = {path for path, mode in entries.items() if mode == "120000"}
+    assert sorted(links) == sorted(f"usersignals/{stage}" for stage in STAGES)
+    for stage in STAGES:
+        assert (ROOT / "usersignals" / stage).readlink() == Path("..", stage)
+    files = {path for path in entries if path not in links}
+    assert sorted(files) == sorted(f"usersignals/{name}" for name in (*GROUND, "py.typed"))
 
 
 @pytest.mark.parametrize("stage", STAGES)

@@ -112,3 +112,8 @@ def _os_error(exc: OSError) -> str:
     """``Permission denied: 'out/x.parquet'``: the reason and the path, without the errno."""
     reason = exc.strerror or type(exc).__name__
     return f"{reason}: {str(exc.filename)!r}" if exc.filename is not None else reason
+
+
+# The folder is linked into the package: each module has one name, so no class exists twice.
+if __name__ != "usersignals.cli":
+    raise ImportError(f"import usersignals.cli, not {__name__!r}: each module has one name")
