@@ -129,8 +129,9 @@ class Panel:
     width: int = 12
     height: int = 8
     marks_incomplete: bool = False
-    """Fields named ``... (incomplete)`` (:data:`INCOMPLETE`) are drawn dashed, grey, with
-    points: the values of incomplete days, a series apart from the complete days' one."""
+    """Fields whose display name holds ``(incomplete)`` (:data:`INCOMPLETE`: a wide frame's
+    field name, or a long frame's label value) are drawn dashed, grey, with points: the values
+    of incomplete days, a series apart from the complete days' one."""
 
     def json(self, panel_id: int, x: int, y: int) -> dict[str, Any]:
         defaults: dict[str, Any] = {}
@@ -160,7 +161,9 @@ INCOMPLETE = " (incomplete)"
 """The name suffix of a field holding only incomplete days' values (NULL on complete days)."""
 
 _INCOMPLETE_OVERRIDE: dict[str, Any] = {
-    "matcher": {"id": "byRegexp", "options": ".*" + re.escape(INCOMPLETE) + "$"},
+    # a wide frame's field is named "dau (incomplete)"; a long frame's label value ends so,
+    # and Grafana's display name of its field is the name and the labels, in some order
+    "matcher": {"id": "byRegexp", "options": ".*" + re.escape(INCOMPLETE.strip()) + ".*"},
     "properties": [
         {"id": "color", "value": {"mode": "fixed", "fixedColor": "#8e8e8e"}},
         {"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}},

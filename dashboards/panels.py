@@ -236,6 +236,22 @@ _MARKED = (
 )
 
 
+_FLAGGED = "JOIN report_days AS r USING (day)"
+_MARKED_DAY = (
+    "the newest day with data, incomplete (its events may still arrive), as report_days "
+    "flags it; drawn dashed, grey, with points."
+)
+
+
+def _labelled(column: str) -> str:
+    """A label column of a long day series (joined with ``_FLAGGED``), suffixed on the days
+    report_days flags incomplete, so that those days are series of their own."""
+    return (
+        f"coalesce({column}, 'none')"
+        f" || CASE WHEN r.complete THEN '' ELSE '{INCOMPLETE}' END AS {column}"
+    )
+
+
 def _arena_sql() -> str:
     """The arena count table exactly as the ratings are fitted, from the range's first day."""
     return (
@@ -329,12 +345,14 @@ def _history_items() -> list[Panel | Row]:
             "timeseries",
             (
                 SqlQuery(
-                    f"SELECT {_TIME}, coalesce(model, 'none') AS model, thumbs_up, thumbs_down\n"
-                    f"FROM feedback_by_model\nWHERE {_DAYS}\nORDER BY time, model",
+                    f"SELECT {_TIME}, {_labelled('model')},\n       thumbs_up, thumbs_down\n"
+                    f"FROM feedback_by_model\n{_FLAGGED}\nWHERE {_DAYS}\nORDER BY time, model",
                     ("time", "model", "thumbs_up", "thumbs_down"),
                     "time_series",
                 ),
             ),
+            description=f"Series of model labels ending in{INCOMPLETE}: {_MARKED_DAY}",
+            marks_incomplete=True,
         ),
         Panel(
             "Events per day",
@@ -350,12 +368,15 @@ def _history_items() -> list[Panel | Row]:
             (
                 SqlQuery(
                     f"SELECT {_TIME}, coalesce(category, 'none') AS category,\n"
-                    "       coalesce(severity, 'none') AS severity, flags\n"
-                    f"FROM risk_flags_daily\nWHERE {_DAYS}\nORDER BY time, category, severity",
+                    f"       {_labelled('severity')}, flags\n"
+                    f"FROM risk_flags_daily\n{_FLAGGED}\n"
+                    f"WHERE {_DAYS}\nORDER BY time, category, severity",
                     ("time", "category", "severity", "flags"),
                     "time_series",
                 ),
             ),
+            description=f"Series of severity labels ending in{INCOMPLETE}: {_MARKED_DAY}",
+            marks_incomplete=True,
         ),
         Panel(
             "Users at risk, weekly",

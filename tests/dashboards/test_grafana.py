@@ -228,6 +228,25 @@ def test_layout_ids_and_datasources() -> None:
     assert (up["y"], up["x"], risk["y"], risk["x"]) == (1, 0, 1, 12)
 
 
+def test_every_day_series_marks_its_incomplete_days() -> None:
+    history = BOARDS["usersignals-history.json"]["panels"]
+    marked = [p["title"] for p in history if p.get("fieldConfig", {}).get("overrides")]
+    assert marked == [
+        "Active users",
+        "Stickiness (DAU / MAU)",
+        "Feedback by model (latest vote per user and message)",
+        "Events per day",
+        "Risk flags per day by category and severity",
+        "Users at risk, weekly",
+    ]
+    live = BOARDS["usersignals-live.json"]["panels"]
+    now = [p for p in live if p["type"] == "stat" and "active_users" in p["targets"][0]["expr"]]
+    assert len(now) == 3
+    for panel in now:
+        assert "partial" in panel["title"]
+        assert "never complete" in panel["description"]
+
+
 def test_committed_files_are_the_generated_ones() -> None:
     for name, text in rendered_files().items():
         assert (GRAFANA_DIR / name).read_text(encoding="utf-8") == text, name
@@ -383,6 +402,19 @@ def _joined(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     return out
 
 
+def _unmarked(rows: list[tuple[Any, ...]], label: int) -> tuple[list[tuple[Any, ...]], list[str]]:
+    """Rows of a long series with the ``(incomplete)`` suffix taken off their ``label``
+    column, and the days of the rows that had it."""
+    out, marked = [], []
+    for row in rows:
+        value = row[label]
+        if value.endswith(INCOMPLETE):
+            marked.append(row[0])
+            row = (*row[:label], value.removesuffix(INCOMPLETE), *row[label + 1 :])
+        out.append(row)
+    return out, marked
+
+
 def _incomplete(rows: list[tuple[Any, ...]]) -> list[tuple[bool, ...]]:
     """Per row, per value: whether it is in the incomplete series."""
     return [tuple(i is not None for i in r[2::2]) for r in rows]
@@ -407,12 +439,16 @@ def test_sql_targets_equal_the_oracle(warehouse: tuple[Path, list[Event]]) -> No
     ]
     assert _incomplete(stickiness) == [(not r["mau_complete"],) for r in report["active_users"]]
     _, feedback = _run(con, _by_sql("FROM feedback_by_model"))
-    assert _dated(feedback) == [
+    feedback, marked = _unmarked(_dated(feedback), 1)
+    assert marked == ["2026-03-10"]  # the newest day (a vote of m2)
+    assert feedback == [
         (r["day"], r["model"] or "none", r["thumbs_up"], r["thumbs_down"])
         for r in report["feedback_by_model"]
     ]
     _, flags = _run(con, _by_sql("FROM risk_flags_daily"))
-    assert _dated(flags) == [
+    flags, marked = _unmarked(_dated(flags), 2)
+    assert marked == ["2026-03-10"]
+    assert flags == [
         (r["day"], r["category"], r["severity"], r["flags"]) for r in report["risk_flags_daily"]
     ]
     _, at_risk = _run(con, _by_sql("FROM users_at_risk_weekly"))
