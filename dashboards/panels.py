@@ -261,10 +261,21 @@ def _arena_sql() -> str:
     )
 
 
+_WEEKS_MARKED = (
+    f"Series of model labels ending in{INCOMPLETE}: weeks not complete (the newest day's, or "
+    "one beginning before the first day with data); drawn dashed, grey, with points."
+)
+_WEEK_FLAGGED = f"LEFT JOIN report_days AS r ON r.day = {_MONDAY} + 6"
+"""A week's completeness: report_days' 7-day window flag on its Sunday (no row: the Sunday is
+after the newest day, so the week is not complete)."""
+
+
 def _flattery(column: str) -> SqlQuery:
     return SqlQuery(
-        f"SELECT CAST({_MONDAY} AS TIMESTAMP) AS time, model, {column}\n"
-        f"FROM flattery_watch\nWHERE {_WEEKS}\nORDER BY time, model",
+        f"SELECT CAST({_MONDAY} AS TIMESTAMP) AS time,\n"
+        f"       model || CASE WHEN r.week_complete THEN '' ELSE '{INCOMPLETE}' END AS model,\n"
+        f"       {column}\n"
+        f"FROM flattery_watch\n{_WEEK_FLAGGED}\nWHERE {_WEEKS}\nORDER BY time, model",
         ("time", "model", column),
         "time_series",
     )
@@ -277,12 +288,16 @@ def _history_items() -> list[Panel | Row]:
             "Thumbs-up rate by model, weekly",
             "timeseries",
             (_flattery("thumbs_up_rate"),),
+            description=_WEEKS_MARKED,
             unit="percentunit",
+            marks_incomplete=True,
         ),
         Panel(
             "Risk flags per 1,000 active users by model, weekly",
             "timeseries",
             (_flattery("risk_flags_per_1k"),),
+            description=_WEEKS_MARKED,
+            marks_incomplete=True,
         ),
         Panel(
             "Flattery watch",
@@ -292,8 +307,7 @@ def _history_items() -> list[Panel | Row]:
                     "SELECT model, week, coalesce(r.week_complete, false) AS complete,\n"
                     "       thumbs_up, thumbs_down, thumbs_up_rate, active_users,\n"
                     "       active_share, risk_flags, risk_flags_per_1k, users_at_risk\n"
-                    "FROM flattery_watch\n"
-                    f"LEFT JOIN report_days AS r ON r.day = {_MONDAY} + 6\n"
+                    f"FROM flattery_watch\n{_WEEK_FLAGGED}\n"
                     f"WHERE {_WEEKS}\nORDER BY model, week",
                     (
                         "model",

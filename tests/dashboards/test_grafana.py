@@ -58,6 +58,7 @@ from usersignals.dashboards.rules import LIVE_SERIES, RECORDED_SERIES, RULES_FIL
 from usersignals.ingest.contract import Event
 from usersignals.streams.exposition import EventTimeLag, WorkerCollector, render
 from usersignals.warehouse.db import VIEWS, connect
+from usersignals.warehouse.report import flattery_rows
 
 BOARDS = build_dashboards()
 PROMETHEUS_BIN = "/usr/bin/prometheus"
@@ -232,6 +233,8 @@ def test_every_day_series_marks_its_incomplete_days() -> None:
     history = BOARDS["usersignals-history.json"]["panels"]
     marked = [p["title"] for p in history if p.get("fieldConfig", {}).get("overrides")]
     assert marked == [
+        "Thumbs-up rate by model, weekly",
+        "Risk flags per 1,000 active users by model, weekly",
         "Active users",
         "Stickiness (DAU / MAU)",
         "Feedback by model (latest vote per user and message)",
@@ -474,21 +477,47 @@ def test_sql_targets_equal_the_oracle(warehouse: tuple[Path, list[Event]]) -> No
 
 def test_the_side_by_side_weekly_series(warehouse: tuple[Path, list[Event]]) -> None:
     con = connect(warehouse[0])
-    _, up = _run(con, _by_sql("model, thumbs_up_rate\n"))
-    _, risk = _run(con, _by_sql("model, risk_flags_per_1k\n"))
+    _, up = _run(con, _by_sql("model,\n       thumbs_up_rate\n"))
+    _, risk = _run(con, _by_sql("model,\n       risk_flags_per_1k\n"))
     monday = [datetime(2026, 3, 2), datetime(2026, 3, 9)]
+    # W11 (Mar 9 .. 15) holds the newest day, Mar 10: incomplete, a series of its own
     assert up == [
         (monday[0], "m1", 1.0),
         (monday[0], "m2", 0.5),
-        (monday[1], "m1", None),
-        (monday[1], "m2", 1.0),
+        (monday[1], "m1 (incomplete)", None),
+        (monday[1], "m2 (incomplete)", 1.0),
     ]
     assert risk == [
         (monday[0], "m1", 0.0),
         (monday[0], "m2", 500.0),
-        (monday[1], "m1", 0.0),
-        (monday[1], "m2", 1000.0),
+        (monday[1], "m1 (incomplete)", 0.0),
+        (monday[1], "m2 (incomplete)", 1000.0),
     ]
+
+
+@pytest.mark.parametrize(
+    ("first", "newest", "complete"),
+    [
+        # W10 = Mar 2 .. 8, W11 = Mar 9 .. 15, W12 = Mar 16 .. 22
+        (4, 17, {"2026-W10": False, "2026-W11": True, "2026-W12": False}),
+        (2, 16, {"2026-W10": True, "2026-W11": True, "2026-W12": False}),
+        (2, 15, {"2026-W10": True, "2026-W11": False}),
+    ],
+)
+def test_the_flattery_table_flags_the_weeks_the_report_does(
+    tmp_path: Path, first: int, newest: int, complete: dict[str, bool]
+) -> None:
+    events = [
+        _e(i, "message", "u1", day, model="m1", role="user")
+        for i, day in enumerate(range(first, newest + 1))
+    ]
+    write_warehouse(tmp_path, events)
+    con = connect(tmp_path)
+    q = _by_sql("AS complete")
+    sql = expand_macros(q.sql, START, datetime(2026, 3, 31, tzinfo=UTC))
+    table = {week: flag for _, week, flag, *_ in con.execute(sql).fetchall()}
+    assert table == complete
+    assert table == {r["week"]: r["complete"] for r in flattery_rows(con.cursor())}
 
 
 def test_arena_counts_follow_the_range(warehouse: tuple[Path, list[Event]]) -> None:
