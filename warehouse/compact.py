@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from usersignals.config import UsersignalsError
+from usersignals.errors import DayNotFoundError
 from usersignals.warehouse.commit import temp_path, write_parquet
 from usersignals.warehouse.layout import (
     COMMITS_DIR,
@@ -88,14 +88,6 @@ STEPS = (
 COMPACT_SUFFIX = ".compact.tmp"
 _ORDER = [("source_partition", "ascending"), ("source_offset", "ascending")]
 _FIRST = [("event_id", "ascending"), *_ORDER, ("batch_index", "ascending")]
-
-
-class DayNotFoundError(UsersignalsError):
-    """The warehouse has no events for the day asked for."""
-
-    def __init__(self, day: str) -> None:
-        self.day = day
-        super().__init__(f"No events for day {day!r}")
 
 
 @dataclass(frozen=True)
@@ -239,10 +231,14 @@ def _swap(
     note("merged written")
     day_rollups = f"{ROLLUPS_DIR}/day={day}/"
     stale = [f for f in m.rollups() if f.startswith(day_rollups)]
+    # the previous user dictionary leaves the manifest but stays on disk until the next
+    # recovery: a reader that listed it (an open `sql` shell, a Grafana connection) still maps
+    # the same users, and the dictionary only grows
+    older_users = []
     if written and written[0].name.startswith("users-"):
-        stale += [_rel(root, f) for f in users_files(root, m)]
+        older_users = [_rel(root, f) for f in users_files(root, m)]
     gone = [_rel(root, f) for f in inputs] + [f for f in stale if f not in add]
-    replace_manifest(root, lambda cur: cur.with_files(add=add, remove=gone))
+    replace_manifest(root, lambda cur: cur.with_files(add=add, remove=gone + older_users))
     note("manifest replaced")
     for name in gone:
         (root / name).unlink(missing_ok=True)

@@ -107,8 +107,8 @@ def test_copies_across_days_and_in_the_tail(tmp_path: Path) -> None:
     got = report(root)
     assert got == oracle_report([*first, later[1][0]])
     assert got["events_by_day"] == [
-        {"day": "2026-08-03", "events": 2},
-        {"day": "2026-08-04", "events": 2},
+        {"day": "2026-08-03", "events": 2, "complete": True},
+        {"day": "2026-08-04", "events": 2, "complete": False},
     ]
     # the user dictionary only grows; the previous version stays for readers that listed it
     assert sorted(f.name for f in (root / ROLLUPS_DIR).glob("users-*")) == [
