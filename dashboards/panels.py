@@ -66,8 +66,9 @@ def _live_items() -> list[Panel | Row]:
             "Stickiness (DAU / MAU, newest day, partial)",
             "stat",
             (PromQuery("usersignals:stickiness"),),
-            description="DAU / MAU over all workers (recording rule usersignals:stickiness: the "
-            f"ratio of the summed gauges, users being disjoint across partitions). {_PARTIAL}",
+            description="DAU / MAU over all workers, 0 when MAU is 0 (recording rule "
+            "usersignals:stickiness: the ratio of the summed gauges, users being disjoint "
+            f"across partitions). {_PARTIAL}",
             unit="percentunit",
             width=4,
         ),
@@ -127,6 +128,8 @@ def _live_items() -> list[Panel | Row]:
             "Active users",
             "timeseries",
             (PromQuery("sum by (window) (usersignals_active_users)", "{{window}}"),),
+            description="At each moment, the windows ending on the newest event day then. "
+            + _PARTIAL,
         ),
         Panel(
             "Feedback votes by model (held)",
@@ -151,6 +154,8 @@ def _live_items() -> list[Panel | Row]:
             "Users at risk, weekly",
             "timeseries",
             (PromQuery("sum(usersignals_users_at_risk_weekly)", "users"),),
+            description="At each moment, the 7 days ending on the newest event day then. "
+            + _PARTIAL,
         ),
         Row("Pipeline"),
         Panel(

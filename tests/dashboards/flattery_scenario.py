@@ -4,7 +4,8 @@
 ``python -m tests.dashboards.flattery_scenario`` rewrites the file): the input series are the
 counts two workers would export, and every expected sample is what
 :mod:`usersignals.metrics.flattery` says of the summed counts. A second scenario checks the
-stickiness rule: DAU / MAU of the summed gauges (metrics.md), then no sample once MAU is 0.
+stickiness rule: DAU / MAU of the summed gauges (metrics.md), 0 once MAU is 0 (the
+definition's value), and no sample once the gauges are gone.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ MODELS = ("small", "steady", "warm")
 # per worker: (DAU, MAU) while users are active; both 0 afterwards. Stickiness over all users
 # is 40 / 210, not the mean of the workers' own ratios (0.2 and 1/6)
 ACTIVE = {"w1": (30, 150), "w2": (10, 60)}
-ACTIVE_UNTIL = 20  # minutes: the gauges are 0 from minute 21
+ACTIVE_UNTIL = 20  # minutes: the gauges are 0 from minute 21, gone after minute 41
 
 
 def _midnight(day: date) -> int:
@@ -138,7 +139,8 @@ def _stickiness_test() -> list[str]:
         "",
         "    promql_expr_test:",
         *_expect("usersignals:stickiness", [({}, dau / mau)], at="10m"),
-        *_expect("usersignals:stickiness", [], at="30m"),
+        *_expect("usersignals:stickiness", [({}, 0.0)], at="30m"),
+        *_expect("usersignals:stickiness", [], at="50m"),
     ]
 
 
@@ -168,7 +170,7 @@ def rules_test_yaml() -> str:
         "# W10 and W11 are complete. warm rises clearly (flagged in W11: the alert), steady a",
         "# little (not significant), small a lot on too few votes. Every expected sample is what",
         "# usersignals.metrics.flattery gives for the summed counts. The second test: stickiness",
-        "# of two workers' DAU and MAU gauges, their sums' ratio; none once MAU is 0.",
+        "# of two workers' DAU and MAU gauges: their sums' ratio, 0 once MAU is 0, none without.",
         "rule_files:",
         "  - rules.yml",
         "",
