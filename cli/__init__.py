@@ -14,7 +14,7 @@ from typing import NoReturn
 import click
 
 from usersignals import __version__
-from usersignals.config import UsersignalsError
+from usersignals.errors import UsersignalsError
 
 __all__ = ["COMMANDS", "main"]
 

@@ -13,8 +13,8 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from usersignals.broker import BrokerError
 from usersignals.config import Settings
+from usersignals.errors import BrokerError
 
 __all__ = ["client_timeouts", "close_fetches_quietly", "kafka_errors", "require_kafka"]
 

@@ -15,7 +15,8 @@ from usersignals.cli._options import (
     settings_from,
     warehouse_option,
 )
-from usersignals.config import Settings, UsersignalsError
+from usersignals.config import Settings
+from usersignals.errors import ReplayUnconfirmedError
 from usersignals.ingest.event import REASONS
 from usersignals.warehouse.deadletter import read_deadletter, replay, summary
 
@@ -127,20 +128,6 @@ def replay_command(
     else:
         verb = "would send" if dry_run else "sent"
         click.echo(f"{verb} {result.sent} records to {topic} ({result.skipped} replayed before)")
-
-
-class ReplayUnconfirmedError(UsersignalsError):
-    """Replayed records were handed to the producer but Kafka did not confirm them all."""
-
-    retryable = True
-
-    def __init__(self, bootstrap: str, timeout: float) -> None:
-        self.bootstrap = bootstrap
-        self.timeout = timeout
-        super().__init__(
-            f"Kafka at {bootstrap!r} did not confirm every replayed record within {timeout:g}s; "
-            "they are marked replayed: once it answers, run again with --again"
-        )
 
 
 def _flush(producer: Any, settings: Settings) -> None:

@@ -17,7 +17,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from usersignals.config import Settings, UsersignalsError
+from usersignals.config import Settings
+from usersignals.errors import LiveReportError
 from usersignals.metrics.flattery import params_of
 from usersignals.metrics.periods import DayRange
 from usersignals.streams.livereport import merge_partials, preference_counts
@@ -26,17 +27,6 @@ __all__ = ["LiveReportError", "fetch_live_report", "get_json", "worker_urls"]
 
 ATTEMPTS = 10
 RETRY_DELAY_S = 1.0
-
-
-class LiveReportError(UsersignalsError):
-    """The running workers could not give a complete report."""
-
-    retryable = True
-
-    def __init__(self, urls: list[str], problem: str) -> None:
-        self.urls = urls
-        self.problem = problem
-        super().__init__(f"No live report from {', '.join(urls)!r}: {problem}")
 
 
 def worker_urls(settings: Settings) -> list[str]:

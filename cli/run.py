@@ -29,22 +29,15 @@ import click
 from usersignals.broker import EmbeddedBroker, free_port, wait_for_port
 from usersignals.cli._options import settings_from, warehouse_option
 from usersignals.cli._progress import byte_progress
-from usersignals.config import Settings, UsersignalsError
+from usersignals.config import Settings
+from usersignals.errors import HistoryMismatchError as HistoryMismatchError
+from usersignals.errors import RunError as RunError
 from usersignals.processes import terminate
 
 __all__ = ["command"]
 
 DRAIN_TIMEOUT_S = 600.0
 STOP_TIMEOUT_S = 60.0
-
-
-class RunError(UsersignalsError):
-    """A stage of ``usersignals run`` did not finish."""
-
-    def __init__(self, stage: str, detail: str) -> None:
-        self.stage = stage
-        self.detail = detail
-        super().__init__(f"{stage}: {detail}")
 
 
 @dataclass
@@ -101,14 +94,6 @@ def command(
         click.echo(f"Error: {reason}", err=True)
         sys.exit(1)
     click.echo("live metrics and warehouse history agree", err=True)
-
-
-class HistoryMismatchError(UsersignalsError):
-    """The live metrics of a run differ from the warehouse history of the same records."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(reason)
 
 
 def _say(message: str, tty: bool) -> None:

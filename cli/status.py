@@ -16,22 +16,12 @@ import click
 from usersignals.cli._kafka import client_timeouts, kafka_errors
 from usersignals.cli._options import bootstrap_option, kafka_timeout_option, settings_from
 from usersignals.cli.live import get_json, worker_urls
-from usersignals.config import Settings, UsersignalsError
+from usersignals.config import Settings
+from usersignals.errors import StatusError
 
 __all__ = ["StatusError", "command", "end_offsets", "gather_status"]
 
 POLL_TIMEOUT_MS = 200
-
-
-class StatusError(UsersignalsError):
-    """A partition's end offset could not be read (retryable)."""
-
-    retryable = True
-
-    def __init__(self, topic: str, partition: int) -> None:
-        self.topic = topic
-        self.partition = partition
-        super().__init__(f"No fetch answer for partition {partition} of {topic!r} in time")
 
 
 def end_offsets(

@@ -11,7 +11,8 @@ from typing import IO, Any, TypeVar
 
 import click
 
-from usersignals.config import ConfigError, Settings
+from usersignals.config import Settings
+from usersignals.errors import ConfigError
 from usersignals.ingest.contract import decode_record, min_ts
 from usersignals.ingest.timestamps import TimestampError, parse_rfc3339
 

@@ -25,8 +25,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from usersignals.config import ConfigError, UsersignalsError
 from usersignals.dashboards.grafana import build_dashboards
+from usersignals.errors import ConfigError, PushError, PushRejectedError, PushUnavailableError
 
 __all__ = [
     "DASHBOARDS_API",
@@ -47,32 +47,6 @@ DASHBOARDS_API = "/api/dashboards/db"
 DEFAULT_TIMEOUT_S = 10.0
 
 _QUOTED_BODY_CHARS = 200
-
-
-class PushError(UsersignalsError):
-    """A dashboard was not saved by the Grafana at ``url``.
-
-    ``status`` is the HTTP status (``None`` when nothing answered) and ``body`` the reply's bytes.
-    """
-
-    def __init__(self, url: str, status: int | None, body: bytes, reason: str) -> None:
-        self.url = url
-        self.status = status
-        self.body = body
-        self.reason = reason
-        super().__init__(f"Grafana at {url!r} did not save the dashboard: {reason}")
-
-
-class PushRejectedError(PushError):
-    """Grafana refused the dashboard: the request, the token or the address is wrong."""
-
-    retryable = False
-
-
-class PushUnavailableError(PushError):
-    """Grafana did not answer, or failed on its side: a later attempt may succeed."""
-
-    retryable = True
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from usersignals.config import UsersignalsError
+from usersignals.errors import RulesError
 
 __all__ = [
     "ALERTS",
@@ -133,15 +133,6 @@ RECORDED_SERIES = (
 (model, week), for the alert and the dashboards."""
 
 ALERTS = ("UsersignalsFlatteryRising",)
-
-
-class RulesError(UsersignalsError):
-    """``promtool`` found the rules broken, failed their tests, or is not installed."""
-
-    def __init__(self, command: tuple[str, ...], output: str) -> None:
-        self.command = command
-        self.output = output
-        super().__init__(f"{' '.join(command)!r} failed: {output.strip()}")
 
 
 def _promtool(promtool: str, *args: str) -> str:

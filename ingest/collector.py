@@ -45,7 +45,8 @@ from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped,unused-igno
 from aiokafka.errors import KafkaError  # type: ignore[import-untyped,unused-ignore]
 from aiokafka.structs import TopicPartition  # type: ignore[import-untyped,unused-ignore]
 
-from usersignals.config import Settings, UsersignalsError
+from usersignals.config import Settings
+from usersignals.errors import CollectorError
 from usersignals.ingest import contract
 from usersignals.ingest.batching import build_records
 from usersignals.ingest.collector_auth import (
@@ -85,18 +86,6 @@ HEALTH_TIMEOUT_S = 2.0
 _READ_CHUNK = 64 * 1024
 # Room for the record batch framing around a record of MAX_RECORD_BYTES.
 _MAX_REQUEST_BYTES = contract.MAX_RECORD_BYTES + 64 * 1024
-
-
-class CollectorError(UsersignalsError):
-    """The collector cannot start: Kafka unreachable, or the events topic missing."""
-
-    retryable = True
-
-    def __init__(self, bootstrap: str, topic: str, reason: str) -> None:
-        self.bootstrap = bootstrap
-        self.topic = topic
-        self.reason = reason
-        super().__init__(f"Kafka at {bootstrap!r} cannot take events for {topic!r}: {reason}")
 
 
 def response_status(accepted: int, rejected: int) -> int:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 
-from usersignals.config import UsersignalsError
+from usersignals.errors import EventError
 from usersignals.ingest.rules import (
     CHOICES,
     EVENT_TYPES,
@@ -156,16 +156,6 @@ class Rejection(msgspec.Struct, frozen=True, kw_only=True):
     field: str | None = None
     index: int | None = None
     raw: bytes = b""
-
-
-class EventError(UsersignalsError):
-    """An invalid event handed to the SDK; sending it again cannot help."""
-
-    retryable = False
-
-    def __init__(self, rejection: Rejection) -> None:
-        self.rejection = rejection
-        super().__init__(rejection.message)
 
 
 FIELDS: tuple[str, ...] = tuple(f for f in Event.__struct_fields__ if f != "extra")

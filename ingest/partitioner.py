@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 from functools import lru_cache
 
-from usersignals.config import ConfigError
+from usersignals.errors import ConfigError
 
 __all__ = ["PARTITION_CACHE_SIZE", "murmur2", "partition_for"]
 

@@ -17,6 +17,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from usersignals.errors import SpoolFullError
 from usersignals.ingest.batching import Item, Record, records_from_spool, records_of
 from usersignals.ingest.producer import (
     close_producer,
@@ -27,7 +28,7 @@ from usersignals.ingest.producer import (
     unreachable,
     wait_for,
 )
-from usersignals.ingest.spool import Spool, SpooledRecord, SpoolFullError
+from usersignals.ingest.spool import Spool, SpooledRecord
 
 __all__ = ["Counters", "Sender", "SenderConfig", "backoff"]
 

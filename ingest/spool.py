@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from usersignals.config import UsersignalsError
+from usersignals.errors import SpoolBusyError, SpoolFullError
 
 __all__ = ["Spool", "SpoolBusyError", "SpoolFullError", "SpooledRecord"]
 
@@ -45,37 +45,6 @@ _POS = struct.Struct(">QI")
 # partition count (0 = unknown), partition (-1 = unknown), events, key length
 _RECORD = struct.Struct(">HhHH")
 HEADER_BYTES = _HEADER.size
-
-
-class SpoolFullError(UsersignalsError):
-    """The spool file has no room for more records.
-
-    Retryable: room comes back as soon as the broker accepts the spooled records again.
-    """
-
-    retryable = True
-
-    def __init__(self, path: Path, max_bytes: int, needed: int) -> None:
-        self.path = path
-        self.max_bytes = max_bytes
-        self.needed = needed
-        super().__init__(
-            f"Spool {str(path)!r} is full: {needed} more bytes do not fit in {max_bytes} bytes"
-        )
-
-
-class SpoolBusyError(UsersignalsError):
-    """Another open :class:`Spool` (in this or another process) holds the file.
-
-    Two writers on one spool would interleave and resend each other's records; give each
-    tracker its own ``spool_path``. Retryable: the file is free once the other one closes.
-    """
-
-    retryable = True
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        super().__init__(f"Spool {str(path)!r} is in use by another tracker")
 
 
 @dataclass(frozen=True, slots=True)

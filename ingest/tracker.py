@@ -46,7 +46,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from usersignals.config import Settings, UsersignalsError
+from usersignals.config import Settings
+from usersignals.errors import SpoolFullError, TrackerClosedError
 from usersignals.ingest.batching import (
     Item,
     encode_obj,
@@ -55,7 +56,7 @@ from usersignals.ingest.batching import (
 )
 from usersignals.ingest.contract import MAX_BATCH, Event, encode_event
 from usersignals.ingest.sender import Sender, SenderConfig
-from usersignals.ingest.spool import Spool, SpoolFullError
+from usersignals.ingest.spool import Spool
 from usersignals.ingest.typed import TypedEvents
 
 __all__ = ["FlushResult", "Tracker", "TrackerClosedError", "TrackerStats"]
@@ -63,14 +64,6 @@ __all__ = ["FlushResult", "Tracker", "TrackerClosedError", "TrackerStats"]
 log = logging.getLogger(__name__)
 
 DEFAULT_SPOOL_MAX_BYTES = 256 << 20
-
-
-class TrackerClosedError(UsersignalsError):
-    """An event was handed to a tracker that is closed."""
-
-    def __init__(self, event_id: str) -> None:
-        self.event_id = event_id
-        super().__init__(f"The tracker is closed; event {event_id!r} was not accepted")
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from usersignals.config import UsersignalsError
+from usersignals.errors import BadDayRangeError
 from usersignals.metrics.flattery import params_of
 from usersignals.streams.exposition import render
 from usersignals.streams.livereport import (
@@ -35,19 +35,6 @@ if TYPE_CHECKING:
 __all__ = ["BadDayRangeError", "add_views", "day_range_of", "report_of", "status_of"]
 
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4"  # aiohttp adds the charset itself
-
-
-class BadDayRangeError(UsersignalsError):
-    """A ``/v1/partial`` day range that is not two ISO days in order (not retryable)."""
-
-    retryable = False
-
-    def __init__(self, first: str, last: str) -> None:
-        self.first = first
-        self.last = last
-        super().__init__(
-            f"Bad day range: from={first!r} to={last!r} (expected YYYY-MM-DD, from <= to)"
-        )
 
 
 def day_range_of(query: Mapping[str, str]) -> tuple[date, date]:

@@ -16,11 +16,19 @@ import usersignals
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("ingest", "streams", "warehouse", "dashboards", "metrics", "cli")
-GROUND = ("__init__.py", "__main__.py", "_exports.py", "broker.py", "config.py", "processes.py")
+GROUND = (
+    "__init__.py",
+    "__main__.py",
+    "_exports.py",
+    "broker.py",
+    "config.py",
+    "errors.py",
+    "processes.py",
+)
 
 
 def test_the_package_folder_holds_the_ground_and_links_the_stages() -> None:
-    """``usersignals/`` is the ground (config, processes, the embedded broker); the stages and
+    """``usersignals/`` is the ground (config, errors, processes, the broker); the stages and
     the CLI live at the top and are only linked in, so the layout reads as the layers."""
     out = subprocess.run(
         ["git", "ls-files", "-s", "--", "usersignals"],

@@ -16,20 +16,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 
-from usersignals.config import TOPICS, UsersignalsError
+from usersignals.config import TOPICS
+from usersignals.errors import BrokerError
 from usersignals.processes import terminate
 
 __all__ = ["BrokerError", "EmbeddedBroker", "ensure_topics", "free_port", "wait_for_port"]
 
 STARTUP_TIMEOUT_S = 20.0
-
-
-class BrokerError(UsersignalsError):
-    """The broker could not be started, reached or configured."""
-
-    def __init__(self, message: str, *, retryable: bool = False) -> None:
-        self.retryable = retryable
-        super().__init__(message)
 
 
 def free_port() -> int:

@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from usersignals.errors import ConfigError, UsersignalsError
+
 __all__ = [
     "DEAD_TOPIC",
     "EVENTS_TOPIC",
@@ -29,34 +31,6 @@ DEAD_TOPIC = "usersignals.events.dead"
 """Rejected input, byte for byte, with the reason in headers."""
 
 TOPICS = (EVENTS_TOPIC, DEAD_TOPIC)
-
-
-class UsersignalsError(Exception):
-    """Root of every exception the project raises.
-
-    Leaves keep their inputs as attributes, build their own message, and say whether
-    trying again can help (``retryable``).
-
-    Tree::
-
-        UsersignalsError
-        ├── ConfigError                (usersignals.config)
-        ├── BrokerError                (usersignals.broker)
-        ├── EventError                 (usersignals.ingest: an invalid event at the SDK)
-        └── ...                        (each stage adds its own leaves)
-    """
-
-    retryable: bool = False
-
-
-class ConfigError(UsersignalsError):
-    """A configuration value that cannot be used."""
-
-    def __init__(self, name: str, value: object, reason: str) -> None:
-        self.name = name
-        self.value = value
-        self.reason = reason
-        super().__init__(f"Invalid {name}: {value!r} ({reason})")
 
 
 # name of the Settings field -> environment variable

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from usersignals.config import UsersignalsError
+from usersignals.errors import ArenaInputError
 
 if TYPE_CHECKING:
     import duckdb
@@ -107,16 +107,6 @@ _TOLERANCE = 1e-12
 _MAX_ITERATIONS = 100
 
 FloatArray = npt.NDArray[np.float64]
-
-
-class ArenaInputError(UsersignalsError):
-    """A count-table entry that is not a preference vote count."""
-
-    def __init__(self, key: object, count: object, reason: str) -> None:
-        self.key = key
-        self.count = count
-        self.reason = reason
-        super().__init__(f"Invalid arena count {key!r}: {count!r} ({reason})")
 
 
 def fit_arena(

@@ -27,7 +27,8 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from usersignals.config import Settings, UsersignalsError
+from usersignals.config import Settings
+from usersignals.errors import WarehouseNotFoundError
 from usersignals.warehouse.layout import (
     DEADLETTER_DIR,
     DEADLETTER_SCHEMA,
@@ -82,14 +83,6 @@ VIEWS = (
 
 _EXTRA_SQL = ("flattery.sql",)
 """Further view files of the package, run after ``views.sql`` when present."""
-
-
-class WarehouseNotFoundError(UsersignalsError):
-    """The warehouse directory does not exist (nothing was ever loaded there)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        super().__init__(f"No warehouse at {str(path)!r} (run the loader or pass --warehouse)")
 
 
 def views_sql() -> str:

@@ -39,7 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from usersignals.config import UsersignalsError
+from usersignals.errors import ExportError
 
 if TYPE_CHECKING:
     import duckdb
@@ -104,16 +104,6 @@ ORDER BY ts, event_id
 ``$min_severity`` is the 1-based position in :data:`SEVERITIES` of the lowest severity that
 excludes a session, or NULL to keep every session.
 """
-
-
-class ExportError(UsersignalsError):
-    """An export argument that cannot be used."""
-
-    def __init__(self, name: str, value: object, choices: tuple[str, ...]) -> None:
-        self.name = name
-        self.value = value
-        self.choices = choices
-        super().__init__(f"Invalid {name}: {value!r} (choose from {', '.join(choices)})")
 
 
 @dataclass(frozen=True)

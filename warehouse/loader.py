@@ -33,7 +33,8 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
-from usersignals.config import Settings, UsersignalsError
+from usersignals.config import Settings
+from usersignals.errors import LoaderBusyError, LoaderError
 from usersignals.warehouse.commit import recover, write_range
 from usersignals.warehouse.compact import compact_day
 from usersignals.warehouse.layout import COMMITS_DIR, EVENTS_DIR, FileRange
@@ -70,26 +71,6 @@ class RollPolicy:
     max_bytes: int = 64 * 1024 * 1024
     max_seconds: float = 10.0
     compact_after: float | None = 300.0
-
-
-class LoaderError(UsersignalsError):
-    """The loader cannot run against this topic or warehouse."""
-
-    def __init__(self, topic: str, reason: str, *, retryable: bool = False) -> None:
-        self.topic = topic
-        self.reason = reason
-        self.retryable = retryable
-        super().__init__(f"Cannot load topic {topic!r}: {reason}")
-
-
-class LoaderBusyError(UsersignalsError):
-    """Another loader already writes to this warehouse."""
-
-    retryable = True
-
-    def __init__(self, warehouse: Path) -> None:
-        self.warehouse = warehouse
-        super().__init__(f"Another loader is writing to {str(warehouse)!r}")
 
 
 @dataclass

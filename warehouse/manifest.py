@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from usersignals.config import UsersignalsError
+from usersignals.errors import ManifestError
 from usersignals.warehouse.layout import (
     COMMITS_DIR,
     DEADLETTER_DIR,
@@ -68,15 +68,6 @@ MANIFEST = "manifest.json"
 FORMAT = 1
 _LOCK = "manifest.lock"
 _ROLLUPS = "rollups"
-
-
-class ManifestError(UsersignalsError):
-    """The manifest cannot be read (not JSON, or not a manifest of a known format)."""
-
-    def __init__(self, path: Path, reason: str) -> None:
-        self.path = path
-        self.reason = reason
-        super().__init__(f"Cannot read the warehouse manifest {str(path)!r}: {reason}")
 
 
 def fingerprint(timestamp_ms: int, key: bytes | None, value: bytes | None) -> str:
