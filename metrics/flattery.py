@@ -1,7 +1,7 @@
 """The flattery watch (metrics.md): per model and ISO week, engagement next to wellbeing.
 
 One definition, values in and values out. The live report (``streams.livereport``), the
-warehouse report (``warehouse/flattery.sql`` gives the counts) and the Prometheus rules
+warehouse report (``metrics/flattery.sql`` gives the counts) and the Prometheus rules
 (``dashboards/prometheus/rules.yml``, the same arithmetic on summed counts) all derive the watch
 from the same per (model, ISO week) counts, here:
 

@@ -19,7 +19,7 @@ Completeness (:func:`completeness`): the newest day with data is never complete 
 still be arriving: the "collapse" at the right edge of every chart), and a trailing window is
 complete only when the day is and the window starts on or after the first day with data.
 The warehouse computes the same flags in SQL (``active_users``, ``events_by_day`` and
-``users_at_risk_weekly`` in ``views.sql``); the live path calls this function.
+``users_at_risk_weekly`` in ``activity.sql`` and ``risk.sql``); the live path calls this function.
 """
 
 from __future__ import annotations

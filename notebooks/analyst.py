@@ -15,7 +15,7 @@
 # # usersignals: an analyst's notebook
 #
 # Engagement and wellbeing side by side, from the Parquet warehouse. Every number here comes
-# from the same DuckDB views (`warehouse/views.sql`) that `usersignals report` and the
+# from the same DuckDB views (`warehouse/views.sql` and `metrics/*.sql`) that `usersignals report` and the
 # dashboards read, so the definitions are those of `metrics.md`.
 #
 # The warehouse directory comes from `USERSIGNALS_WAREHOUSE` (default `demo/warehouse`, what

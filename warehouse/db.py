@@ -4,18 +4,14 @@ Every reader takes the warehouse's files from its manifest (:mod:`usersignals.wa
 manifest`), never from a directory listing, so that it sees one consistent version whatever
 the loader and compaction are doing. :func:`connect` reads the manifest once, makes the two
 source relations ``events_raw`` and ``deadletter_raw`` over the files it names, and runs
-``views.sql``, where every metric is defined. It also makes the relations a report reads
-(:mod:`usersignals.warehouse.plan`): ``tail_raw`` and ``compacted_raw`` (live files not served
-/ served by rollups) and ``rollup_<kind>``, ``rollup_weeks``, ``rollup_users``. The connection
-sees the manifest that was current when it was made; call :func:`connect` again to see newer
-loads. :func:`views_script` is the same read path for DuckDB outside this package (Grafana's
-DuckDB datasource): SQL that reads the manifest itself.
-
-Results convert without copying where the types allow::
-
-    con = connect("warehouse")
-    con.sql("SELECT * FROM active_users").pl()                   # polars DataFrame
-    con.sql("SELECT * FROM feedback_by_model").to_arrow_table()  # pyarrow Table
+:func:`views_sql`: the base relations of ``views.sql``, then each metric's SQL from
+``metrics/<metric>.sql``, where every metric is defined beside its live fold. It also makes
+the relations a report reads (:mod:`usersignals.warehouse.plan`): ``tail_raw`` and
+``compacted_raw`` (live files not served / served by rollups) and ``rollup_<kind>``,
+``rollup_weeks``, ``rollup_users``. The connection sees the manifest that was current when it
+was made; call :func:`connect` again to see newer loads. :func:`views_script` is the same read
+path for DuckDB outside this package (Grafana's DuckDB datasource): SQL that reads the
+manifest itself.
 """
 
 from __future__ import annotations
@@ -81,18 +77,16 @@ VIEWS = (
 )
 """The views :func:`connect` creates from ``views.sql`` (besides the two ``*_raw`` sources)."""
 
-_EXTRA_SQL = ("flattery.sql",)
-"""Further view files of the package, run after ``views.sql`` when present."""
+METRIC_SQL = ("attribution", "activity", "feedback", "risk", "rejected", "flattery")
+"""The metric SQL files of :mod:`usersignals.metrics` (``<name>.sql``), in the order they run
+after the base relations of ``views.sql``: each metric's SQL sits beside its live fold."""
 
 
 def views_sql() -> str:
-    """The metric SQL (``views.sql`` and any further view files), in the order to run it."""
-    package = resources.files("usersignals.warehouse")
-    parts = [package.joinpath("views.sql").read_text(encoding="utf-8")]
-    for name in _EXTRA_SQL:
-        extra = package.joinpath(name)
-        if extra.is_file():
-            parts.append(extra.read_text(encoding="utf-8"))
+    """The warehouse's SQL: the base relations (``views.sql``), then every metric's SQL."""
+    parts = [resources.files("usersignals.warehouse").joinpath("views.sql").read_text("utf-8")]
+    metrics = resources.files("usersignals.metrics")
+    parts += [metrics.joinpath(f"{name}.sql").read_text("utf-8") for name in METRIC_SQL]
     return "\n".join(parts)
 
 

@@ -141,7 +141,7 @@ def export_table(
     """The rows of one export, read from a warehouse connection with the warehouse's views.
 
     Args:
-        con: DuckDB connection with the views of ``views.sql`` (``events``, ``feedback_latest``).
+        con: DuckDB connection with the warehouse views (``events``, ``feedback_latest``).
         kind: ``feedback`` or ``preferences``.
         exclude_risk: Leave out sessions with a risk flag of this severity or above.
 

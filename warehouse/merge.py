@@ -1,7 +1,7 @@
 """The report's inputs: rollups of compacted days merged with the raw rows of everything else.
 
 :func:`merge_inputs` makes, on a cursor of a :func:`~usersignals.warehouse.db.connect`
-connection, temporary views and tables named like the rollup-shaped views of ``views.sql``
+connection, temporary views and tables named like the rollup-shaped views of the metric SQL
 (``user_days``, ``model_user_days``, ``events_by_day``, ``feedback_candidates``,
 ``flag_cells``, ``model_refs``, ``week_users``, ``model_week_users``) plus ``arena_daily``, and
 ``feedback_latest`` and ``risk_cells`` once (attributed to models over every day's references,

@@ -105,11 +105,11 @@ ROLLUP_SCHEMAS: dict[str, pa.Schema] = {
 }
 """Columns of each kind of day rollup. ``ids``: 64-bit hashes of the day's event ids;
 ``shared``: other compacted days holding one of those hashes when the day was compacted; the
-rest: the relations of the same name in ``views.sql`` (or of :data:`ROLLUP_RELATIONS`), over
+rest: the relations of the same name in the metric SQL (or of :data:`ROLLUP_RELATIONS`), over
 the day's events, users as uids."""
 
 ROLLUP_RELATIONS = {"feedback_votes": "feedback_candidates", "risk_cells": "flag_cells"}
-"""Kinds holding another relation of ``views.sql`` than their name: votes and flags before
+"""Kinds holding another relation of the metric SQL than their name: votes and flags before
 attribution (own model and session_id), attributed at report time through ``model_refs``, so
 that a message or session on another day than its votes and flags still names their model
 (docs/attribution.md)."""

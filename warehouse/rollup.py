@@ -5,7 +5,7 @@ before it renames the compacted file in, then :func:`write_week` for the day's I
 only write files and return their paths: compaction puts them in the manifest (and takes the
 versions they replace out) in its own replace, and deletes what the manifest no longer names.
 Every
-rollup is the relation of the same name in ``views.sql`` over the day's events (users replaced
+rollup is the relation of the same name in the metric SQL over the day's events (users replaced
 by their uid in the append-only dictionary), so the metric definitions stay in one place; see
 :mod:`usersignals.warehouse.plan` for the names and for how a report picks its files.
 """

@@ -1,8 +1,8 @@
 -- flattery_watch: per model version and ISO week, engagement and wellbeing side by side.
 --
--- Reads the rollup-shaped relations of views.sql (user_days, model_user_days, risk_cells) and
--- feedback_latest (the latest vote per (user_id, message_id), metrics.md rule), so it is
--- created after views.sql.
+-- Reads the rollup-shaped relations of activity.sql and risk.sql (user_days, model_user_days,
+-- risk_cells) and feedback_latest of feedback.sql (the latest vote per (user_id, message_id)),
+-- so it runs after them. The live form is usersignals.metrics.flattery.
 --
 -- flattery_counts: one row per (model, week) with active_users > 0; week = ISO week 'YYYY-Www'
 -- of the event day. These counts are all the watch is derived from:

@@ -1,0 +1,33 @@
+-- Attribution to a model (docs/attribution.md), from history: which model a vote or a risk
+-- flag without one counts for. The live form is usersignals.metrics.attribution.
+
+-- Model references (docs/attribution.md), per day: the earliest (ts, event_id) message event
+-- carrying a model per (user_id, message_id) (kind 'message'), and the earliest session_start
+-- or message event carrying a model per (user_id, session_id) (kind 'session').
+CREATE VIEW model_refs AS
+SELECT * FROM (
+    SELECT 'message' AS kind, user_id, message_id AS ref, day, ts, event_id, model
+    FROM events
+    WHERE type = 'message' AND model IS NOT NULL AND message_id IS NOT NULL
+    QUALIFY row_number() OVER (PARTITION BY user_id, message_id, day ORDER BY ts, event_id) = 1
+)
+UNION ALL
+SELECT * FROM (
+    SELECT 'session' AS kind, user_id, session_id AS ref, day, ts, event_id, model
+    FROM events
+    WHERE type IN ('session_start', 'message') AND model IS NOT NULL AND session_id IS NOT NULL
+    QUALIFY row_number() OVER (PARTITION BY user_id, session_id, day ORDER BY ts, event_id) = 1
+);
+
+-- The model of a message and of a session: that of the earliest (ts, event_id) reference.
+CREATE VIEW message_models AS
+SELECT user_id, ref AS message_id, model
+FROM model_refs
+WHERE kind = 'message'
+QUALIFY row_number() OVER (PARTITION BY user_id, ref ORDER BY ts, event_id) = 1;
+
+CREATE VIEW session_models AS
+SELECT user_id, ref AS session_id, model
+FROM model_refs
+WHERE kind = 'session'
+QUALIFY row_number() OVER (PARTITION BY user_id, ref ORDER BY ts, event_id) = 1;

@@ -1,0 +1,63 @@
+-- Feedback (docs/metrics.md): the latest vote per user and message, thumbs up and down per
+-- day and model, from history. The live form is usersignals.metrics.feedback.
+
+-- For each (user_id, message_id, day) the latest vote of that day, with the vote's own model
+-- and session_id: the candidates of feedback_latest (the latest vote overall is the latest of
+-- these), before attribution.
+CREATE VIEW feedback_candidates AS
+SELECT user_id, message_id, day, ts, model, rating, event_id, session_id
+FROM events
+WHERE type = 'feedback'
+QUALIFY row_number() OVER (
+    PARTITION BY user_id, message_id, day ORDER BY ts DESC, event_id DESC
+) = 1;
+
+-- The vote candidates under their attributed model: the vote's own, else its message's, else
+-- its session's (NULL when none is known). Only the references of votes without a model are
+-- looked at (the few), not every message's and session's.
+CREATE VIEW feedback_votes AS
+WITH bare AS (
+    SELECT user_id, message_id, session_id FROM feedback_candidates WHERE model IS NULL
+),
+msg AS (
+    SELECT r.user_id, r.ref AS message_id, r.model
+    FROM model_refs AS r
+    SEMI JOIN bare AS b ON r.user_id = b.user_id AND r.ref = b.message_id
+    WHERE r.kind = 'message'
+    QUALIFY row_number() OVER (PARTITION BY r.user_id, r.ref ORDER BY r.ts, r.event_id) = 1
+),
+ses AS (
+    SELECT r.user_id, r.ref AS session_id, r.model
+    FROM model_refs AS r
+    SEMI JOIN bare AS b ON r.user_id = b.user_id AND r.ref = b.session_id
+    WHERE r.kind = 'session'
+    QUALIFY row_number() OVER (PARTITION BY r.user_id, r.ref ORDER BY r.ts, r.event_id) = 1
+)
+SELECT f.user_id, f.message_id, f.day, f.ts,
+       coalesce(f.model, m.model, s.model) AS model,
+       f.rating, f.event_id
+FROM feedback_candidates AS f
+LEFT JOIN msg AS m
+    ON f.model IS NULL AND m.user_id = f.user_id AND m.message_id = f.message_id
+LEFT JOIN ses AS s
+    ON f.model IS NULL AND s.user_id = f.user_id AND s.session_id = f.session_id;
+
+-- For each (user_id, message_id) the vote with the latest ts (ties: the greater event_id),
+-- on the day of that vote and under its model. A latest vote of 0 (withdrawn) stays here
+-- and counts nowhere below.
+CREATE VIEW feedback_latest AS
+SELECT user_id, message_id, day, ts, model, rating, event_id
+FROM feedback_votes
+QUALIFY row_number() OVER (
+    PARTITION BY user_id, message_id ORDER BY ts DESC, event_id DESC
+) = 1;
+
+CREATE VIEW feedback_by_model AS
+SELECT day,
+       model,
+       count(*) FILTER (WHERE rating = 1) AS thumbs_up,
+       count(*) FILTER (WHERE rating = -1) AS thumbs_down,
+       CAST(count(*) FILTER (WHERE rating = 1) AS DOUBLE) / count(*) AS thumbs_up_rate
+FROM feedback_latest
+WHERE rating IN (1, -1)
+GROUP BY day, model;
