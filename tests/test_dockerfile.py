@@ -164,6 +164,7 @@ IGNORE = read_dockerignore((ROOT / ".dockerignore").read_text(encoding="utf-8"))
         "data/state/spool/usersignals.events.spool",
         "demo/events.jsonl",
         "ingest/__pycache__/contract.cpython-311.pyc",
+        "cli/__pycache__/run.cpython-311.pyc",
         "usersignals.egg-info/PKG-INFO",
     ],
 )
