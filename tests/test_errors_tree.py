@@ -81,6 +81,26 @@ def test_every_project_exception_is_defined_in_the_errors_module() -> None:
     assert elsewhere == []
 
 
+PRIVATE = ["usersignals.ingest.rules.Rejected", "usersignals.ingest.timestamps.TimestampError"]
+"""Control flow inside the contract, caught where it is raised; the module docstring says so."""
+
+
+def test_no_other_exception_class_is_defined_anywhere() -> None:
+    found = sorted(
+        f"{name}.{cls.__qualname__}"
+        for name in _every_module()
+        for cls in vars(importlib.import_module(name)).values()
+        if isinstance(cls, type) and issubclass(cls, BaseException) and cls.__module__ == name
+        if name != "usersignals.errors"
+    )
+    assert found == PRIVATE
+    assert errors.__doc__ is not None
+    for private in PRIVATE:
+        module, _, cls = private.rpartition(".")
+        assert f"``{cls}``" in errors.__doc__
+        assert f"``{module}``" in errors.__doc__
+
+
 def test_the_drawn_tree_is_the_class_tree() -> None:
     assert sorted(TREE) == sorted(DEFINED)
     assert sorted(errors.__all__) == sorted(DEFINED)
