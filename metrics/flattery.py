@@ -40,11 +40,13 @@ from typing import Any, NamedTuple
 from scipy.stats import chi2, norm
 
 from usersignals.config import ConfigError, Settings
+from usersignals.metrics.day import DayState
 
 __all__ = [
     "FlatteryParams",
     "Rise",
     "WeekCounts",
+    "day_counts",
     "garwood",
     "is_complete",
     "params_of",
@@ -252,4 +254,21 @@ def watch_rows(
                 "flagged": flagged,
             }
         )
+    return rows
+
+
+def day_counts(week: str, wdays: Iterable[DayState]) -> list[list[Any]]:
+    """The live fold's counts of one ISO week: [model, week, thumbs up, thumbs down, active
+    users, risk flags, users at risk] per model with an event carrying it that week (the days
+    of one partition; partitions' counts add up)."""
+    held = list(wdays)
+    models = {m for d in held for m in d.model_users}
+    rows = []
+    for m in models:
+        up = sum(d.fb.get((m, 1), 0) for d in held)
+        down = sum(d.fb.get((m, -1), 0) for d in held)
+        users = len(set().union(*(d.model_users.get(m, ()) for d in held)))
+        flags = sum(d.model_risk.get(m, 0) for d in held)
+        at_risk = len(set().union(*(d.model_risk_high.get(m, ()) for d in held)))
+        rows.append([m, week, up, down, users, flags, at_risk])
     return rows

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from usersignals.config import UsersignalsError
+from usersignals.errors import DayRangeError
 
 __all__ = [
     "DayRange",
@@ -42,18 +42,6 @@ __all__ = [
 
 WEEK_DAYS = 7
 MONTH_DAYS = 30
-
-
-class DayRangeError(UsersignalsError):
-    """A day range that is not one or two ``YYYY-MM-DD`` days in order (not retryable)."""
-
-    retryable = False
-
-    def __init__(self, first: object, last: object, problem: str) -> None:
-        self.first = first
-        self.last = last
-        self.problem = problem
-        super().__init__(f"Bad day range: from={first!r} to={last!r} ({problem})")
 
 
 def _day(value: object, first: object, last: object) -> date | None:

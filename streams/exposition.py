@@ -38,9 +38,9 @@ from prometheus_client.registry import Collector
 
 from usersignals.ingest.contract import Event, Rejection
 from usersignals.metrics.flattery import FlatteryParams, previous_week, week_monday, z_critical
+from usersignals.metrics.periods import iso_week
 from usersignals.streams.folds import PartitionState
 from usersignals.streams.livereport import live_gauges
-from usersignals.streams.state import iso_week
 
 __all__ = [
     "LAG_BUCKETS",

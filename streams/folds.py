@@ -34,17 +34,14 @@ from collections.abc import Container, Iterable, Sequence
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from usersignals.config import ConfigError
-from usersignals.streams.state import (
-    HIGH_SEVERITIES,
-    WEEK_DAYS,
-    DayState,
-    add_counts,
-    feedback_rows,
-    flattery_rows,
-    iso_week,
-    windows,
-)
+from usersignals.errors import ConfigError
+from usersignals.metrics.activity import at, windows
+from usersignals.metrics.attribution import ModelRefs
+from usersignals.metrics.day import DayState, add_counts
+from usersignals.metrics.feedback import Feedback, feedback_rows
+from usersignals.metrics.flattery import day_counts
+from usersignals.metrics.periods import WEEK_DAYS, iso_week
+from usersignals.metrics.risk import Risk
 
 if TYPE_CHECKING:
     from usersignals.ingest.contract import Event
@@ -53,12 +50,6 @@ __all__ = ["PartitionState", "RejectionKey"]
 
 RejectionKey = tuple[int, int, "int | None"]
 """Where a rejection came from: (partition, offset, index in the batch or None)."""
-
-# latest vote per (user_id, message_id): ((ts, event_id), day ordinal, model counted under (the
-# attributed one), rating, the vote's own model, its session_id)
-_Vote = tuple[tuple[Any, str], int, "str | None", "int | None", "str | None", "str | None"]
-_Key = tuple[str, str]  # (user_id, message_id) or (user_id, session_id)
-_Ref = tuple[Any, str, str]  # a model reference: (ts, event_id, model)
 
 
 class PartitionState:
@@ -81,15 +72,11 @@ class PartitionState:
         self._days: dict[int, DayState] = {}
         self._seen: set[str] = set()
         self._users: dict[str, str] = {}  # one string per user held (shared by every day)
-        self._votes: dict[tuple[str, str | None], _Vote] = {}
-        # Attribution (docs/attribution.md). The day holding the earliest model-carrying event
-        # of a message / session (its candidate is in that day's msg_refs / sess_refs), and
-        # what depends on a session's model: latest votes without a model of their own, and
-        # flags without one ({day: [flags, high or critical flags]}).
-        self._msg_day: dict[tuple[str, str | None], int] = {}
-        self._sess_day: dict[_Key, int] = {}
-        self._sess_votes: dict[_Key, set[tuple[str, str | None]]] = {}
-        self._sess_flags: dict[_Key, dict[int, list[int]]] = {}
+        # the metric units that fold more than the day's sets (docs/metrics.md)
+        self._refs = ModelRefs(self._days)
+        self._feedback = Feedback(self._days, self._refs)
+        self._risk = Risk(self._days, self._refs)
+        self._refs.bind(self._feedback, self._risk)
         self._rejected: dict[RejectionKey, tuple[str, int]] = {}  # reason, day received (0: ?)
 
     # -- folding -----------------------------------------------------------------------------
@@ -126,13 +113,9 @@ class PartitionState:
         users_add = day.users.add
         types = day.types
         model_users = day.model_users
-        msg_refs = day.msg_refs
-        sess_refs = day.sess_refs
-        msg_day = self._msg_day
-        sess_day = self._sess_day
-        sess_votes = self._sess_votes
-        sess_flags = self._sess_flags
-        votes = self._votes
+        refs_add = self._refs.add
+        vote_add = self._feedback.add
+        flag_add = self._risk.add
         for ev in events:
             eid = ev.event_id
             if eid in seen:
@@ -153,8 +136,6 @@ class PartitionState:
                 users_add = day.users.add
                 types = day.types
                 model_users = day.model_users
-                msg_refs = day.msg_refs
-                sess_refs = day.sess_refs
             seen_add(eid)
             ids_append(eid)
             uid = ev.user_id
@@ -173,205 +154,16 @@ class PartitionState:
                     mu = model_users[model] = set()
                 mu.add(uid)
                 if t == "message" or t == "session_start":
-                    # A model reference (see "attribution" below). Inline: a reference seen
-                    # for the first time, and one that is not its day's earliest.
-                    sid = ev.session_id
-                    if sid is not None:
-                        rk = (uid, sid)
-                        ref = sess_refs.get(rk)
-                        if ref is not None:  # mostly a later event of the day's session
-                            ts = ev.ts
-                            if ts < ref[0] or (ts == ref[0] and eid < ref[1]):
-                                self._session_ref(rk, ref, (ts, eid, model), o)
-                        elif rk not in sess_day:
-                            sess_refs[rk] = (ev.ts, eid, model)
-                            sess_day[rk] = o
-                            if rk in sess_votes or rk in sess_flags:
-                                self._session_moved(rk, None, model)
-                        else:
-                            self._session_ref(rk, None, (ev.ts, eid, model), o)
-                    mid = ev.message_id
-                    if mid is not None and t == "message":
-                        rk = (uid, mid)
-                        if rk not in msg_day:  # mostly a message seen for the first time
-                            msg_refs[rk] = (ev.ts, eid, model)
-                            msg_day[rk] = o
-                            if rk in votes:
-                                self._revote(rk)
-                        else:
-                            ref = msg_refs.get(rk)
-                            ts = ev.ts
-                            if ref is None or ts < ref[0] or (ts == ref[0] and eid < ref[1]):
-                                self._message_ref(rk, ref, (ts, eid, model), o)
+                    refs_add(ev, uid, o, day)  # a model reference (attribution)
             if t == "feedback":
-                self._vote(ev, uid, o, day)
+                vote_add(ev, uid, o, day)
             elif t == "risk_flag":
-                self._flag(ev, uid, o, day)
+                flag_add(ev, uid, o, day)
             elif t == "preference":
                 pk = (ev.model_a, ev.model_b, ev.winner)
                 day.prefs[pk] = day.prefs.get(pk, 0) + 1
             new_append(ev)
         return new
-
-    def _vote(self, ev: Event, uid: str, o: int, day: DayState) -> None:
-        key = (uid, ev.message_id)
-        rank = (ev.ts, ev.event_id)
-        old = self._votes.get(key)
-        if old is not None:
-            if rank < old[0]:
-                return
-            self._days[old[1]].votes.discard(key)
-            self._count_vote(old, -1)
-            if old[4] is None and old[5] is not None:
-                self._unindex_vote(key, old[5])
-        own = ev.model
-        sid = ev.session_id
-        model = own
-        if own is None:
-            model = self._vote_model(key, sid)
-            if sid is not None:
-                found = self._sess_votes.get((uid, sid))
-                if found is None:
-                    found = self._sess_votes[(uid, sid)] = set()
-                found.add(key)
-        vote = (rank, o, model, ev.rating, own, sid)
-        self._votes[key] = vote
-        day.votes.add(key)
-        self._count_vote(vote, 1)
-
-    def _count_vote(self, vote: _Vote, n: int) -> None:
-        """Adds ``n`` to the thumbs count of a latest vote (withdrawn votes count nowhere)."""
-        rating = vote[3]
-        if rating == 1 or rating == -1:
-            fb = self._days[vote[1]].fb
-            fk = (vote[2], rating)
-            left = fb.get(fk, 0) + n
-            if left:
-                fb[fk] = left
-            else:
-                del fb[fk]
-
-    def _unindex_vote(self, key: tuple[str, str | None], sid: str) -> None:
-        sk = (key[0], sid)
-        found = self._sess_votes[sk]
-        found.discard(key)
-        if not found:
-            del self._sess_votes[sk]
-
-    def _vote_model(self, key: tuple[str, str | None], sid: str | None) -> str | None:
-        """The model of a vote without one of its own: its message's, else its session's."""
-        o = self._msg_day.get(key)
-        if o is not None:
-            return self._days[o].msg_refs[key][2]
-        return None if sid is None else self._session_model((key[0], sid))
-
-    def _session_model(self, sk: _Key) -> str | None:
-        o = self._sess_day.get(sk)
-        return None if o is None else self._days[o].sess_refs[sk][2]
-
-    def _flag(self, ev: Event, uid: str, o: int, day: DayState) -> None:
-        rk = (ev.category, ev.severity)
-        day.risk_flags[rk] = day.risk_flags.get(rk, 0) + 1
-        ru = day.risk_users.get(rk)
-        if ru is None:
-            ru = day.risk_users[rk] = set()
-        ru.add(uid)
-        model = ev.model
-        high = ev.severity in HIGH_SEVERITIES
-        if model is None:
-            sid = ev.session_id
-            if sid is not None:
-                sk = (uid, sid)
-                model = self._session_model(sk)
-                per_day = self._sess_flags.get(sk)
-                if per_day is None:
-                    per_day = self._sess_flags[sk] = {}
-                cell = per_day.get(o)
-                if cell is None:
-                    cell = per_day[o] = [0, 0]
-                cell[0] += 1
-                cell[1] += high
-        day.model_risk[model] = day.model_risk.get(model, 0) + 1
-        if high:
-            day.risk_high.add(uid)
-            _count_user(day.model_risk_high, model, uid, 1)
-
-    # -- attribution -------------------------------------------------------------------------
-    #
-    # A register's model is the model of its earliest candidate: the candidate of the earliest
-    # day holding one (a candidate's ts is on its day). When it changes (an earlier candidate,
-    # in any arrival order, or the earliest day pruned), the votes and flags resolved through
-    # it are resolved again and their counts move, so the state stays a function of the set
-    # of events folded.
-
-    def _message_ref(self, mk: _Key, ref: _Ref | None, new: _Ref, o: int) -> None:
-        """A message event with a model that is its day's earliest for (user, message_id)."""
-        self._days[o].msg_refs[mk] = new
-        model = new[2]
-        best = self._msg_day.get(mk)
-        if best is not None and best < o:
-            return
-        before = None
-        if best is None:
-            self._msg_day[mk] = o
-        elif best > o:
-            before = self._days[best].msg_refs[mk][2]
-            self._msg_day[mk] = o
-        elif ref is not None:
-            before = ref[2]
-        if before != model and mk in self._votes:
-            self._revote(mk)
-
-    def _session_ref(self, sk: _Key, ref: _Ref | None, new: _Ref, o: int) -> None:
-        """A session event with a model that is its day's earliest for (user, session_id)."""
-        self._days[o].sess_refs[sk] = new
-        model = new[2]
-        best = self._sess_day.get(sk)
-        if best is not None and best < o:
-            return
-        before = None
-        if best is None:
-            self._sess_day[sk] = o
-        elif best > o:
-            before = self._days[best].sess_refs[sk][2]
-            self._sess_day[sk] = o
-        elif ref is not None:
-            before = ref[2]
-        if before != model and (sk in self._sess_votes or sk in self._sess_flags):
-            self._session_moved(sk, before, model)
-
-    def _revote(self, key: tuple[str, str | None]) -> None:
-        """Resolves a latest vote without a model of its own again; moves its count."""
-        vote = self._votes.get(key)
-        if vote is None or vote[4] is not None:
-            return
-        model = self._vote_model(key, vote[5])
-        if model != vote[2]:
-            self._count_vote(vote, -1)
-            vote = (vote[0], vote[1], model, vote[3], vote[4], vote[5])
-            self._votes[key] = vote
-            self._count_vote(vote, 1)
-
-    def _session_moved(self, sk: _Key, before: str | None, after: str | None) -> None:
-        """A session's model changed: its dependent votes and flags follow."""
-        for key in list(self._sess_votes.get(sk, ())):
-            self._revote(key)
-        per_day = self._sess_flags.get(sk)
-        if per_day is None:
-            return
-        uid = sk[0]
-        for o, (flags, high) in per_day.items():
-            day = self._days[o]
-            risk = day.model_risk
-            left = risk[before] - flags
-            if left:
-                risk[before] = left
-            else:
-                del risk[before]
-            risk[after] = risk.get(after, 0) + flags
-            if high:
-                _count_user(day.model_risk_high, before, uid, -high)
-                _count_user(day.model_risk_high, after, uid, high)
 
     def add_rejections(
         self, rejections: Iterable[tuple[RejectionKey, str]], received: date | None = None
@@ -423,52 +215,13 @@ class PartitionState:
         for o in dropped:
             day = self._days.pop(o)
             self._seen.difference_update(day.ids)
-            for key in day.votes:
-                vote = self._votes.pop(key)
-                if vote[4] is None and vote[5] is not None:
-                    self._unindex_vote(key, vote[5])
-            for sk in [sk for sk, per_day in self._sess_flags.items() if o in per_day]:
-                per_day = self._sess_flags[sk]
-                del per_day[o]
-                if not per_day:
-                    del self._sess_flags[sk]
-            self._drop_refs(o, day)
+            self._feedback.drop_day(day)
+            self._risk.drop_day(o)
+            self._refs.drop_day(o, day)
         if dropped:
             held: set[str] = set().union(*(d.users for d in self._days.values()))
             self._users = {u: u for u in held}
         return [date.fromordinal(o) for o in dropped]
-
-    def _drop_refs(self, o: int, day: DayState) -> None:
-        """Registers whose earliest candidate was on the pruned day ``o`` fall back to the next
-        held day's candidate (or to none), and what they attribute follows."""
-        later = sorted(self._days)
-        messages: list[tuple[str, str | None]] = []
-        for mk, ref in day.msg_refs.items():
-            if self._msg_day.get(mk) == o:
-                nxt = next((d for d in later if mk in self._days[d].msg_refs), None)
-                if nxt is None:
-                    del self._msg_day[mk]
-                else:
-                    self._msg_day[mk] = nxt
-                if nxt is None or self._days[nxt].msg_refs[mk][2] != ref[2]:
-                    messages.append(mk)
-        sessions: list[tuple[_Key, str, str | None]] = []
-        for sk, ref in day.sess_refs.items():
-            if self._sess_day.get(sk) == o:
-                nxt = next((d for d in later if sk in self._days[d].sess_refs), None)
-                after = None
-                if nxt is None:
-                    del self._sess_day[sk]
-                else:
-                    self._sess_day[sk] = nxt
-                    after = self._days[nxt].sess_refs[sk][2]
-                if after != ref[2]:
-                    sessions.append((sk, ref[2], after))
-        # every register is current now: resolve what depends on the changed ones
-        for mk in messages:
-            self._revote(mk)
-        for sk, before, after in sessions:
-            self._session_moved(sk, before, after)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -556,7 +309,7 @@ class PartitionState:
         week_users: dict[str, int] = {}
         for week, wdays in weeks.items():
             week_users[week] = len(set().union(*(d.users for d in wdays)))
-            flattery.extend(flattery_rows(week, wdays))
+            flattery.extend(day_counts(week, wdays))
         return {"flattery": flattery, "week_users": week_users}
 
     def gauges(self, day: date | None = None) -> dict[str, Any]:
@@ -577,10 +330,7 @@ class PartitionState:
         """
         ref = day.toordinal() if day is not None else self._newest
         days = self._days
-
-        def window(n: int, attr: str) -> int:
-            sets = [getattr(days[o], attr) for o in range(ref - n + 1, ref + 1) if o in days]
-            return len(set().union(*sets))
+        dau, wau, mau, at_risk = at(days, ref)
 
         types: dict[str, int] = {}
         votes: dict[tuple[str | None, int], int] = {}
@@ -601,10 +351,10 @@ class PartitionState:
         today = days.get(ref)
         return {
             "day": date.fromordinal(ref) if ref else None,
-            "dau": len(today.users) if today else 0,
-            "wau": window(7, "users"),
-            "mau": window(30, "users"),
-            "users_at_risk_weekly": window(7, "risk_high"),
+            "dau": dau,
+            "wau": wau,
+            "mau": mau,
+            "users_at_risk_weekly": at_risk,
             "events_by_type": types,
             "votes_day": dict(today.fb) if today else {},
             "votes_total": votes,
@@ -636,19 +386,3 @@ class PartitionState:
     def _week(self, ref: int) -> list[DayState]:
         days = self._days
         return [days[o] for o in range(ref - WEEK_DAYS + 1, ref + 1) if o in days]
-
-
-def _count_user(
-    counts: dict[str | None, dict[str, int]], model: str | None, uid: str, n: int
-) -> None:
-    """Adds ``n`` to a user's count in a per-model multiset of users (dropping zeros)."""
-    users = counts.get(model)
-    if users is None:
-        users = counts[model] = {}
-    left = users.get(uid, 0) + n
-    if left:
-        users[uid] = left
-    else:
-        del users[uid]
-        if not users:
-            del counts[model]

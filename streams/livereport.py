@@ -20,7 +20,8 @@ from collections.abc import Iterable, Sequence
 from datetime import date, timedelta
 from typing import Any
 
-from usersignals.config import UsersignalsError
+from usersignals.errors import PartialMismatchError
+from usersignals.metrics.activity import stickiness
 from usersignals.metrics.flattery import FlatteryParams, WeekCounts, watch_rows
 from usersignals.metrics.periods import MONTH_DAYS, WEEK_DAYS, DayRange, completeness, select_range
 from usersignals.streams.folds import PartitionState
@@ -36,14 +37,6 @@ __all__ = [
 ]
 
 PrefKey = tuple["str | None", "str | None", "str | None"]
-
-
-class PartialMismatchError(UsersignalsError):
-    """Partials over different day ranges cannot be merged (phase one was skipped)."""
-
-    def __init__(self, ranges: list[Any]) -> None:
-        self.ranges = ranges
-        super().__init__(f"Partials cover different day ranges: {ranges!r}")
 
 
 def global_range(ranges: Iterable[tuple[date, date] | None]) -> tuple[date, date] | None:
@@ -104,7 +97,7 @@ def live_gauges(
             elif name != "day":
                 total[name] += value
     mau = total["mau"]
-    total["stickiness"] = round(total["dau"] / mau, 6) if mau else 0.0
+    total["stickiness"] = stickiness(total["dau"], mau)
     flattery: list[dict[str, Any]] = []
     if newest is not None:
         start = newest - timedelta(days=newest.weekday() + 7)
@@ -184,14 +177,13 @@ def merge_partials(
     for day, (dau, wau, mau, at_risk), (done, week_done, month_done) in zip(
         days, total["active"], flags, strict=True
     ):
-        stickiness = round(dau / mau, 6) if mau else 0.0
         report["active_users"].append(
             {
                 "day": day,
                 "dau": dau,
                 "wau": wau,
                 "mau": mau,
-                "stickiness": stickiness,
+                "stickiness": stickiness(dau, mau),
                 "complete": done,
                 "wau_complete": week_done,
                 "mau_complete": month_done,

@@ -238,7 +238,7 @@ def test_four_threads_50k_events_exactly_once_in_their_partition(
             w.start()
         for w in workers:
             w.join()
-        assert tracker.flush(60) is True
+        assert tracker.flush(60).delivered
         stats = tracker.stats
     total = per_thread * threads
     assert stats == TrackerStats(accepted=total, sent=total)
