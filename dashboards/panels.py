@@ -270,17 +270,14 @@ _WEEKS_MARKED = (
     f"Series of model labels ending in{INCOMPLETE}: weeks not complete (the newest day's, or "
     "one beginning before the first day with data); drawn dashed, grey, with points."
 )
-_WEEK_FLAGGED = f"LEFT JOIN report_days AS r ON r.day = {_MONDAY} + 6"
-"""A week's completeness: report_days' 7-day window flag on its Sunday (no row: the Sunday is
-after the newest day, so the week is not complete)."""
 
 
 def _flattery(column: str) -> SqlQuery:
     return SqlQuery(
         f"SELECT CAST({_MONDAY} AS TIMESTAMP) AS time,\n"
-        f"       model || CASE WHEN r.week_complete THEN '' ELSE '{INCOMPLETE}' END AS model,\n"
+        f"       model || CASE WHEN complete THEN '' ELSE '{INCOMPLETE}' END AS model,\n"
         f"       {column}\n"
-        f"FROM flattery_watch\n{_WEEK_FLAGGED}\nWHERE {_WEEKS}\nORDER BY time, model",
+        f"FROM flattery_watch\nWHERE {_WEEKS}\nORDER BY time, model",
         ("time", "model", column),
         "time_series",
     )
@@ -309,11 +306,10 @@ def _history_items() -> list[Panel | Row]:
             "table",
             (
                 SqlQuery(
-                    "SELECT model, week, coalesce(r.week_complete, false) AS complete,\n"
+                    "SELECT model, week, complete,\n"
                     "       thumbs_up, thumbs_down, thumbs_up_rate, active_users,\n"
                     "       active_share, risk_flags, risk_flags_per_1k, users_at_risk\n"
-                    f"FROM flattery_watch\n{_WEEK_FLAGGED}\n"
-                    f"WHERE {_WEEKS}\nORDER BY model, week",
+                    f"FROM flattery_watch\nWHERE {_WEEKS}\nORDER BY model, week",
                     (
                         "model",
                         "week",

@@ -79,20 +79,26 @@ JOIN week_users AS w USING (monday)
 LEFT JOIN votes AS v USING (model, monday)
 ORDER BY model, week;
 
+-- complete: the ISO week starts on or after the first day with data and an event exists after
+-- its Sunday (report_days' 7-day window flag on that Sunday; no row: the Sunday is after the
+-- newest day). The same rule as usersignals.metrics.flattery.is_complete.
 CREATE OR REPLACE VIEW flattery_watch AS
 SELECT
-    model,
-    week,
-    thumbs_up,
-    thumbs_down,
+    c.model,
+    c.week,
+    c.thumbs_up,
+    c.thumbs_down,
     CASE
-        WHEN thumbs_up + thumbs_down > 0
-        THEN CAST(thumbs_up AS DOUBLE) / (thumbs_up + thumbs_down)
+        WHEN c.thumbs_up + c.thumbs_down > 0
+        THEN CAST(c.thumbs_up AS DOUBLE) / (c.thumbs_up + c.thumbs_down)
     END AS thumbs_up_rate,
-    active_users,
-    CAST(active_users AS DOUBLE) / week_users AS active_share,
-    risk_flags,
-    CAST(risk_flags * 1000 AS DOUBLE) / active_users AS risk_flags_per_1k,
-    users_at_risk
-FROM flattery_counts
-ORDER BY model, week;
+    c.active_users,
+    CAST(c.active_users AS DOUBLE) / c.week_users AS active_share,
+    c.risk_flags,
+    CAST(c.risk_flags * 1000 AS DOUBLE) / c.active_users AS risk_flags_per_1k,
+    c.users_at_risk,
+    coalesce(r.week_complete, false) AS complete
+FROM flattery_counts AS c
+LEFT JOIN report_days AS r
+    ON r.day = CAST(strptime(c.week || '-1', '%G-W%V-%u') AS DATE) + 6
+ORDER BY c.model, c.week;

@@ -513,7 +513,7 @@ def test_the_flattery_table_flags_the_weeks_the_report_does(
     ]
     write_warehouse(tmp_path, events)
     con = connect(tmp_path)
-    q = _by_sql("AS complete")
+    q = _by_sql("SELECT model, week, complete")
     sql = expand_macros(q.sql, START, datetime(2026, 3, 31, tzinfo=UTC))
     table = {week: flag for _, week, flag, *_ in con.execute(sql).fetchall()}
     assert table == complete

@@ -134,8 +134,12 @@ def test_two_weeks_by_hand() -> None:
     assert view_rows(con, "flattery_watch")[3] == {
         "model": "warm", "week": "2026-W11", "thumbs_up": 3, "thumbs_down": 0,
         "thumbs_up_rate": 1.0, "active_users": 3, "active_share": 0.75, "risk_flags": 2,
-        "risk_flags_per_1k": 666.666667, "users_at_risk": 1,
+        "risk_flags_per_1k": 666.666667, "users_at_risk": 1, "complete": False,
     }  # fmt: skip
+    # the view's week flag is the definition's (the rows above come from metrics.flattery)
+    assert [r["complete"] for r in view_rows(con, "flattery_watch")] == [
+        r["complete"] for r in rows
+    ]
 
 
 def crowd(day: int, model: str, users: int, up: int, down: int, flags: int) -> list[Event]:
