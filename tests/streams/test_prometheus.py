@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import time
 import urllib.parse
 import urllib.request
@@ -16,7 +15,7 @@ import pytest
 
 from tests.conftest import Kafka
 from tests.oracle import dedupe, oracle_report
-from tests.streams.test_prometheus_rules import wait_ready
+from tests.streams.promproc import running_prometheus
 from tests.streams.workerproc import (
     BAD_RECORDS,
     batch_records,
@@ -25,9 +24,7 @@ from tests.streams.workerproc import (
     running_worker,
     wait_caught_up,
 )
-from usersignals.broker import free_port, wait_for_port
 from usersignals.ingest.contract import Event
-from usersignals.processes import terminate
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 N = 8
@@ -88,28 +85,7 @@ def test_prometheus_scrapes_the_exact_dau(kafka: Kafka, tmp_path: Path) -> None:
         text = worker.get("/metrics")
         assert "user_id" not in text
         assert "u001" not in text
-        port = free_port()
-        config = tmp_path / "prometheus.yml"
-        config.write_text(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-            "scrape_configs:\n  - job_name: usersignals\n    static_configs:\n"
-            f"      - targets: ['127.0.0.1:{worker.port}']\n"
-        )
-        log = (tmp_path / "prometheus.log").open("wb")
-        prom = subprocess.Popen(
-            [
-                PROMETHEUS,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
-        try:
-            assert wait_for_port("127.0.0.1", port, 30)
-            wait_ready(port)
+        with running_prometheus(PROMETHEUS, tmp_path, [worker.port]) as port:
             deadline = time.monotonic() + 60
             result: list[dict[str, Any]] = []
             while time.monotonic() < deadline:
@@ -134,5 +110,3 @@ def test_prometheus_scrapes_the_exact_dau(kafka: Kafka, tmp_path: Path) -> None:
             assert [float(r["value"][1]) for r in events] == [
                 float(sum(r["events"] for r in expected["events_by_day"]))
             ]
-        finally:
-            terminate(prom, 30)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import time
 import urllib.parse
 import urllib.request
@@ -20,6 +19,7 @@ import pytest
 
 from tests.conftest import Kafka
 from tests.oracle import oracle_report
+from tests.streams.promproc import running_prometheus
 from tests.streams.workerproc import (
     WorkerProc,
     batch_records,
@@ -27,11 +27,9 @@ from tests.streams.workerproc import (
     start_worker,
     wait_caught_up,
 )
-from usersignals.broker import free_port, wait_for_port
 from usersignals.dashboards.rules import RULES_FILE
 from usersignals.ingest.contract import Event
 from usersignals.metrics.flattery import WeekCounts, previous_week, rise
-from usersignals.processes import terminate
 
 N = 8
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
@@ -117,20 +115,6 @@ def eventually(read: Callable[[], Any], expected: Any, what: str, timeout: float
     return got
 
 
-def wait_ready(port: int, timeout: float = 60) -> None:
-    """Until Prometheus answers ``/-/ready`` with 200 (its API answers 503 before)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"prometheus on {port} not ready after {timeout} s")
-
-
 @contextmanager
 def prometheus(tmp_path: Path, targets: list[int], binary: str) -> Iterator[int]:
     rules = tmp_path / "rules.yml"
@@ -143,33 +127,8 @@ def prometheus(tmp_path: Path, targets: list[int], binary: str) -> Iterator[int]
         ),
         encoding="utf-8",
     )
-    config = tmp_path / "prometheus.yml"
-    listed = ", ".join(f"'127.0.0.1:{p}'" for p in targets)
-    config.write_text(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-        f"rule_files:\n  - {rules}\n"
-        "scrape_configs:\n  - job_name: usersignals\n"
-        f"    static_configs:\n      - targets: [{listed}]\n"
-    )
-    port = free_port()
-    log = (tmp_path / "prometheus.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    log.close()
-    try:
-        assert wait_for_port("127.0.0.1", port, 30)
-        wait_ready(port)
+    with running_prometheus(binary, tmp_path, targets, rules) as port:
         yield port
-    finally:
-        terminate(proc, 30)
 
 
 # ---------------------------------------------------------------- the definition's answer
