@@ -15,8 +15,8 @@
 # # usersignals: an analyst's notebook
 #
 # Engagement and wellbeing side by side, from the Parquet warehouse. Every number here comes
-# from the same DuckDB views (`warehouse/views.sql` and `metrics/*.sql`) that `usersignals report` and the
-# dashboards read, so the definitions are those of `metrics.md`.
+# from the same DuckDB views (`warehouse/views.sql` and `metrics/*.sql`) that `usersignals
+# report` and the dashboards read, so the definitions are those of `docs/metrics.md`.
 #
 # The warehouse directory comes from `USERSIGNALS_WAREHOUSE` (default `demo/warehouse`, what
 # `make demo` leaves behind). The test suite runs this notebook on a generated warehouse.
