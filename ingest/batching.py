@@ -347,6 +347,10 @@ def records_from_spool(
         record = Record(spooled.partition, spooled.key, spooled.value, spooled.events, partitions)
         return [record], 0
     events, rejections = decode_record(spooled.value)
-    for rejection in rejections:
-        log.error("Dropping a spooled event the contract rejects: %s", rejection.message)
+    for rejection in rejections:  # the message quotes the value: reason and field only
+        log.error(
+            "Dropping a spooled event the contract rejects: %s (field %s)",
+            rejection.reason,
+            rejection.field,
+        )
     return build_records(events, partitions, batch_size), len(rejections)

@@ -141,6 +141,7 @@ def views_script(root: Path | str) -> str:
     root = Path(root)
     manifest = _sql_string(str(root / MANIFEST))
     return (
+        "SET TimeZone = 'UTC';\n"  # days are UTC days, as in connect(), whatever the host's zone
         "SET VARIABLE usersignals_files = (\n"
         f"    SELECT files FROM read_json({manifest}, columns = {{files: 'VARCHAR[]'}})\n"
         ");\n"

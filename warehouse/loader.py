@@ -397,9 +397,18 @@ class Loader:
         self.stats.committed[buf.partition] = state.last
         gc.collect(1)
         try:
-            await consumer.commit({TopicPartition(self.topic, buf.partition): state.last + 1})
-        except KafkaError as exc:  # informational only: the markers are the truth
-            log.warning("could not commit offset of partition %d: %s", buf.partition, exc)
+            # bounded: with the broker gone aiokafka retries a commit forever, and a stop
+            # waiting on it would never come (the manifest, replaced above, is the truth)
+            await asyncio.wait_for(
+                consumer.commit({TopicPartition(self.topic, buf.partition): state.last + 1}),
+                self.settings.kafka_timeout_s,
+            )
+        except (KafkaError, TimeoutError) as exc:  # informational only
+            log.warning(
+                "could not commit offset of partition %d: %s",
+                buf.partition,
+                type(exc).__name__ if isinstance(exc, TimeoutError) else exc,
+            )
 
 
 def run_loader(

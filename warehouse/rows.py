@@ -124,7 +124,13 @@ class PartitionBuffer:
         self.last = record.offset
         self.records += 1
         self.bytes += len(record.value or b"")
-        received = datetime.fromtimestamp(record.timestamp_ms / 1000, UTC)
+        # a record without a timestamp (-1) is judged at the moment it is read, as the worker
+        # does, instead of as if received in 1969
+        received = (
+            datetime.fromtimestamp(record.timestamp_ms / 1000, UTC)
+            if record.timestamp_ms > 0
+            else datetime.now(UTC)
+        )
         events, rejections = decode_record(record.value, now=received)
         for rejection in rejections:
             self._dead.append(

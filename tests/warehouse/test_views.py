@@ -158,7 +158,9 @@ def test_compaction_changes_nothing(tmp_path: Path) -> None:
 
 def test_views_script_runs_anywhere(warehouse: Path) -> None:
     con = duckdb.connect()
+    con.execute("SET TimeZone = 'Pacific/Kiritimati'")  # a host far from UTC (+14)
     con.execute(views_script(warehouse))
+    assert con.sql("SELECT current_setting('TimeZone')").fetchall() == [("UTC",)]
     expected = connect(warehouse).sql("FROM active_users").fetchall()
     assert con.sql("FROM active_users").fetchall() == expected
     assert con.sql("SELECT count(*) FROM events").fetchall() == [(8,)]
