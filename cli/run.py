@@ -36,6 +36,9 @@ from usersignals.processes import terminate
 
 __all__ = ["command"]
 
+RUN_RETENTION_DAYS = 100 * 366
+"""The live retention of the worker `run` starts: longer than any file's span of days."""
+
 DRAIN_TIMEOUT_S = 600.0
 STOP_TIMEOUT_S = 60.0
 
@@ -71,7 +74,11 @@ def command(
     tty = sys.stderr.isatty()
     before = _epoch_before(base.warehouse)
     with EmbeddedBroker(partitions=base.partitions, topics=()) as broker:
-        settings = base.with_(bootstrap=broker.bootstrap, worker_port=free_port())
+        # a one-shot worker holds the whole file: no event of it is behind a retention horizon,
+        # so live and history cover the same days, however many the file spans
+        settings = base.with_(
+            bootstrap=broker.bootstrap, worker_port=free_port(), retention_days=RUN_RETENTION_DAYS
+        )
         settings = settings.with_(worker_url=f"http://127.0.0.1:{settings.worker_port}")
         from usersignals.broker import ensure_topics
 

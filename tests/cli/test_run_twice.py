@@ -137,3 +137,20 @@ def test_mismatch_names_what_differs(
     live: dict[str, Any] | None, history: dict[str, Any], reason: str | None
 ) -> None:
     assert mismatch(live, history) == reason
+
+
+@pytest.mark.broker
+def test_a_file_longer_than_the_retention_agrees(tmp_path: Path) -> None:
+    """`run`'s worker holds the whole file: a file spanning more days than the live retention
+    (35 by default) is not a live/history mismatch."""
+    text: list[str] = []
+    for day, first in ((1, 0), (20, 1), (45, 2)):  # 2026-10-01 .. 2026-11-14: 45 days
+        for line in lines(f"d{day}", 3, 1)[:-1]:
+            obj = json.loads(line)
+            obj["ts"] = f"2026-{10 + (day - 1) // 31:02d}-{(day - 1) % 31 + 1:02d}T10:0{first}:00Z"
+            text.append(json.dumps(obj))
+    file = tmp_path / "long.jsonl"
+    file.write_text("\n".join(text) + "\n", encoding="utf-8")
+    proc = run(tmp_path, file)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stderr.endswith("live metrics and warehouse history agree\n")
