@@ -7,6 +7,7 @@ one), a real ``usersignals worker`` and its real ``loader`` child.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -128,11 +129,21 @@ def test_watchdog_runs_its_callbacks_then_exits_once() -> None:
 
 def test_watchdog_cancelled_in_time_does_nothing() -> None:
     calls: list[object] = []
-    dog = StopWatchdog(3600.0, exit=calls.append)
+    dog = StopWatchdog(0.05, exit=calls.append)
     dog.arm("SIGTERM")
     dog.cancel()
-    assert dog.armed
+    time.sleep(0.3)  # well past the grace: a watchdog that was not cancelled has fired by now
     assert calls == []
+
+
+def test_watchdog_not_cancelled_fires_after_its_grace() -> None:
+    calls: list[object] = []
+    dog = StopWatchdog(0.05, exit=calls.append)
+    dog.arm("SIGTERM")
+    deadline = time.monotonic() + 10
+    while not calls and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert calls == [WATCHDOG_EXIT_CODE]
 
 
 # -- real processes -----------------------------------------------------------------------------
@@ -317,3 +328,60 @@ def test_the_loader_dies_with_a_killed_worker_even_with_the_broker_gone(pipeline
     pipeline.worker.wait()
     _wait_for("the loader to exit", lambda: _gone(loader), GRACE_S + MARGIN_S)
     assert "Traceback" not in pipeline.text()
+
+
+@pytest.mark.broker
+def test_a_loader_with_buffered_events_stops_after_the_broker_is_gone(tmp_path: Path) -> None:
+    """SIGTERM writes the buffers and exits 0 even though the offset commit after each write can
+    no longer reach the broker (aiokafka would retry it forever)."""
+    from kafka import KafkaProducer
+
+    from usersignals.ingest.partitioner import partition_for
+    from usersignals.warehouse.db import connect
+
+    broker = EmbeddedBroker(partitions=2, log_path=tmp_path / "tansu.log")
+    broker.start()
+    try:
+        settings = Settings.load(
+            environ={},
+            bootstrap=broker.bootstrap,
+            warehouse=tmp_path / "warehouse",
+            state_dir=tmp_path / "state",
+            partitions=2,
+        )
+        producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
+        for i in range(6):
+            event = {"event_id": f"e{i}", "type": "session_start", "user_id": f"u{i}"}
+            value = json.dumps(event | {"ts": "2026-09-01T10:00:00Z"}).encode()
+            partition = partition_for(event["user_id"], 2)  # the user's own partition
+            producer.send(settings.events_topic, value=value, partition=partition)
+        producer.flush(30)
+        producer.close()
+        env = {**os.environ, **settings.to_env(), "USERSIGNALS_KAFKA_TIMEOUT_S": "2"}
+        log = tmp_path / "loader.log"
+        with open(log, "wb") as out:
+            loader = subprocess.Popen(
+                [sys.executable, "-m", "usersignals", "loader", "--roll-seconds", "3600"],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        try:
+            _wait_for(
+                "the loader to catch up",
+                lambda: "caught up with the end offsets" in log.read_text(errors="replace"),
+                START_TIMEOUT_S,
+            )
+            broker.stop()
+            loader.send_signal(signal.SIGTERM)
+            code = loader.wait(MARGIN_S)
+        finally:
+            if loader.poll() is None:
+                loader.kill()
+                loader.wait()
+    finally:
+        broker.stop()
+    assert code == 0, log.read_text(errors="replace")[-3000:]
+    con = connect(tmp_path / "warehouse")
+    assert con.sql("SELECT count(*) FROM events").fetchall() == [(6,)]
