@@ -960,10 +960,13 @@ def _rule_levels(root: Path) -> list[Path]:
     names = {r["record"] for r in recording}
     depth: dict[str, int] = {}
     while len(depth) < len(recording):
+        before = len(depth)
         for r in recording:
-            reads = [n for n in names if n != r["record"] and n in r["expr"]]
+            tokens = set(re.findall(r"[A-Za-z_:][A-Za-z0-9_:]*", r["expr"]))
+            reads = [n for n in names if n != r["record"] and n in tokens]
             if r["record"] not in depth and all(n in depth for n in reads):
                 depth[r["record"]] = 1 + max((depth[n] for n in reads), default=-1)
+        assert len(depth) > before, f"recording rules read each other in a cycle: {names}"
     paths = []
     for level in range(max(depth.values()) + 1):
         group: dict[str, Any] = {"name": f"level{level}", "interval": "1m"}
