@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install system-deps test check-clean lint typecheck unit demo bench bench-quick notebook clean
+.PHONY: install system-deps test check-clean lint typecheck unit faults demo bench bench-quick notebook clean
 
 install: $(STAMP) system-deps
 
@@ -45,11 +45,29 @@ test: install lint typecheck
 	USERSIGNALS_REQUIRE_TOOLS=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 	@$(MAKE) --no-print-directory check-clean
 
+# The fault suite and the fuzzers at full length (USERSIGNALS_FAULTS=long): more SIGKILLs, more
+# hypothesis examples, a longer atheris run. `make test` runs the same tests in a short form.
+faults: install
+	USERSIGNALS_REQUIRE_TOOLS=1 USERSIGNALS_FAULTS=long $(BIN)/python -m pytest tests/faults -s $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory check-clean
+
 check-clean:
 	@if ! git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
-	  echo "check-clean: not a git checkout, nothing to compare"; \
+	  echo "# The fault suite and the fuzzers at full length (USERSIGNALS_FAULTS=long): more SIGKILLs, more
+# hypothesis examples, a longer atheris run. `make test` runs the same tests in a short form.
+faults: install
+	USERSIGNALS_REQUIRE_TOOLS=1 USERSIGNALS_FAULTS=long $(BIN)/python -m pytest tests/faults -s $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory check-clean
+
+check-clean: not a git checkout, nothing to compare"; \
 	elif [ -n "$$(git status --porcelain)" ]; then \
-	  echo "check-clean: the checkout is not clean (a test or a build step left these):"; \
+	  echo "# The fault suite and the fuzzers at full length (USERSIGNALS_FAULTS=long): more SIGKILLs, more
+# hypothesis examples, a longer atheris run. `make test` runs the same tests in a short form.
+faults: install
+	USERSIGNALS_REQUIRE_TOOLS=1 USERSIGNALS_FAULTS=long $(BIN)/python -m pytest tests/faults -s $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory check-clean
+
+check-clean: the checkout is not clean (a test or a build step left these):"; \
 	  git status --porcelain; exit 1; \
 	fi
 

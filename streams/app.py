@@ -30,10 +30,11 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import faust
 from faust.types import TP
+from prometheus_client.registry import Collector
 
 from usersignals.config import Settings
 from usersignals.metrics.flattery import params_of
@@ -47,12 +48,25 @@ __all__ = [
     "REBALANCE_TIMEOUT_S",
     "ArenaFn",
     "LiveWorker",
+    "Sidecar",
     "complete_recovery",
     "rewind_uncommitted",
 ]
 
 ArenaFn = Callable[[dict[tuple[Any, Any, Any], int]], list[dict[str, Any]]]
 """Arena rows from a preference count table (injected by the CLI: streams cannot import it)."""
+
+
+class Sidecar(Collector, Protocol):
+    """A process the worker runs beside itself (the warehouse loader): its state is a section
+    of ``/v1/status`` under :attr:`name` and its metrics are part of ``/metrics``."""
+
+    name: str
+
+    def status(self) -> dict[str, Any]:
+        """The section of ``/v1/status`` (JSON values only)."""
+        ...
+
 
 REBALANCE_TIMEOUT_S = 5.0
 SESSION_TIMEOUT_S = 10.0
@@ -82,6 +96,8 @@ class LiveWorker:
         self.keepers: dict[int, PartitionKeeper] = {}
         self.event_lag = EventTimeLag()
         self.records = 0
+        self.sidecars: list[Sidecar] = []
+        """Processes run beside the worker, shown in its status and metrics (set by the CLI)."""
         self.ready = False
         """Set once the state of the held partitions is rebuilt after an assignment."""
         self.app = faust.App(

@@ -417,8 +417,11 @@ def _votes(
     return family
 
 
-def render(collector: WorkerCollector) -> bytes:
-    """The text exposition format of one collector."""
+def render(collector: WorkerCollector, *extra: Collector) -> bytes:
+    """The text exposition format of the worker's collector and any ``extra`` ones (the
+    processes the worker supervises, see :class:`usersignals.streams.app.Sidecar`)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
+    for c in extra:
+        registry.register(c)
     return generate_latest(registry)

@@ -82,6 +82,7 @@ def status_of(worker: LiveWorker, *, counts: bool = True) -> dict[str, Any]:
         "accepted": accepted,
         "rejected": dict(sorted(rejected.items())),
         "late": sum(s.late for s in states),
+        **{sidecar.name: sidecar.status() for sidecar in worker.sidecars},
     }
 
 
@@ -120,4 +121,6 @@ def add_views(worker: LiveWorker) -> None:
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
-        return web.bytes(render(worker.collector), content_type=METRICS_CONTENT_TYPE)
+        return web.bytes(
+            render(worker.collector, *worker.sidecars), content_type=METRICS_CONTENT_TYPE
+        )

@@ -1,0 +1,1 @@
+"""The fault suite and the fuzzers: short under ``make test``, long under ``make faults``."""
