@@ -5,20 +5,35 @@ reached, and reads the records back, oldest first, once it can. The file outlive
 a new tracker on the same path resends what an earlier one spooled.
 
 File layout: a sequence of frames ``b"US" | length u32 | crc32 u32 | payload`` (big-endian).
-A frame whose checksum does not match, or that was cut short by a crash while it was written,
-ends the readable part: the file is truncated there when it is opened (and the lost bytes are
-logged and counted in :attr:`Spool.corrupt_bytes`). The read position lives in a small side file
-``<path>.pos`` (offset + crc32) replaced atomically, so a resend that was acknowledged is not
-repeated after a restart; a crash between an acknowledgement and the position update repeats
-those records (at-least-once; consumers drop repeated ``event_id``\\ s).
+A frame is valid when its magic, its length (it ends inside the file) and the crc32 of its
+payload all hold; every frame is checked when it is read, so a damaged one is never resent.
+
+Damage costs only the damaged bytes. The reader resynchronises on the next valid frame and
+skips what lies between (a *damaged region*); each region is counted in
+:attr:`Spool.corrupt_frames`, :attr:`Spool.corrupt_bytes` and :attr:`Spool.corrupt_events` and
+logged once as a warning with the file and the offsets (never its content). The resync rule:
+the next frame is the earliest valid one after the damage, except that a valid frame which is
+not followed by another valid frame (or the end of the file) and that overlaps the start of a
+valid frame which is, is rejected: a fake header inside a damaged payload whose length points
+past a real frame would otherwise swallow that frame (it would also need a matching crc32).
+The events of a damaged region are read from its first record head when the region still looks
+like a frame (its magic holds, or its length field spans the region exactly); otherwise, as for
+garbage appended to the file, they count as 0. A damaged region at the end of the file, after
+the last valid frame (a write torn by a crash, garbage), is cut off when the spool is opened.
+
+The read position lives in a small side file ``<path>.pos`` (offset + crc32) replaced
+atomically, so a resend that was acknowledged is not repeated after a restart; a crash between
+an acknowledgement and the position update repeats those records (at-least-once; consumers drop
+repeated ``event_id``\\ s).
 
 Durability: :meth:`Spool.append` writes all given frames with one ``write`` and calls
 ``os.fsync`` before it returns (unless the spool was opened with ``fsync=False``), so a record
 counted as spooled survives a crash of the process and of the machine.
 
 Bound: the file never grows beyond ``max_bytes``. When a frame does not fit, the already-resent
-prefix is dropped by rewriting the unread tail to a new file (atomic rename); if it still does not
-fit, :class:`SpoolFullError` is raised and nothing of that call is written.
+prefix is dropped by rewriting the valid frames of the unread tail to a new file (atomic
+rename); if it still does not fit, :class:`SpoolFullError` is raised and nothing of that call is
+written.
 """
 
 from __future__ import annotations
@@ -29,7 +44,7 @@ import os
 import struct
 import threading
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +60,7 @@ _POS = struct.Struct(">QI")
 # partition count (0 = unknown), partition (-1 = unknown), events, key length
 _RECORD = struct.Struct(">HhHH")
 HEADER_BYTES = _HEADER.size
+_SCAN_CHUNK = 1 << 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,13 +107,22 @@ class Spool:
         max_bytes: The file never grows beyond this many bytes.
         fsync: Call ``os.fsync`` after every append and position update (default). Without it a
             machine crash may lose the last appended records (a process crash does not).
+
+    Attributes:
+        corrupt_frames: Damaged frames skipped or cut off since the spool was opened.
+        corrupt_bytes: Bytes of those damaged regions.
+        corrupt_events: Events those frames held, as far as their record heads tell (see the
+            module docstring).
     """
 
     def __init__(self, path: Path | str, max_bytes: int, *, fsync: bool = True) -> None:
         self.path = Path(path)
         self.max_bytes = max_bytes
         self.fsync = fsync
+        self.corrupt_frames = 0
         self.corrupt_bytes = 0
+        self.corrupt_events = 0
+        self._holes: dict[int, int] = {}  # damaged regions after the read position: start -> end
         self._lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._pos_path = self.path.with_name(self.path.name + ".pos")
@@ -111,7 +136,7 @@ class Spool:
         self._size = self._file.seek(0, os.SEEK_END)
         self._read_pos = min(self._load_pos(), self._size)
         self._pending_frames = 0
-        self._recover()
+        self._scan()
 
     # -- state -------------------------------------------------------------------------------
 
@@ -166,15 +191,12 @@ class Spool:
         """
         with self._lock:
             out: list[tuple[bytes, int]] = []
-            pos = self._read_pos
             total = 0
-            while pos < self._size and len(out) < max_frames and (not out or total < max_bytes):
-                self._file.seek(pos)
-                _magic, length, _crc = _HEADER.unpack(self._file.read(HEADER_BYTES))
-                payload = self._file.read(length)
-                pos += HEADER_BYTES + length
-                out.append((payload, pos))
-                total += length
+            for payload, end in self._frames(self._read_pos):
+                out.append((payload, end))
+                total += len(payload)
+                if len(out) >= max_frames or total >= max_bytes:
+                    break
             return out
 
     def commit(self, offset: int, frames: int) -> None:
@@ -187,12 +209,14 @@ class Spool:
                 return
             self._read_pos = min(offset, self._size)
             self._pending_frames = max(0, self._pending_frames - frames)
+            self._holes = {s: e for s, e in self._holes.items() if s >= self._read_pos}
             if self._read_pos >= self._size:
                 self._file.truncate(0)
                 self._file.flush()
                 if self.fsync:
                     os.fsync(self._file.fileno())
                 self._size = self._read_pos = self._pending_frames = 0
+                self._holes.clear()
             self._store_pos(self._read_pos)
 
     def close(self) -> None:
@@ -237,45 +261,158 @@ class Spool:
                 os.fsync(f.fileno())
         os.replace(tmp, self._pos_path)
 
-    def _recover(self) -> None:
-        """Counts the readable frames after the read position; cuts a damaged or torn tail."""
-        pos, frames = self._read_pos, 0
-        self._file.seek(pos)
+    def _read(self, pos: int, n: int) -> bytes:
+        return os.pread(self._file.fileno(), n, pos)
+
+    def _valid(self, pos: int) -> bytes | None:
+        """The payload of the frame at ``pos`` when magic, length and checksum hold."""
+        head = self._read(pos, HEADER_BYTES)
+        if len(head) < HEADER_BYTES:
+            return None
+        magic, length, crc = _HEADER.unpack(head)
+        if magic != MAGIC or pos + HEADER_BYTES + length > self._size:
+            return None
+        payload = self._read(pos + HEADER_BYTES, length)
+        if len(payload) != length or zlib.crc32(payload) != crc:
+            return None
+        return payload
+
+    def _anchored(self, pos: int, length: int) -> bool:
+        """The frame at ``pos`` ends at the end of the file or where a valid frame starts."""
+        end = pos + HEADER_BYTES + length
+        return end == self._size or self._valid(end) is not None
+
+    def _frames(self, pos: int) -> Iterator[tuple[bytes, int]]:
+        """The valid frames from ``pos`` on (lock held): payload and the offset after it.
+
+        Known damaged regions are jumped over; a frame found damaged now (the file changed on
+        disk since it was opened) makes the spool scan its unread part again.
+        """
+        rescanned_at = -1
         while pos < self._size:
-            head = self._file.read(HEADER_BYTES)
-            if len(head) < HEADER_BYTES:
-                break
-            magic, length, crc = _HEADER.unpack(head)
-            if magic != MAGIC or pos + HEADER_BYTES + length > self._size:
-                break
-            payload = self._file.read(length)
-            if zlib.crc32(payload) != crc:
-                break
-            pos += HEADER_BYTES + length
-            frames += 1
-        if pos < self._size:
-            self.corrupt_bytes = self._size - pos
-            log.error(
-                "Spool %r: %d damaged or incomplete bytes at offset %d were cut off",
-                str(self.path),
-                self.corrupt_bytes,
-                pos,
-            )
-            self._file.truncate(pos)
-            self._size = pos
+            hole_end = self._holes.get(pos)
+            if hole_end is not None:
+                pos = hole_end
+                continue
+            payload = self._valid(pos)
+            if payload is None:
+                if rescanned_at == pos:
+                    return
+                rescanned_at = pos
+                self._scan()
+                continue
+            pos += HEADER_BYTES + len(payload)
+            yield payload, pos
+
+    def _scan(self) -> None:
+        """Counts the valid frames after the read position, maps the damaged regions between
+        them and cuts a damaged tail (see the module docstring)."""
+        pos, frames = self._read_pos, 0
+        holes: dict[int, int] = {}
+        while pos < self._size:
+            known = self._holes.get(pos)
+            if known is None:
+                payload = self._valid(pos)
+                if payload is not None:
+                    pos += HEADER_BYTES + len(payload)
+                    frames += 1
+                    continue
+                known = self._resync(pos)
+                self._count_damage(pos, known)
+            holes[pos] = known
+            pos = known
+        tail = max((s for s, e in holes.items() if e >= self._size), default=None)
+        if tail is not None:
+            del holes[tail]
+            self._file.truncate(tail)
+            self._file.flush()
+            if self.fsync:
+                os.fsync(self._file.fileno())
+            self._size = tail
+        self._holes = holes
         self._pending_frames = frames
         if self._read_pos and self._read_pos >= self._size:
             self._file.truncate(0)
             self._size = self._read_pos = 0
+            self._holes.clear()
             self._store_pos(0)
 
+    def _resync(self, bad: int) -> int:
+        """Where reading resumes after the damaged frame at ``bad`` (the end of the file when
+        no valid frame follows)."""
+        stop = self._size - HEADER_BYTES + 1
+        at = self._find_magic(bad + 1, stop)
+        while at >= 0:
+            payload = self._valid(at)
+            if payload is not None and not self._swallows(at, len(payload)):
+                return at
+            at = self._find_magic(at + 1, stop)
+        return self._size
+
+    def _swallows(self, pos: int, length: int) -> bool:
+        """An unanchored candidate frame that covers the start of an anchored valid frame."""
+        if self._anchored(pos, length):
+            return False
+        end = pos + HEADER_BYTES + length
+        inner = self._find_magic(pos + 1, min(end, self._size - HEADER_BYTES + 1))
+        while inner >= 0:
+            payload = self._valid(inner)
+            if payload is not None and self._anchored(inner, len(payload)):
+                return True
+            inner = self._find_magic(inner + 1, min(end, self._size - HEADER_BYTES + 1))
+        return False
+
+    def _find_magic(self, start: int, stop: int) -> int:
+        """The first offset in ``[start, stop)`` where ``MAGIC`` begins, or -1."""
+        while start < stop:
+            chunk = self._read(start, min(_SCAN_CHUNK, stop - start) + len(MAGIC) - 1)
+            i = chunk.find(MAGIC)
+            if i >= 0 and start + i < stop:
+                return start + i
+            start += _SCAN_CHUNK
+        return -1
+
+    def _count_damage(self, start: int, end: int) -> None:
+        """Counts and logs the damaged region ``[start, end)`` (offsets only, no content)."""
+        frames, events, at = 0, 0, start
+        while at < end:
+            head = self._read(at, HEADER_BYTES + _RECORD.size)
+            if len(head) < HEADER_BYTES + _RECORD.size:
+                break
+            magic, length, _ = _HEADER.unpack_from(head)
+            nxt = at + HEADER_BYTES + length
+            if magic != MAGIC and nxt != end:
+                break
+            frames += 1
+            events += _RECORD.unpack_from(head, HEADER_BYTES)[2]
+            if nxt >= end:
+                break
+            at = nxt
+        frames = max(frames, 1)
+        self.corrupt_frames += frames
+        self.corrupt_bytes += end - start
+        self.corrupt_events += events
+        log.warning(
+            "Spool %r: %d damaged bytes at offset %d skipped (%d frames, %d events lost); %s",
+            str(self.path),
+            end - start,
+            start,
+            frames,
+            events,
+            "the damaged tail is cut off"
+            if end >= self._size
+            else f"reading resumes at offset {end}",
+        )
+
     def _compact(self) -> None:
-        """Rewrites the unread tail to a fresh file, dropping the resent prefix."""
+        """Rewrites the valid frames of the unread tail to a fresh file, dropping the resent
+        prefix and the damaged regions."""
         tmp = self.path.with_name(self.path.name + ".tmp")
-        self._file.seek(self._read_pos)
+        frames = 0
         with open(tmp, "wb") as out:
-            while chunk := self._file.read(1 << 20):
-                out.write(chunk)
+            for payload, _end in self._frames(self._read_pos):
+                out.write(frame(payload))
+                frames += 1
             out.flush()
             if self.fsync:
                 os.fsync(out.fileno())
@@ -287,3 +424,5 @@ class Spool:
         self._file = open(self.path, "a+b")  # noqa: SIM115
         self._size = self._file.seek(0, os.SEEK_END)
         self._read_pos = 0
+        self._pending_frames = frames
+        self._holes.clear()
