@@ -53,7 +53,30 @@ ENV_VARS: Mapping[str, str] = {
     "kafka_timeout_s": "USERSIGNALS_KAFKA_TIMEOUT_S",
     "stop_grace_s": "USERSIGNALS_STOP_GRACE_S",
     "log_repeat_s": "USERSIGNALS_LOG_REPEAT_S",
+    "collector_header_timeout_s": "USERSIGNALS_COLLECTOR_HEADER_TIMEOUT_S",
+    "collector_body_timeout_s": "USERSIGNALS_COLLECTOR_BODY_TIMEOUT_S",
+    "collector_idle_timeout_s": "USERSIGNALS_COLLECTOR_IDLE_TIMEOUT_S",
+    "collector_max_connections": "USERSIGNALS_COLLECTOR_MAX_CONNECTIONS",
+    "collector_client_rate": "USERSIGNALS_COLLECTOR_CLIENT_RATE",
+    "collector_client_burst": "USERSIGNALS_COLLECTOR_CLIENT_BURST",
+    "collector_key_rate": "USERSIGNALS_COLLECTOR_KEY_RATE",
+    "collector_key_burst": "USERSIGNALS_COLLECTOR_KEY_BURST",
+    "collector_auth_fail_rate": "USERSIGNALS_COLLECTOR_AUTH_FAIL_RATE",
+    "collector_auth_fail_burst": "USERSIGNALS_COLLECTOR_AUTH_FAIL_BURST",
 }
+
+_COLLECTOR_TIMEOUTS = (
+    "collector_header_timeout_s",
+    "collector_body_timeout_s",
+    "collector_idle_timeout_s",
+)
+_COLLECTOR_RATES = ("collector_client_rate", "collector_key_rate", "collector_auth_fail_rate")
+_COLLECTOR_COUNTS = (
+    "collector_max_connections",
+    "collector_client_burst",
+    "collector_key_burst",
+    "collector_auth_fail_burst",
+)
 
 
 @dataclass(frozen=True)
@@ -89,6 +112,22 @@ class Settings:
             cleanly after SIGTERM or SIGINT; then it exits without waiting for Kafka.
         log_repeat_s: The same warning or error (same logger, same message template) is
             logged at most once per this many seconds; the suppressed ones are counted.
+        collector_header_timeout_s: How long the collector waits for a request's headers once
+            its first byte came; then it answers 408 and closes the connection.
+        collector_body_timeout_s: How long the collector waits for a whole request body once
+            its headers came; then it answers 408 and closes the connection.
+        collector_idle_timeout_s: How long a keep-alive connection may sit idle (no request
+            started) before the collector closes it; a new connection counts as idle too.
+        collector_max_connections: Open connections the collector holds at most; one more is
+            answered 503 at once and closed, without reading it.
+        collector_client_rate: Requests per second one client address may make (token
+            bucket; 0 means no limit); beyond it, 429 with ``Retry-After``.
+        collector_client_burst: Requests one client address may make at once (bucket size).
+        collector_key_rate: Requests per second one write key may make (0 means no limit).
+        collector_key_burst: Requests one write key may make at once (bucket size).
+        collector_auth_fail_rate: Refused write keys per second one client address may send;
+            beyond it, every request of that client with a key is 429 until the bucket refills.
+        collector_auth_fail_burst: Refused write keys one client address may send at once.
     """
 
     bootstrap: str = "127.0.0.1:9092"
@@ -109,6 +148,16 @@ class Settings:
     kafka_timeout_s: float = 10.0
     stop_grace_s: float = 30.0
     log_repeat_s: float = 10.0
+    collector_header_timeout_s: float = 10.0
+    collector_body_timeout_s: float = 30.0
+    collector_idle_timeout_s: float = 75.0
+    collector_max_connections: int = 1000
+    collector_client_rate: float = 200.0
+    collector_client_burst: int = 400
+    collector_key_rate: float = 200.0
+    collector_key_burst: int = 400
+    collector_auth_fail_rate: float = 1.0
+    collector_auth_fail_burst: int = 20
 
     @property
     def events_topic(self) -> str:
@@ -178,15 +227,19 @@ class Settings:
             raise ConfigError("bootstrap", self.bootstrap, "empty")
         if not 0.0 < self.flattery_level < 0.5:
             raise ConfigError("flattery_level", self.flattery_level, "must be between 0 and 0.5")
-        for name in ("kafka_timeout_s", "stop_grace_s", "log_repeat_s"):
+        for name in ("kafka_timeout_s", "stop_grace_s", "log_repeat_s", *_COLLECTOR_TIMEOUTS):
             if not getattr(self, name) > 0:
                 raise ConfigError(name, getattr(self, name), "must be more than 0 seconds")
+        for name in _COLLECTOR_RATES:
+            if not getattr(self, name) >= 0:
+                raise ConfigError(name, getattr(self, name), "must be 0 (no limit) or more")
         for name in (
             "partitions",
             "retention_days",
             "max_models",
             "flattery_min_votes",
             "flattery_min_users",
+            *_COLLECTOR_COUNTS,
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(name, getattr(self, name), "must be at least 1")
@@ -202,7 +255,14 @@ def _coerce(name: str, raw: Any) -> Any:
         if isinstance(raw, str):
             return tuple(k.strip() for k in raw.split(",") if k.strip())
         return tuple(raw)
-    if name in ("flattery_level", "kafka_timeout_s", "stop_grace_s", "log_repeat_s"):
+    if name in (
+        "flattery_level",
+        "kafka_timeout_s",
+        "stop_grace_s",
+        "log_repeat_s",
+        *_COLLECTOR_TIMEOUTS,
+        *_COLLECTOR_RATES,
+    ):
         if isinstance(raw, bool):
             raise ConfigError(name, raw, "not a number")
         try:
@@ -217,6 +277,7 @@ def _coerce(name: str, raw: Any) -> Any:
         "collector_port",
         "flattery_min_votes",
         "flattery_min_users",
+        *_COLLECTOR_COUNTS,
     ):
         if isinstance(raw, bool):
             raise ConfigError(name, raw, "not a whole number")
