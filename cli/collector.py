@@ -8,6 +8,7 @@ import logging
 import click
 
 from usersignals.cli._options import bootstrap_option, settings_from
+from usersignals.processes import install_repeat_filter
 
 __all__ = ["command"]
 
@@ -35,7 +36,9 @@ def command(host: str, port: int | None, bootstrap: str | None, allow_origin: st
 
     Write keys come from USERSIGNALS_WRITE_KEYS (comma-separated); clients send
     'Authorization: Bearer <key>'. With no keys configured every request is accepted.
-    GET /healthz answers 200 while Kafka is reachable. SIGTERM or Ctrl-C stops accepting,
+    GET /healthz answers 200 while Kafka is reachable and names the broker (embedded tansu or
+    Apache Kafka); GET /openapi.json documents every endpoint. Timeouts, the connection bound
+    and rate limits are USERSIGNALS_COLLECTOR_* settings. SIGTERM or Ctrl-C stops accepting,
     flushes and exits.
 
     \b
@@ -49,6 +52,12 @@ def command(host: str, port: int | None, bootstrap: str | None, allow_origin: st
 
     settings = settings_from(bootstrap=bootstrap, collector_port=port)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # Hostile clients can make a warning per request; each kind is logged once per interval.
+    install_repeat_filter(settings.log_repeat_s)
+    # The collector logs request faults itself, without request bytes; aiohttp's own loggers
+    # would quote them.
+    for name in ("aiohttp.server", "aiohttp.web", "aiohttp.access"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     # aiokafka logs every failed reconnect at ERROR; the collector reports outages itself
     # (503 answers, /healthz, one warning per failed request).
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)

@@ -16,11 +16,23 @@ status    when, and body
 207       some accepted (and sent), some rejected: the same shape, both lists non-empty
 400       nothing accepted (every element rejected, or a body that cannot be read at all:
           not JSON, empty array, ...). Same shape; a whole-body rejection has ``index: null``
+          (a body that is not valid gzip/deflate is a 400 ``{"error", "message"}``)
 401       missing or unknown write key (``WWW-Authenticate: Bearer``)
-413       body over 1 MiB, or more than 500 events: ``{"error", "message"}``
-415       not ``application/json`` (UTF-8): ``{"error", "message"}``
+408       the body did not arrive within ``collector_body_timeout_s`` (connection closed)
+413       body over 1 MiB (after inflating ``Content-Encoding: gzip``/``deflate``), or more
+          than 500 events: ``{"error", "message"}``; the connection is closed
+415       not ``application/json`` (UTF-8), or an unknown ``Content-Encoding``
+429       over a rate limit (per client, per key, refused keys per client): ``Retry-After``
 503       Kafka unavailable; nothing of the request was acknowledged (``Retry-After``)
 ========  ==============================================================================
+
+Every error body is the collector's own JSON ``{"error", "message"}`` (also for unknown
+paths, wrong methods and requests that are not HTTP), and no answer or log line quotes a key,
+a header value or any byte of a body. ``GET /healthz`` says whether Kafka can be written to
+and which broker it is (``tansu``, the embedded one, keeps nothing over a restart; ``kafka``);
+``GET /openapi.json`` documents every route. Connection guards (timeouts, a bound on
+connections) are :mod:`usersignals.ingest.httpguard`'s, body limits
+:mod:`usersignals.ingest.bodies`'s, rate limits :mod:`usersignals.ingest.collector_auth`'s.
 
 Each rejection is ``{"index", "reason", "field", "message"}`` with the contract's reason
 codes. The body is read as one record, exactly as a stream worker reads a batch record, so
@@ -34,7 +46,9 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,22 +57,31 @@ from aiohttp import web
 from aiohttp.web_urldispatcher import _default_expect_handler  # sends "100 Continue"
 from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped,unused-ignore]
 from aiokafka.errors import KafkaError  # type: ignore[import-untyped,unused-ignore]
+from aiokafka.protocol.metadata import (  # type: ignore[import-untyped,unused-ignore]
+    MetadataRequest,
+)
 from aiokafka.structs import TopicPartition  # type: ignore[import-untyped,unused-ignore]
 
 from usersignals.config import Settings
 from usersignals.errors import CollectorError
 from usersignals.ingest import contract
 from usersignals.ingest.batching import build_records
+from usersignals.ingest.bodies import Body, BodyProblem, BodyStats, read_body
 from usersignals.ingest.collector_auth import (
+    Gate,
+    Refusal,
+    check_content_encoding,
     check_content_type,
-    check_write_key,
     cors_headers,
     parse_origins,
 )
+from usersignals.ingest.httpguard import GuardedRunner, Limits, error_body
+from usersignals.ingest.openapi import build_openapi
 
 __all__ = [
     "MAX_BODY_BYTES",
     "MAX_EVENTS_PER_REQUEST",
+    "BrokerInfo",
     "Collector",
     "CollectorError",
     "response_status",
@@ -83,9 +106,9 @@ RETRY_AFTER_S = 5
 """``Retry-After`` of a 503."""
 
 HEALTH_TIMEOUT_S = 2.0
-_READ_CHUNK = 64 * 1024
 # Room for the record batch framing around a record of MAX_RECORD_BYTES.
 _MAX_REQUEST_BYTES = contract.MAX_RECORD_BYTES + 64 * 1024
+_EMBEDDED_CLUSTER_PREFIX = "tansu"  # the embedded broker's cluster id is "tansu_cluster"
 
 
 def response_status(accepted: int, rejected: int) -> int:
@@ -93,6 +116,45 @@ def response_status(accepted: int, rejected: int) -> int:
     if rejected == 0:
         return 200
     return 400 if accepted == 0 else 207
+
+
+@dataclass(frozen=True)
+class BrokerInfo:
+    """Which broker the collector writes to, as ``/healthz`` tells it (no credentials).
+
+    ``kind`` is ``tansu`` (the embedded broker: memory storage, so a 2xx means "stored in this
+    broker process") or ``kafka``; ``durable`` is whether stored events outlive a broker
+    restart (``None`` when unknown).
+    """
+
+    kind: str
+    cluster_id: str | None
+    bootstrap: str
+
+    @classmethod
+    def from_cluster_id(cls, cluster_id: str | None, bootstrap: str) -> BrokerInfo:
+        if cluster_id is None:
+            kind = "unknown"
+        elif cluster_id.startswith(_EMBEDDED_CLUSTER_PREFIX):
+            kind = "tansu"
+        else:
+            kind = "kafka"
+        return cls(kind, cluster_id, _without_credentials(bootstrap))
+
+    def json(self) -> dict[str, Any]:
+        durable = None if self.kind == "unknown" else self.kind == "kafka"
+        return {
+            "kind": self.kind,
+            "durable": durable,
+            "cluster_id": self.cluster_id,
+            "bootstrap": self.bootstrap,
+        }
+
+
+def _without_credentials(bootstrap: str) -> str:
+    """``host:port`` entries only: anything up to an ``@`` and any scheme are dropped."""
+    hosts = (h.strip().rpartition("@")[2].rpartition("://")[2] for h in bootstrap.split(","))
+    return ",".join(h for h in hosts if h)
 
 
 def _count_elements(body: bytes) -> int:
@@ -108,28 +170,102 @@ def _rejection_json(r: contract.Rejection) -> dict[str, Any]:
 
 
 def _error(status: int, error: str, message: str, **headers: str) -> web.Response:
-    return web.json_response({"error": error, "message": message}, status=status, headers=headers)
+    return web.Response(
+        status=status, body=error_body(error, message), content_type="application/json",
+        headers=headers,
+    )  # fmt: skip
+
+
+def _refused(refusal: Refusal) -> web.Response:
+    return _error(refusal.status, refusal.error, refusal.message, **refusal.headers)
+
+
+def _closing(response: web.Response) -> web.Response:
+    """``response``, after which the connection closes: what is left of the body is drained
+    for a moment (uninflated, so that the client can read the answer) and then dropped."""
+    response.force_close()
+    return response
+
+
+_TOO_LARGE = f"request body is larger than {MAX_BODY_BYTES} bytes"
+_BODY_PROBLEMS = {
+    BodyProblem.TOO_LARGE: (413, "too_large", _TOO_LARGE),
+    BodyProblem.TIMEOUT: (408, "request_timeout", "the request body did not arrive in time"),
+    BodyProblem.BAD_ENCODING: (400, "bad_encoding", "the body is not valid in its encoding"),
+    BodyProblem.UNSUPPORTED_ENCODING: (
+        415,
+        "unsupported_encoding",
+        "Content-Encoding must be gzip, deflate or identity",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Route:
+    """One endpoint: method, path, handler, and whether it takes events (the write gate)."""
+
+    method: str
+    path: str
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ingest: bool = False
 
 
 class Collector:
     """The collector's Kafka producer and its HTTP handlers.
 
     Args:
-        settings: Bootstrap, topic prefix and write keys come from here.
+        settings: Bootstrap, topic prefix, write keys, limits and timeouts come from here.
         allow_origin: ``*`` or a comma-separated list of web origins that may post.
+        clock: Monotonic seconds for the rate limits.
     """
 
-    def __init__(self, settings: Settings, *, allow_origin: str = "*") -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        allow_origin: str = "*",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.settings = settings
         self.origins = parse_origins(allow_origin)
         self.partitions = 0
+        self.broker = BrokerInfo.from_cluster_id(None, settings.bootstrap)
+        self.body_stats = BodyStats()
+        self.gate = Gate(
+            settings.write_keys,
+            client=(settings.collector_client_rate, settings.collector_client_burst),
+            key=(settings.collector_key_rate, settings.collector_key_burst),
+            failed=(settings.collector_auth_fail_rate, settings.collector_auth_fail_burst),
+            clock=clock,
+        )
+        self.openapi = build_openapi(
+            max_body_bytes=MAX_BODY_BYTES, max_events=MAX_EVENTS_PER_REQUEST
+        )
         self._producer: AIOKafkaProducer | None = None
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
 
+    @property
+    def limits(self) -> Limits:
+        return Limits(
+            header_timeout=self.settings.collector_header_timeout_s,
+            idle_timeout=self.settings.collector_idle_timeout_s,
+            max_connections=self.settings.collector_max_connections,
+        )
+
+    @property
+    def routes(self) -> tuple[Route, ...]:
+        """Every endpoint; those with ``ingest=True`` are behind the write gate."""
+        return (
+            Route("POST", "/v1/events", self.post_events, ingest=True),
+            Route("OPTIONS", "/v1/events", self.preflight),
+            Route("GET", "/healthz", self.healthz),
+            Route("GET", "/openapi.json", self.openapi_json),
+        )
+
     async def start(self) -> None:
-        """Connects the producer and learns the partition count of the events topic.
+        """Connects the producer, learns the partition count and which broker it is.
 
         Raises:
             CollectorError: Kafka cannot be reached or the topic does not exist (retryable).
@@ -149,6 +285,7 @@ class Collector:
         try:
             await producer.start()
             partitions = await asyncio.wait_for(producer.partitions_for(topic), SEND_TIMEOUT_S)
+            cluster_id = await asyncio.wait_for(_cluster_id(producer), SEND_TIMEOUT_S)
         except (KafkaError, OSError, TimeoutError) as exc:
             await producer.stop()
             reason = str(exc) or type(exc).__name__
@@ -157,6 +294,7 @@ class Collector:
             await producer.stop()
             raise CollectorError(self.settings.bootstrap, topic, "topic has no partitions")
         self.partitions = len(partitions)
+        self.broker = BrokerInfo.from_cluster_id(cluster_id, self.settings.bootstrap)
         self._producer = producer
 
     async def stop(self) -> None:
@@ -188,12 +326,27 @@ class Collector:
         return True
 
     def app(self) -> web.Application:
-        """The aiohttp application (routes and CORS)."""
-        app = web.Application(middlewares=[self._cors], client_max_size=MAX_BODY_BYTES)
-        app.router.add_post("/v1/events", self.post_events, expect_handler=self.expect)
-        app.router.add_route("OPTIONS", "/v1/events", self.preflight)
-        app.router.add_get("/healthz", self.healthz)
+        """The aiohttp application (routes, CORS, JSON errors)."""
+        app = web.Application(middlewares=[self._errors, self._cors])
+        for route in self.routes:
+            expect = self.expect if route.ingest else None
+            app.router.add_route(route.method, route.path, route.handler, expect_handler=expect)
         return app
+
+    @web.middleware
+    async def _errors(
+        self, request: web.Request, handler: Callable[[web.Request], Any]
+    ) -> web.StreamResponse:
+        """aiohttp's own answers (404, 405, ...) as the collector's JSON, not its text page."""
+        try:
+            response: web.StreamResponse = await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            slug = exc.reason.lower().replace(" ", "_").replace("-", "_")
+            headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else {}
+            return _error(exc.status, slug, exc.reason, **headers)
+        return response
 
     @web.middleware
     async def _cors(
@@ -212,10 +365,14 @@ class Collector:
         return web.Response(status=204, headers=cors_headers(origin, self.origins, preflight=True))
 
     async def healthz(self, request: web.Request) -> web.Response:
-        """200 ``{"status": "ok"}`` while Kafka is reachable, else 503."""
-        if await self.kafka_ready():
-            return web.json_response({"status": "ok"})
-        return web.json_response({"status": "kafka_unavailable"}, status=503)
+        """200 while Kafka is reachable, else 503; either way the broker it speaks to."""
+        ready = await self.kafka_ready()
+        payload = {"status": "ok" if ready else "kafka_unavailable", "broker": self.broker.json()}
+        return web.json_response(payload, status=200 if ready else 503)
+
+    async def openapi_json(self, request: web.Request) -> web.Response:
+        """The OpenAPI document of every route (:mod:`usersignals.ingest.openapi`)."""
+        return web.json_response(self.openapi)
 
     async def drain(self, timeout: float) -> None:
         """Waits (at most ``timeout`` seconds) until no ``POST`` is being handled."""
@@ -233,24 +390,30 @@ class Collector:
             if not self._in_flight:
                 self._idle.set()
 
-    def _refusal(self, request: web.Request) -> web.Response | None:
-        """The answer for a request refused on its headers alone (key, media type, size)."""
-        problem = check_write_key(request.headers.get("Authorization"), self.settings.write_keys)
-        if problem is not None:
-            error = 'Bearer realm="usersignals"'
-            if "Authorization" in request.headers:
-                error += ', error="invalid_token"'
-            return _error(401, "unauthorized", problem, **{"WWW-Authenticate": error})
-        problem = check_content_type(request.headers.get("Content-Type"))
-        if problem is not None:
-            return _error(415, "unsupported_media_type", problem)
-        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-            return _too_large()
-        return None
+    def admit(self, request: web.Request) -> web.Response | None:
+        """The answer for a request refused on its headers alone (rate, key, media type,
+        encoding, size); decided once per request, for every ingest route."""
+        if "usersignals.refusal" in request:
+            decided: web.Response | None = request["usersignals.refusal"]
+            return decided
+        refusal = self.gate.admit(request.remote or "", request.headers.get("Authorization"))
+        answer = _refused(refusal) if refusal is not None else None
+        if answer is None:
+            problem = check_content_type(request.headers.get("Content-Type"))
+            if problem is not None:
+                answer = _error(415, "unsupported_media_type", problem)
+        if answer is None:
+            problem = check_content_encoding(request.headers.get("Content-Encoding"))
+            if problem is not None:
+                answer = _error(415, "unsupported_encoding", problem)
+        if answer is None and (request.content_length or 0) > MAX_BODY_BYTES:
+            answer = _closing(_error(413, *_BODY_PROBLEMS[BodyProblem.TOO_LARGE][1:]))
+        request["usersignals.refusal"] = answer
+        return answer
 
     async def expect(self, request: web.Request) -> web.Response | None:
         """``Expect: 100-continue``: refuse on the headers before the client uploads the body."""
-        refusal = self._refusal(request)
+        refusal = self.admit(request)
         if refusal is None:
             await _default_expect_handler(request)
             return None
@@ -259,13 +422,28 @@ class Collector:
         )
         return refusal
 
+    async def read(self, request: web.Request) -> Body | web.Response:
+        """The body within the body timeout and size limit, or the answer saying why not."""
+        body = await read_body(
+            request.content,
+            encoding=request.headers.get("Content-Encoding"),
+            limit=MAX_BODY_BYTES,
+            timeout=self.settings.collector_body_timeout_s,
+            stats=self.body_stats,
+        )
+        if body.problem is None:
+            return body
+        status, error, message = _BODY_PROBLEMS[body.problem]
+        return _closing(_error(status, error, message))
+
     async def _post_events(self, request: web.Request) -> web.Response:
-        refusal = self._refusal(request)
+        refusal = self.admit(request)
         if refusal is not None:
             return refusal
-        body = await _read_limited(request, MAX_BODY_BYTES)
-        if body is None:
-            return _too_large()
+        read = await self.read(request)
+        if isinstance(read, web.Response):
+            return read
+        body = read.data
         if body.lstrip()[:1] == b"{":
             body = b"[" + body + b"]"
         now = datetime.now(UTC)
@@ -313,8 +491,15 @@ class Collector:
         return None
 
 
-def _too_large() -> web.Response:
-    return _error(413, "too_large", f"request body is larger than {MAX_BODY_BYTES} bytes")
+async def _cluster_id(producer: AIOKafkaProducer) -> str | None:
+    """The cluster id the broker reports in its metadata (v2 and later carry one)."""
+    client = producer.client
+    nodes = client.cluster.brokers()
+    if not nodes:
+        return None
+    answer = await client.send(next(iter(nodes)).nodeId, MetadataRequest([]))
+    cluster_id = getattr(answer, "cluster_id", None)
+    return cluster_id if isinstance(cluster_id, str) else None
 
 
 def _too_many(count: int) -> web.Response:
@@ -325,20 +510,6 @@ def _too_many(count: int) -> web.Response:
     )
 
 
-async def _read_limited(request: web.Request, limit: int) -> bytes | None:
-    """The request body, or ``None`` as soon as it is known to exceed ``limit`` bytes.
-
-    Counts while reading (``Content-Length`` was checked before), so a chunked body cannot
-    smuggle more.
-    """
-    buffer = bytearray()
-    async for chunk in request.content.iter_chunked(_READ_CHUNK):
-        buffer += chunk
-        if len(buffer) > limit:
-            return None
-    return bytes(buffer)
-
-
 async def serve(
     settings: Settings,
     *,
@@ -346,8 +517,10 @@ async def serve(
     port: int | None = None,
     allow_origin: str = "*",
     on_ready: Callable[[str], None] = lambda url: None,
+    collector: Collector | None = None,
+    stop: asyncio.Event | None = None,
 ) -> None:
-    """Runs the collector until SIGTERM or SIGINT, then stops accepting, drains and flushes.
+    """Runs the collector until SIGTERM or SIGINT (or ``stop``), then drains and flushes.
 
     On a signal the listening socket closes first; requests already being handled (even
     those whose body is still arriving) finish and are answered, then idle connections
@@ -359,13 +532,17 @@ async def serve(
         port: TCP port (0 picks a free one); ``settings.collector_port`` when ``None``.
         allow_origin: ``*`` or comma-separated web origins allowed by CORS.
         on_ready: Called with the base URL once requests can be served.
+        collector: The collector to serve (built from ``settings`` when ``None``).
+        stop: Set to stop; when given, no signal handlers are installed (another thread).
 
     Raises:
         CollectorError: Kafka cannot be used at start.
     """
-    collector = Collector(settings, allow_origin=allow_origin)
+    collector = collector or Collector(settings, allow_origin=allow_origin)
     await collector.start()
-    runner = web.AppRunner(collector.app(), access_log=None, shutdown_timeout=SEND_TIMEOUT_S + 5)
+    runner = GuardedRunner(
+        collector.app(), limits=collector.limits, shutdown_timeout=SEND_TIMEOUT_S + 5
+    )
     try:
         await runner.setup()
         site = web.TCPSite(
@@ -373,10 +550,11 @@ async def serve(
         )
         await site.start()
         bound = runner.addresses[0][1]
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+        if stop is None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
         on_ready(f"http://{host}:{bound}")
         await stop.wait()
         await site.stop()

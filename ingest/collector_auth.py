@@ -1,16 +1,26 @@
-"""Who may write to the collector, from which web origin, and in which media type.
+"""Who may write to the collector, how often, from which web origin, in which media type.
 
-Pure functions of header values, so that the HTTP shell in :mod:`usersignals.ingest.collector`
-only moves bytes and a table of cases tests the policy without a server.
+Pure functions of header values (and :class:`Gate`, token buckets over a clock passed in), so
+that the HTTP shell in :mod:`usersignals.ingest.collector` only moves bytes and a table of
+cases tests the policy without a server. No message here quotes a key or any part of an
+``Authorization`` header: a key sent the wrong way is still a key.
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from usersignals.ingest.bodies import ENCODINGS
+from usersignals.ingest.ratelimit import Buckets
 
 __all__ = [
     "CORS_MAX_AGE_S",
+    "Gate",
+    "Refusal",
+    "bearer_token",
+    "check_content_encoding",
     "check_content_type",
     "check_write_key",
     "cors_headers",
@@ -42,14 +52,32 @@ def check_write_key(authorization: str | None, keys: Sequence[str]) -> str | Non
         return None
     if authorization is None:
         return "missing Authorization header; expected 'Bearer <write key>'"
-    scheme, _, token = authorization.strip().partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return f"Authorization header must be 'Bearer <write key>', got scheme {scheme!r}"
-    given = token.strip().encode("utf-8", "surrogateescape")
+    token = bearer_token(authorization)
+    if token is None:
+        return "Authorization header must be 'Bearer <write key>'"
+    given = token.encode("utf-8", "surrogateescape")
     matched = False
     for key in keys:
         matched |= hmac.compare_digest(given, key.encode("utf-8"))
     return None if matched else "unknown write key"
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of a ``Bearer`` ``Authorization`` header, ``None`` for any other form."""
+    if authorization is None:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def check_content_encoding(encoding: str | None) -> str | None:
+    """Checks a ``Content-Encoding`` header: none, ``identity``, ``gzip`` or ``deflate``."""
+    coding = (encoding or "identity").strip().lower()
+    if coding == "identity" or coding in ENCODINGS:
+        return None
+    return "Content-Encoding must be gzip, deflate or identity"
 
 
 def check_content_type(content_type: str | None) -> str | None:
@@ -112,3 +140,72 @@ def cors_headers(
     else:
         headers["Access-Control-Expose-Headers"] = "Retry-After"
     return headers
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a request may not go on: status, error code, message and extra headers."""
+
+    status: int
+    error: str
+    message: str
+    headers: Mapping[str, str]
+
+
+def _slow_down(error: str, what: str, delay: int) -> Refusal:
+    return Refusal(
+        429, error, f"too many {what}; retry after {delay} s", {"Retry-After": str(delay)}
+    )
+
+
+class Gate:
+    """The rate limits in front of the write keys: per client, per key, refused keys.
+
+    In this order: a client address over its request rate gets 429; a client that sent too
+    many refused keys gets 429 *before its key is even checked* (so guessing cannot go on at
+    the refusal rate); a wrong key is 401 and spends one of the client's refused-key tokens;
+    a good key over its own rate gets 429.
+
+    Args:
+        keys: The accepted write keys (none: every request may write, no key limit).
+        client: ``(rate, burst)`` of requests per client address.
+        key: ``(rate, burst)`` of requests per write key.
+        failed: ``(rate, burst)`` of refused keys per client address.
+        clock: Monotonic seconds.
+    """
+
+    def __init__(
+        self,
+        keys: Sequence[str],
+        *,
+        client: tuple[float, int],
+        key: tuple[float, int],
+        failed: tuple[float, int],
+        clock: Callable[[], float],
+    ) -> None:
+        self.keys = tuple(keys)
+        self.clients = Buckets(*client, clock=clock)
+        self.per_key = Buckets(*key, clock=clock)
+        self.failed = Buckets(*failed, clock=clock)
+
+    def admit(self, client: str, authorization: str | None) -> Refusal | None:
+        """``None`` when the request may go on, else the refusal to answer with."""
+        delay = self.clients.take(client)
+        if delay:
+            return _slow_down("rate_limited", "requests from this client", delay)
+        if not self.keys:
+            return None
+        delay = self.failed.wait(client)
+        if delay:
+            return _slow_down("too_many_failed_keys", "refused write keys from this client", delay)
+        problem = check_write_key(authorization, self.keys)
+        if problem is not None:
+            self.failed.take(client)
+            error = 'Bearer realm="usersignals"'
+            if authorization is not None:
+                error += ', error="invalid_token"'
+            return Refusal(401, "unauthorized", problem, {"WWW-Authenticate": error})
+        delay = self.per_key.take(bearer_token(authorization) or "")
+        if delay:
+            return _slow_down("rate_limited", "requests with this write key", delay)
+        return None

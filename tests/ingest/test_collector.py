@@ -58,16 +58,9 @@ _tags = itertools.count()
         (None, ("k",), "missing Authorization header; expected 'Bearer <write key>'"),
         ("Bearer wrong", ("k",), "unknown write key"),
         ("Bearer k2", ("k",), "unknown write key"),
-        (
-            "Bearer ",
-            ("k",),
-            "Authorization header must be 'Bearer <write key>', got scheme 'Bearer'",
-        ),
-        (
-            "Basic aw==",
-            ("k",),
-            "Authorization header must be 'Bearer <write key>', got scheme 'Basic'",
-        ),
+        ("Bearer ", ("k",), "Authorization header must be 'Bearer <write key>'"),
+        ("Basic aw==", ("k",), "Authorization header must be 'Bearer <write key>'"),
+        ("k", ("k",), "Authorization header must be 'Bearer <write key>'"),
         ("Bearer clé", ("k",), "unknown write key"),
     ],
 )
@@ -351,9 +344,20 @@ def test_single_object_is_a_batch_of_one(collector: Running, corner: Kafka) -> N
     assert stored.partition == contract.partition_for("solo", 8)
 
 
-def test_healthz(collector: Running) -> None:
+def test_healthz_names_the_broker(collector: Running, corner: Kafka) -> None:
     answer = request(collector.url, "GET", "/healthz")
-    assert (answer.status, answer.body) == (200, {"status": "ok"})
+    assert (answer.status, answer.body) == (
+        200,
+        {
+            "status": "ok",
+            "broker": {
+                "kind": "tansu",
+                "durable": False,
+                "cluster_id": "tansu_cluster",
+                "bootstrap": corner.settings.bootstrap,
+            },
+        },
+    )
 
 
 @pytest.mark.parametrize(
@@ -365,7 +369,7 @@ def test_healthz(collector: Running) -> None:
          'Bearer realm="usersignals", error="invalid_token"', "unknown write key"),
         ({"Content-Type": "application/json", "Authorization": "key-one"},
          'Bearer realm="usersignals", error="invalid_token"',
-         "Authorization header must be 'Bearer <write key>', got scheme 'key-one'"),
+         "Authorization header must be 'Bearer <write key>'"),
     ],
 )  # fmt: skip
 def test_write_key_is_required(
@@ -559,7 +563,8 @@ def test_kafka_down_is_503_with_retry_after(tmp_path: Any) -> None:
             own.process.kill()  # the broker crashes
             own.process.wait(10)
             health = request(running.url, "GET", "/healthz")
-            assert (health.status, health.body) == (503, {"status": "kafka_unavailable"})
+            assert (health.status, health.body["status"]) == (503, "kafka_unavailable")
+            assert health.body["broker"]["kind"] == "tansu"
             answer = post(running.url, [_event("down-0", "u")], headers)
             assert answer.status == 503
             assert answer.headers["retry-after"] == "5"
