@@ -61,6 +61,7 @@ _POS = struct.Struct(">QI")
 _RECORD = struct.Struct(">HhHH")
 HEADER_BYTES = _HEADER.size
 _SCAN_CHUNK = 1 << 16
+_WINDOW = 1 << 20  # bytes read at once when frames are read (one system call, not two a frame)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +124,7 @@ class Spool:
         self.corrupt_bytes = 0
         self.corrupt_events = 0
         self._holes: dict[int, int] = {}  # damaged regions after the read position: start -> end
+        self._win_at, self._win = 0, b""  # bytes of the file read last, from offset _win_at
         self._lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._pos_path = self.path.with_name(self.path.name + ".pos")
@@ -212,6 +214,7 @@ class Spool:
             self._holes = {s: e for s, e in self._holes.items() if s >= self._read_pos}
             if self._read_pos >= self._size:
                 self._file.truncate(0)
+                self._win = b""
                 self._file.flush()
                 if self.fsync:
                     os.fsync(self._file.fileno())
@@ -262,7 +265,16 @@ class Spool:
         os.replace(tmp, self._pos_path)
 
     def _read(self, pos: int, n: int) -> bytes:
-        return os.pread(self._file.fileno(), n, pos)
+        """``n`` bytes at ``pos`` (fewer at the end), through a window of the file.
+
+        The window is dropped whenever a read starts anew (:meth:`peek`, a scan, a compaction)
+        and when the file is cut, so it never serves bytes the file no longer holds.
+        """
+        start = pos - self._win_at
+        if start < 0 or start + n > len(self._win):
+            self._win_at, self._win = pos, os.pread(self._file.fileno(), max(n, _WINDOW), pos)
+            start = 0
+        return self._win[start : start + n]
 
     def _valid(self, pos: int) -> bytes | None:
         """The payload of the frame at ``pos`` when magic, length and checksum hold."""
@@ -289,6 +301,7 @@ class Spool:
         disk since it was opened) makes the spool scan its unread part again.
         """
         rescanned_at = -1
+        self._win = b""
         while pos < self._size:
             hole_end = self._holes.get(pos)
             if hole_end is not None:
@@ -309,6 +322,7 @@ class Spool:
         them and cuts a damaged tail (see the module docstring)."""
         pos, frames = self._read_pos, 0
         holes: dict[int, int] = {}
+        self._win = b""
         while pos < self._size:
             known = self._holes.get(pos)
             if known is None:
@@ -325,6 +339,7 @@ class Spool:
         if tail is not None:
             del holes[tail]
             self._file.truncate(tail)
+            self._win = b""
             self._file.flush()
             if self.fsync:
                 os.fsync(self._file.fileno())
@@ -333,6 +348,7 @@ class Spool:
         self._pending_frames = frames
         if self._read_pos and self._read_pos >= self._size:
             self._file.truncate(0)
+            self._win = b""
             self._size = self._read_pos = 0
             self._holes.clear()
             self._store_pos(0)
@@ -426,3 +442,4 @@ class Spool:
         self._read_pos = 0
         self._pending_frames = frames
         self._holes.clear()
+        self._win = b""
