@@ -35,7 +35,13 @@ if TYPE_CHECKING:
         validate,
     )
     from usersignals.ingest.synthetic import GeneratorConfig, ModelProfile, generate
-    from usersignals.ingest.tracker import FlushResult, Tracker, TrackerClosedError, TrackerStats
+    from usersignals.ingest.tracker import (
+        DropReason,
+        FlushResult,
+        Tracker,
+        TrackerClosedError,
+        TrackerStats,
+    )
 
 _EXPORTS = {
     **dict.fromkeys(
@@ -62,7 +68,9 @@ _EXPORTS = {
         "contract",
     ),
     **dict.fromkeys(("GeneratorConfig", "ModelProfile", "generate"), "synthetic"),
-    **dict.fromkeys(("FlushResult", "Tracker", "TrackerClosedError", "TrackerStats"), "tracker"),
+    **dict.fromkeys(
+        ("DropReason", "FlushResult", "Tracker", "TrackerClosedError", "TrackerStats"), "tracker"
+    ),
 }
 
 __all__ = [
@@ -75,6 +83,7 @@ __all__ = [
     "REASONS",
     "Collector",
     "CollectorError",
+    "DropReason",
     "Event",
     "EventError",
     "FlushResult",

@@ -50,6 +50,7 @@ __all__ = [
     "Record",
     "build_records",
     "encode_call",
+    "event_ids",
     "new_event_id",
     "records_from_spool",
     "records_of",
@@ -332,6 +333,18 @@ def _pack(out: list[Record], items: Sequence[Item], p: int, partitions: int) -> 
         _pack(out, items[half:], p, partitions)
         return
     out.append(Record(p, items[0][0].encode("utf-8"), value, len(items), partitions))
+
+
+class _EventId(msgspec.Struct):
+    event_id: str
+
+
+_EVENT_IDS = msgspec.json.Decoder(list[_EventId])
+
+
+def event_ids(value: bytes) -> list[str]:
+    """The ``event_id``\\ s of a record value (a JSON array of events), in order."""
+    return [e.event_id for e in _EVENT_IDS.decode(value)]
 
 
 def records_from_spool(

@@ -14,11 +14,14 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+
+import msgspec
 
 from usersignals.errors import SpoolFullError
-from usersignals.ingest.batching import Item, Record, records_from_spool, records_of
+from usersignals.ingest.batching import Item, Record, event_ids, records_from_spool, records_of
 from usersignals.ingest.producer import (
     close_producer,
     error_of,
@@ -30,9 +33,16 @@ from usersignals.ingest.producer import (
 )
 from usersignals.ingest.spool import Spool, SpooledRecord
 
-__all__ = ["Counters", "Sender", "SenderConfig", "backoff"]
+__all__ = ["Counters", "DropReason", "OnDropped", "Sender", "SenderConfig", "backoff"]
 
 log = logging.getLogger(__name__)
+
+DropReason = Literal["spool_full", "refused"]
+"""Why events were lost: the broker was away and the spool had no room (``spool_full``), or
+Kafka refused their record with an error a retry cannot fix (``refused``)."""
+
+OnDropped = Callable[[list[str], DropReason], None]
+"""Called with the ``event_id``\\ s of lost events and the reason (see ``Tracker``)."""
 
 MAX_IN_FLIGHT_BYTES = 32 << 20
 """Record bytes handed to the producer and not yet acknowledged; above it the sender waits."""
@@ -109,8 +119,10 @@ class Sender:
         cond: threading.Condition,
         not_full: threading.Condition,
         spool: Spool,
+        on_dropped: OnDropped | None = None,
     ) -> None:
         self.config = config
+        self.on_dropped = on_dropped
         self.queue = queue
         self.cond = cond
         self.not_full = not_full
@@ -306,6 +318,7 @@ class Sender:
             for record, exc in fatal:
                 log.error("%d events lost: Kafka refused their record: %r", record.events, exc)
                 failed += record.events
+            self.dropped([r for r, _ in fatal], "refused")
             retry = [r for r, e in pending if retryable(e)]
             if not retry:
                 break
@@ -351,11 +364,27 @@ class Sender:
                 except SpoolFullError as exc:
                     lost = sum(r.events for r in records[i:])
                     log.error("%d events lost: Kafka is unavailable and %s", lost, exc)
+                    self.dropped(records[i:], "spool_full")
                     break
                 spooled += record.events
         with self.cond:
             self.counters.spooled += spooled
             self.counters.failed += lost
+
+    def dropped(self, records: list[Record], reason: DropReason) -> None:
+        """Tells ``on_dropped`` (if any) which events of ``records`` are lost, and why."""
+        if self.on_dropped is None or not records:
+            return
+        ids: list[str] = []
+        for record in records:
+            try:
+                ids += event_ids(record.value)
+            except msgspec.DecodeError:  # the contract produced it: cannot happen, but no crash
+                log.error("The ids of %d lost events could not be read", record.events)
+        try:
+            self.on_dropped(ids, reason)
+        except Exception:
+            log.exception("The tracker's on_dropped callback failed")
 
     def _drain_spool(self) -> None:
         """Resends the oldest spooled records; commits the prefix Kafka acknowledged."""
@@ -375,6 +404,7 @@ class Sender:
                 log.warning("Kafka is unavailable again (%r); keeping the spool", first)
                 self._drop_producer()
                 break
+            refused = []
             for record, error in zip(records, errors, strict=True):
                 if error is None:
                     sent += record.events
@@ -383,6 +413,8 @@ class Sender:
                         "%d spooled events lost: Kafka refused them: %r", record.events, error
                     )
                     failed += record.events
+                    refused.append(record)
+            self.dropped(refused, "refused")
             failed += bad
             committed, frames_ok = end, frames_ok + 1
         if frames_ok:

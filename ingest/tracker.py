@@ -9,6 +9,11 @@ Guarantees, for the people who run it:
   (``max_queue`` events). When it is full a call waits at most ``max_block_ms``; after that the
   event is written straight to the spool (it may then reach Kafka ahead of older events still
   in memory), and if the spool is full too it is counted as ``failed`` and logged as an error.
+- **The caller learns which events were lost.** ``on_dropped(event_ids, reason)`` is called
+  with the ``event_id``\\ s of events that could be neither sent nor kept: ``"spool_full"``
+  (the broker was away and the spool had no room) or ``"refused"`` (Kafka refused the record
+  with an error a retry cannot fix). It runs on the tracker's thread (or the caller's, for an
+  event that found the queue full) and must return quickly; an exception in it is logged.
 - **Batches per partition.** A background thread groups events by partition
   (``partition_for(user_id, partitions)``) into records of at most ``batch_size`` events and
   1 MiB, each sent to its partition explicitly, key = the first event's ``user_id``. It waits up
@@ -18,7 +23,9 @@ Guarantees, for the people who run it:
   metadata cannot be had), records go to a bounded, checksummed, append-only spool file
   (:mod:`usersignals.ingest.spool`, fsynced), and are resent from it, oldest first, before any
   newer event, once the broker answers again, also by a later process on the same
-  ``spool_path``. Every outcome is counted (:class:`TrackerStats`).
+  ``spool_path``. Every outcome is counted (:class:`TrackerStats`). A damaged spool file costs
+  only its damaged frames: the events they held are counted as ``corrupt`` and logged as a
+  warning with the file and the offset (their ids cannot be read any more).
 - **flush() says what happened.** :meth:`Tracker.flush` waits until every event handed over
   before the call is acknowledged by Kafka (``acks=all``, idempotent producer) *or* fsynced to
   the spool, and returns a :class:`FlushResult` counting which: ``delivered`` (also its truth
@@ -55,11 +62,18 @@ from usersignals.ingest.batching import (
     records_of,
 )
 from usersignals.ingest.contract import MAX_BATCH, Event, encode_event
-from usersignals.ingest.sender import Sender, SenderConfig
+from usersignals.ingest.sender import DropReason, OnDropped, Sender, SenderConfig
 from usersignals.ingest.spool import Spool
 from usersignals.ingest.typed import TypedEvents
 
-__all__ = ["FlushResult", "Tracker", "TrackerClosedError", "TrackerStats"]
+__all__ = [
+    "DropReason",
+    "FlushResult",
+    "OnDropped",
+    "Tracker",
+    "TrackerClosedError",
+    "TrackerStats",
+]
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +90,10 @@ class TrackerStats:
         sent: Events acknowledged by Kafka, resends from the spool included.
         retried: Events sent again after a retryable error.
         spooled: Events written to the spool (each time it happened).
-        failed: Events that could be neither sent nor spooled (logged as errors).
+        failed: Events that could be neither sent nor spooled (logged as errors, reported to
+            ``on_dropped``).
+        corrupt: Spooled events lost to damage of the spool file, counted from the damaged
+            frames' record heads (logged as warnings; see :mod:`usersignals.ingest.spool`).
         spool_records: Records in the spool waiting to be resent.
         spool_bytes: Bytes of those records.
     """
@@ -89,6 +106,7 @@ class TrackerStats:
     failed: int = 0
     spool_records: int = 0
     spool_bytes: int = 0
+    corrupt: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +168,9 @@ class Tracker(TypedEvents):
         partitions: The topic's partition count; discovered from metadata when ``None``.
         close_timeout_s: How long :meth:`close` waits when called at interpreter exit.
         producer_config: Extra ``kafka.KafkaProducer`` settings (override the defaults).
+        on_dropped: Called as ``on_dropped(event_ids, reason)`` with the events that could be
+            neither sent nor spooled (reason ``"spool_full"``) or that Kafka refused
+            (``"refused"``); see the module docstring.
     """
 
     def __init__(
@@ -173,6 +194,7 @@ class Tracker(TypedEvents):
         partitions: int | None = None,
         close_timeout_s: float = 10.0,
         producer_config: Mapping[str, Any] | None = None,
+        on_dropped: OnDropped | None = None,
     ) -> None:
         settings = settings or Settings.load()
         self.topic = topic or settings.events_topic
@@ -209,6 +231,7 @@ class Tracker(TypedEvents):
             cond=self._cond,
             not_full=self._not_full,
             spool=self._spool,
+            on_dropped=on_dropped,
         )
         self._sender.start()
         ref = weakref.ref(self)
@@ -259,6 +282,7 @@ class Tracker(TypedEvents):
                 failed=s.failed + self._overflow_failed,
                 spool_records=self._spool.pending_records,
                 spool_bytes=self._spool.pending_bytes,
+                corrupt=self._spool.corrupt_events,
             )
 
     def flush(self, timeout: float | None = None) -> FlushResult:
@@ -356,6 +380,7 @@ class Tracker(TypedEvents):
             log.error("Event %r lost: the queue is full and %s", event_id, exc)
             with self._cond:
                 self._overflow_failed += 1
+            self._sender.dropped([record], "spool_full")
             return
         with self._cond:
             self._overflow_spooled += 1

@@ -23,7 +23,7 @@ from tests.conftest import Kafka
 from tests.ingest.test_tracker import events_of, read_records
 from usersignals.broker import EmbeddedBroker, ensure_topics, free_port
 from usersignals.config import Settings
-from usersignals.ingest.batching import build_records
+from usersignals.ingest.batching import build_records, event_ids
 from usersignals.ingest.contract import partition_for, validate
 from usersignals.ingest.spool import HEADER_BYTES, MAGIC, SpooledRecord
 from usersignals.ingest.tracker import FlushResult, Tracker, TrackerStats
@@ -312,3 +312,77 @@ def test_a_full_queue_spools_after_max_block_ms(tmp_path: Path) -> None:
     # the spooled overflow went first: it may overtake events that were still in memory
     assert ids == [f"q{i:02d}" for i in [*range(20, 40), *range(20)]]
     gc.collect()
+
+
+def test_full_spool_tells_on_dropped_which_events(tmp_path: Path) -> None:
+    """No broker, a spool with room for 7 one-event records: the other 23 ids are reported."""
+    settings = Settings.load(
+        environ={}, bootstrap=f"127.0.0.1:{free_port()}", topic_prefix="drop", state_dir=tmp_path
+    )
+    one = validate({"type": "message", "user_id": "u", "role": "user", "event_id": "g00", "ts": TS})
+    frame_bytes = HEADER_BYTES + len(build_records([one], 0, 1)[0].spooled().to_bytes())
+    dropped: list[tuple[list[str], str]] = []
+    with Tracker(
+        settings=settings,
+        spool_max_bytes=7 * frame_bytes + frame_bytes // 2,
+        connect_timeout_ms=200,
+        batch_size=1,
+        on_dropped=lambda ids, reason: dropped.append((ids, reason)),
+    ) as tracker:
+        for i in range(30):
+            tracker.message("u", "user", event_id=f"g{i:02d}", ts=TS)
+        flushed = tracker.flush(30)
+        stats = tracker.stats
+    assert (flushed.spooled, flushed.failed, stats.spooled, stats.failed) == (7, 23, 7, 23)
+    assert {reason for _, reason in dropped} == {"spool_full"}
+    assert [i for ids, _ in dropped for i in ids] == [f"g{i:02d}" for i in range(7, 30)]
+    kept = spooled_on_disk(tmp_path / "spool" / f"{settings.events_topic}.spool")
+    assert [e for r in kept for e in event_ids(r.value)] == [f"g{i:02d}" for i in range(7)]
+
+
+def test_a_failing_on_dropped_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    settings = Settings.load(
+        environ={}, bootstrap=f"127.0.0.1:{free_port()}", topic_prefix="drop", state_dir=tmp_path
+    )
+
+    def broken(ids: list[str], reason: str) -> None:
+        raise RuntimeError(reason)
+
+    with Tracker(
+        settings=settings, spool_max_bytes=10, connect_timeout_ms=200, on_dropped=broken
+    ) as tracker:
+        tracker.message("u", "user", event_id="h0", ts=TS)
+        assert tracker.flush(30).failed == 1
+    assert "The tracker's on_dropped callback failed" in caplog.messages
+
+
+@pytest.mark.slow
+def test_a_damaged_spool_frame_costs_only_its_events(kafka: Kafka, tmp_path: Path) -> None:
+    """Spooled with no broker, one frame damaged on disk, resent by a new tracker: all but the
+    damaged frame's events arrive, and ``corrupt`` counts exactly those."""
+    n = 2_000
+    spool = tmp_path / "d.spool"
+    away = Settings.load(
+        environ={}, bootstrap=f"127.0.0.1:{free_port()}", topic_prefix="away", state_dir=tmp_path
+    )
+    with Tracker(settings=away, spool_path=spool, connect_timeout_ms=200, batch_size=100) as t:
+        for i in range(n):
+            t.message(f"user-{i % 37}", "user", event_id=f"c{i:04d}", ts=TS)
+        assert t.flush(30).spooled == n
+    records = spooled_on_disk(spool)
+    damaged = len(records) // 2
+    lost = event_ids(records[damaged].value)
+    at = sum(HEADER_BYTES + len(r.to_bytes()) for r in records[:damaged]) + HEADER_BYTES + 40
+    data = bytearray(spool.read_bytes())
+    data[at] ^= 0x01  # one flipped bit in the damaged frame's JSON
+    spool.write_bytes(bytes(data))
+
+    with Tracker(settings=kafka.settings, spool_path=spool) as tracker:
+        assert wait_until(lambda: tracker.stats.sent == n - len(lost), 60), tracker.stats
+        assert tracker.flush(30).durable
+        stats = tracker.stats
+    assert stats == TrackerStats(sent=n - len(lost), corrupt=len(lost))
+    assert len(lost) == records[damaged].events > 0
+    ids = read_ids(kafka.bootstrap, kafka.settings.events_topic, n - len(lost))
+    assert sorted(ids) == sorted(set(f"c{i:04d}" for i in range(n)) - set(lost))
+    assert spool.stat().st_size == 0
