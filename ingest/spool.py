@@ -8,18 +8,24 @@ File layout: a sequence of frames ``b"US" | length u32 | crc32 u32 | payload`` (
 A frame is valid when its magic, its length (it ends inside the file) and the crc32 of its
 payload all hold; every frame is checked when it is read, so a damaged one is never resent.
 
-Damage costs only the damaged bytes. The reader resynchronises on the next valid frame and
+Damage costs only the damaged frames. The reader resynchronises on the next valid frame and
 skips what lies between (a *damaged region*); each region is counted in
 :attr:`Spool.corrupt_frames`, :attr:`Spool.corrupt_bytes` and :attr:`Spool.corrupt_events` and
-logged once as a warning with the file and the offsets (never its content). The resync rule:
-the next frame is the earliest valid one after the damage, except that a valid frame which is
-not followed by another valid frame (or the end of the file) and that overlaps the start of a
-valid frame which is, is rejected: a fake header inside a damaged payload whose length points
-past a real frame would otherwise swallow that frame (it would also need a matching crc32).
-The events of a damaged region are read from its first record head when the region still looks
-like a frame (its magic holds, or its length field spans the region exactly); otherwise, as for
-garbage appended to the file, they count as 0. A damaged region at the end of the file, after
-the last valid frame (a write torn by a crash, garbage), is cut off when the spool is opened.
+logged once, as a warning naming the file and the offsets (never the content). A damaged
+region at the end of the file, after the last valid frame (a write torn by a crash, garbage),
+is cut off when the spool is opened, so later appends follow the last valid frame.
+
+The resync rule: reading resumes at the earliest valid frame after the damage, except that a
+candidate is refused when it is *not anchored* (followed neither by a valid frame nor by the
+end of the file) and covers the start of a valid frame that is anchored. A fake header inside
+a damaged payload can thus not swallow the real frames after it, even with a matching crc32;
+the one fake still taken is a crafted frame whose crc32 matches and that ends exactly where a
+real frame starts (it hides the real frames it covers).
+
+The events of a damaged region are counted from the record heads it still shows, walking from
+its start: a head counts when its magic holds, or when its length leads to the end of the
+region or to another magic. Garbage (appended to the file, say) counts as 0 events, and so
+does a frame torn before its record head.
 
 The read position lives in a small side file ``<path>.pos`` (offset + crc32) replaced
 atomically, so a resend that was acknowledged is not repeated after a restart; a crash between
@@ -397,7 +403,8 @@ class Spool:
                 break
             magic, length, _ = _HEADER.unpack_from(head)
             nxt = at + HEADER_BYTES + length
-            if magic != MAGIC and nxt != end:
+            # a frame head: its magic holds, or its length leads to the end or to another magic
+            if magic != MAGIC and nxt != end and (nxt > end or self._read(nxt, 2) != MAGIC):
                 break
             frames += 1
             events += _RECORD.unpack_from(head, HEADER_BYTES)[2]
