@@ -155,8 +155,8 @@ class Spool:
 
     @property
     def pending_bytes(self) -> int:
-        """Bytes of frames not resent yet."""
-        return self._size - self._read_pos
+        """Bytes of frames not resent yet (damaged regions not included)."""
+        return self._size - self._read_pos - sum(e - s for s, e in self._holes.items())
 
     @property
     def pending_records(self) -> int:

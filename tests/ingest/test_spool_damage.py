@@ -188,7 +188,9 @@ def test_damage_costs_only_the_damaged_frames(
     write_spool(path)
     path.write_bytes(damage(path.read_bytes()))
     with caplog.at_level(logging.WARNING, "usersignals.ingest.spool"), Spool(path, 10_000) as again:
-        assert named(read_all(again)) == read
+        got = read_all(again)
+        assert named(got) == read
+        assert again.pending_bytes == sum(HEADER_BYTES + len(p) for p in got)
         counted = (again.corrupt_frames, again.corrupt_bytes, again.corrupt_events)
         assert counted == (frames, corrupt_bytes, events)
         assert len(again) == len(read)

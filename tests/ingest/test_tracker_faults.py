@@ -386,3 +386,35 @@ def test_a_damaged_spool_frame_costs_only_its_events(kafka: Kafka, tmp_path: Pat
     ids = read_ids(kafka.bootstrap, kafka.settings.events_topic, n - len(lost))
     assert sorted(ids) == sorted(set(f"c{i:04d}" for i in range(n)) - set(lost))
     assert spool.stat().st_size == 0
+
+
+@pytest.mark.parametrize("damage", ["bit flip in the payload", "magic overwritten"])
+def test_a_reopened_damaged_spool_counts_corrupt_events(tmp_path: Path, damage: str) -> None:
+    """5,000 spooled events, one frame damaged: a new tracker keeps every other frame to resend
+    and counts the damaged frame's events as ``corrupt`` (not as failed, not as spooled)."""
+    settings = Settings.load(
+        environ={}, bootstrap=f"127.0.0.1:{free_port()}", topic_prefix="dmg", state_dir=tmp_path
+    )
+    spool = tmp_path / "spool" / f"{settings.events_topic}.spool"
+    with Tracker(settings=settings, connect_timeout_ms=200, batch_size=80) as tracker:
+        for i in range(5_000):
+            tracker.message(f"user-{i % 41}", "user", event_id=f"m{i:04d}", ts=TS)
+        assert tracker.flush(30).spooled == 5_000
+    records = spooled_on_disk(spool)
+    hit = len(records) // 2
+    start = sum(HEADER_BYTES + len(r.to_bytes()) for r in records[:hit])
+    data = bytearray(spool.read_bytes())
+    if damage == "magic overwritten":
+        data[start : start + 2] = b"\0\0"
+    else:
+        data[start + HEADER_BYTES + 30] ^= 0x04
+    spool.write_bytes(bytes(data))
+    with Tracker(settings=settings, connect_timeout_ms=200) as again:
+        stats = again.stats
+    rest = records[:hit] + records[hit + 1 :]
+    assert stats == TrackerStats(
+        spool_records=len(rest),
+        spool_bytes=len(data) - HEADER_BYTES - len(records[hit].to_bytes()),
+        corrupt=records[hit].events,
+    )
+    assert spool.read_bytes() == data  # the damaged frame stays on disk, skipped when read
