@@ -75,7 +75,7 @@ from usersignals.ingest.collector_auth import (
     cors_headers,
     parse_origins,
 )
-from usersignals.ingest.httpguard import GuardedRunner, Limits, error_body
+from usersignals.ingest.httpguard import GuardedRunner, Limits, error_response
 from usersignals.ingest.openapi import build_openapi
 
 __all__ = [
@@ -170,10 +170,7 @@ def _rejection_json(r: contract.Rejection) -> dict[str, Any]:
 
 
 def _error(status: int, error: str, message: str, **headers: str) -> web.Response:
-    return web.Response(
-        status=status, body=error_body(error, message), content_type="application/json",
-        headers=headers,
-    )  # fmt: skip
+    return error_response(status, error, message, headers)
 
 
 def _refused(refusal: Refusal) -> web.Response:
@@ -198,6 +195,15 @@ _BODY_PROBLEMS = {
         "Content-Encoding must be gzip, deflate or identity",
     ),
 }
+
+
+@dataclass(frozen=True)
+class _Admission:
+    answer: web.Response | None
+
+
+_ADMISSION = web.RequestKey("usersignals.admission", _Admission)
+"""A request's answer from :meth:`Collector.admit`, decided once (``Expect`` asks first)."""
 
 
 @dataclass(frozen=True)
@@ -393,9 +399,8 @@ class Collector:
     def admit(self, request: web.Request) -> web.Response | None:
         """The answer for a request refused on its headers alone (rate, key, media type,
         encoding, size); decided once per request, for every ingest route."""
-        if "usersignals.refusal" in request:
-            decided: web.Response | None = request["usersignals.refusal"]
-            return decided
+        if _ADMISSION in request:
+            return request[_ADMISSION].answer
         refusal = self.gate.admit(request.remote or "", request.headers.get("Authorization"))
         answer = _refused(refusal) if refusal is not None else None
         if answer is None:
@@ -408,7 +413,7 @@ class Collector:
                 answer = _error(415, "unsupported_encoding", problem)
         if answer is None and (request.content_length or 0) > MAX_BODY_BYTES:
             answer = _closing(_error(413, *_BODY_PROBLEMS[BodyProblem.TOO_LARGE][1:]))
-        request["usersignals.refusal"] = answer
+        request[_ADMISSION] = _Admission(answer)
         return answer
 
     async def expect(self, request: web.Request) -> web.Response | None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, cast
@@ -32,7 +33,14 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
-__all__ = ["GuardedHandler", "GuardedRunner", "GuardedServer", "Limits", "error_body"]
+__all__ = [
+    "GuardedHandler",
+    "GuardedRunner",
+    "GuardedServer",
+    "Limits",
+    "error_body",
+    "error_response",
+]
 
 log = logging.getLogger("usersignals.ingest.collector")
 
@@ -61,6 +69,19 @@ class Limits:
 def error_body(error: str, message: str) -> bytes:
     """The JSON of every error answer: ``{"error": code, "message": text}``."""
     return json.dumps({"error": error, "message": message}).encode()
+
+
+def error_response(
+    status: int, error: str, message: str, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """An error answer with :func:`error_body`, as JSON in UTF-8."""
+    return web.Response(
+        status=status,
+        body=error_body(error, message),
+        content_type="application/json",
+        charset="utf-8",
+        headers=headers,
+    )
 
 
 def _raw_answer(status: int, error: str, message: str, *extra: str) -> bytes:
@@ -155,9 +176,7 @@ class GuardedHandler(RequestHandler):
             error, text = "timeout", "the request took too long"
         else:
             error, text = "internal_error", "the collector failed on this request"
-        resp = web.Response(
-            status=status, body=error_body(error, text), content_type="application/json"
-        )
+        resp = error_response(status, error, text)
         resp.force_close()
         return resp
 
