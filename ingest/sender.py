@@ -259,6 +259,7 @@ class Sender:
                 self.config.topic, value=record.value, key=record.key, partition=record.partition
             )
         except Exception as exc:  # the producer raises what it cannot even queue
+            self._wake(exc)  # settled now: no callback will come to end the wait for it
             return exc
         future.add_both(self._wake)
         return future

@@ -418,3 +418,21 @@ def test_a_reopened_damaged_spool_counts_corrupt_events(tmp_path: Path, damage: 
         corrupt=records[hit].events,
     )
     assert spool.read_bytes() == data  # the damaged frame stays on disk, skipped when read
+
+
+def test_refused_records_tell_on_dropped(kafka: Kafka, tmp_path: Path) -> None:
+    """A record the producer refuses for good (over its max_request_size) is reported."""
+    dropped: list[tuple[list[str], str]] = []
+    with Tracker(
+        settings=kafka.settings,
+        spool_path=tmp_path / "r.spool",
+        producer_config={"max_request_size": 300},
+        on_dropped=lambda ids, reason: dropped.append((ids, reason)),
+    ) as tracker:
+        tracker.message("u", "user", event_id="r0", ts=TS)
+        assert tracker.flush(30) == FlushResult(acknowledged=1)
+        for i in range(1, 6):
+            tracker.message("u", "user", event_id=f"r{i}", ts=TS)
+        flushed = tracker.flush(30)
+    assert (flushed.acknowledged, flushed.failed) == (0, 5)
+    assert dropped == [(["r1", "r2", "r3", "r4", "r5"], "refused")]
