@@ -9,7 +9,10 @@ entry to :data:`_PATHS`.
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+from usersignals.ingest.schema import build_schema
 
 __all__ = ["build_openapi"]
 
@@ -31,8 +34,17 @@ def _answer(description: str, schema: str, *headers: str) -> dict[str, Any]:
 
 
 def _batch(max_events: int) -> dict[str, Any]:
-    array = {"type": "array", "items": {"type": "object"}, "maxItems": max_events}
-    return {"oneOf": [array, {"type": "object"}]}
+    array = {"type": "array", "items": _ref("Event"), "minItems": 1, "maxItems": max_events}
+    return {"oneOf": [array, _ref("Event")]}
+
+
+def _event_schema() -> dict[str, Any]:
+    """The contract's event schema (``usersignals schema``), its ``$defs`` moved under
+    ``components/schemas/Event`` so that its references resolve inside this document."""
+    schema = {k: v for k, v in build_schema().items() if k not in ("$schema", "$id")}
+    text = json.dumps(schema).replace('"#/$defs/', '"#/components/schemas/Event/$defs/')
+    moved: dict[str, Any] = json.loads(text)
+    return moved
 
 
 def build_openapi(*, max_body_bytes: int, max_events: int) -> dict[str, Any]:
@@ -101,7 +113,7 @@ def build_openapi(*, max_body_bytes: int, max_events: int) -> dict[str, Any]:
                 "Retry-After": {"schema": {"type": "string", "pattern": "^[0-9]+$"}},
                 "WWW-Authenticate": {"schema": {"type": "string"}},
             },
-            "schemas": _SCHEMAS,
+            "schemas": {**_SCHEMAS, "Event": _event_schema()},
         },
     }
 
