@@ -436,3 +436,45 @@ def test_refused_records_tell_on_dropped(kafka: Kafka, tmp_path: Path) -> None:
         flushed = tracker.flush(30)
     assert (flushed.acknowledged, flushed.failed) == (0, 5)
     assert dropped == [(["r1", "r2", "r3", "r4", "r5"], "refused")]
+
+
+@pytest.mark.broker
+def test_full_queue_and_full_spool_tell_on_dropped(tmp_path: Path) -> None:
+    """A broker that does not answer (SIGSTOP): 5 events wait in memory, the next 3 go to the
+    spool on their own, the 7 after them fit nowhere and are reported at once, in the call."""
+    port = free_port()
+    settings = Settings.load(
+        environ={}, bootstrap=f"127.0.0.1:{port}", topic_prefix="mute", state_dir=tmp_path
+    )
+    one = validate({"type": "message", "user_id": "u", "role": "user", "event_id": "s00", "ts": TS})
+    frame_bytes = HEADER_BYTES + len(build_records([one], 0)[0].spooled().to_bytes())
+    dropped: list[tuple[list[str], str]] = []
+    with EmbeddedBroker(port=port, partitions=8, topics=settings.topics) as broker:
+        os.kill(broker.pid, signal.SIGSTOP)  # accepts connections, answers nothing
+        try:
+            tracker = Tracker(
+                settings=settings,
+                max_queue=5,
+                max_block_ms=20,
+                connect_timeout_ms=20_000,
+                spool_max_bytes=3 * frame_bytes,
+                on_dropped=lambda ids, reason: dropped.append((ids, reason)),
+            )
+            for i in range(15):
+                tracker.message("u", "user", event_id=f"s{i:02d}", ts=TS)
+            stats, reported = tracker.stats, list(dropped)
+        finally:
+            os.kill(broker.pid, signal.SIGCONT)
+        try:
+            assert wait_until(lambda: tracker.stats.sent == 3, 60), tracker.stats
+            final = tracker.stats
+        finally:
+            tracker.close(10)
+    assert stats == TrackerStats(
+        accepted=15, queued=5, spooled=3, failed=7, spool_records=3, spool_bytes=3 * frame_bytes
+    )
+    assert reported == [([f"s{i:02d}"], "spool_full") for i in range(8, 15)]
+    # the events in memory go behind the spooled ones, into the spool, which is still full
+    assert final == TrackerStats(accepted=15, sent=3, spooled=3, failed=12)
+    assert dropped == [*reported, ([f"s{i:02d}" for i in range(5)], "spool_full")]
+    gc.collect()
