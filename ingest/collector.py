@@ -31,8 +31,9 @@ paths, wrong methods and requests that are not HTTP), and no answer or log line 
 a header value or any byte of a body. ``GET /healthz`` says whether Kafka can be written to
 and which broker it is (``tansu``, the embedded one, keeps nothing over a restart; ``kafka``);
 ``GET /openapi.json`` documents every route. Connection guards (timeouts, a bound on
-connections) are :mod:`usersignals.ingest.httpguard`'s, body limits
-:mod:`usersignals.ingest.bodies`'s, rate limits :mod:`usersignals.ingest.collector_auth`'s.
+connections) are :mod:`usersignals.ingest.httpguard`'s; what every ingest route checks first
+(rate limits, key, media type, encoding, size) and how it reads a body are
+:mod:`usersignals.ingest.collector_guards`'s; :attr:`Collector.routes` is the route table.
 
 Each rejection is ``{"index", "reason", "field", "message"}`` with the contract's reason
 codes. The body is read as one record, exactly as a stream worker reads a batch record, so
@@ -57,24 +58,15 @@ from aiohttp import web
 from aiohttp.web_urldispatcher import _default_expect_handler  # sends "100 Continue"
 from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped,unused-ignore]
 from aiokafka.errors import KafkaError  # type: ignore[import-untyped,unused-ignore]
-from aiokafka.protocol.metadata import (  # type: ignore[import-untyped,unused-ignore]
-    MetadataRequest,
-)
 from aiokafka.structs import TopicPartition  # type: ignore[import-untyped,unused-ignore]
 
 from usersignals.config import Settings
 from usersignals.errors import CollectorError
 from usersignals.ingest import contract
 from usersignals.ingest.batching import build_records
-from usersignals.ingest.bodies import Body, BodyProblem, BodyStats, read_body
-from usersignals.ingest.collector_auth import (
-    Gate,
-    Refusal,
-    check_content_encoding,
-    check_content_type,
-    cors_headers,
-    parse_origins,
-)
+from usersignals.ingest.brokerinfo import BrokerInfo, cluster_id_of
+from usersignals.ingest.collector_auth import cors_headers, parse_origins
+from usersignals.ingest.collector_guards import IngestGuards
 from usersignals.ingest.httpguard import GuardedRunner, Limits, error_response
 from usersignals.ingest.openapi import build_openapi
 
@@ -108,7 +100,6 @@ RETRY_AFTER_S = 5
 HEALTH_TIMEOUT_S = 2.0
 # Room for the record batch framing around a record of MAX_RECORD_BYTES.
 _MAX_REQUEST_BYTES = contract.MAX_RECORD_BYTES + 64 * 1024
-_EMBEDDED_CLUSTER_PREFIX = "tansu"  # the embedded broker's cluster id is "tansu_cluster"
 
 
 def response_status(accepted: int, rejected: int) -> int:
@@ -116,45 +107,6 @@ def response_status(accepted: int, rejected: int) -> int:
     if rejected == 0:
         return 200
     return 400 if accepted == 0 else 207
-
-
-@dataclass(frozen=True)
-class BrokerInfo:
-    """Which broker the collector writes to, as ``/healthz`` tells it (no credentials).
-
-    ``kind`` is ``tansu`` (the embedded broker: memory storage, so a 2xx means "stored in this
-    broker process") or ``kafka``; ``durable`` is whether stored events outlive a broker
-    restart (``None`` when unknown).
-    """
-
-    kind: str
-    cluster_id: str | None
-    bootstrap: str
-
-    @classmethod
-    def from_cluster_id(cls, cluster_id: str | None, bootstrap: str) -> BrokerInfo:
-        if cluster_id is None:
-            kind = "unknown"
-        elif cluster_id.startswith(_EMBEDDED_CLUSTER_PREFIX):
-            kind = "tansu"
-        else:
-            kind = "kafka"
-        return cls(kind, cluster_id, _without_credentials(bootstrap))
-
-    def json(self) -> dict[str, Any]:
-        durable = None if self.kind == "unknown" else self.kind == "kafka"
-        return {
-            "kind": self.kind,
-            "durable": durable,
-            "cluster_id": self.cluster_id,
-            "bootstrap": self.bootstrap,
-        }
-
-
-def _without_credentials(bootstrap: str) -> str:
-    """``host:port`` entries only: anything up to an ``@`` and any scheme are dropped."""
-    hosts = (h.strip().rpartition("@")[2].rpartition("://")[2] for h in bootstrap.split(","))
-    return ",".join(h for h in hosts if h)
 
 
 def _count_elements(body: bytes) -> int:
@@ -171,39 +123,6 @@ def _rejection_json(r: contract.Rejection) -> dict[str, Any]:
 
 def _error(status: int, error: str, message: str, **headers: str) -> web.Response:
     return error_response(status, error, message, headers)
-
-
-def _refused(refusal: Refusal) -> web.Response:
-    return _error(refusal.status, refusal.error, refusal.message, **refusal.headers)
-
-
-def _closing(response: web.Response) -> web.Response:
-    """``response``, after which the connection closes: what is left of the body is drained
-    for a moment (uninflated, so that the client can read the answer) and then dropped."""
-    response.force_close()
-    return response
-
-
-_TOO_LARGE = f"request body is larger than {MAX_BODY_BYTES} bytes"
-_BODY_PROBLEMS = {
-    BodyProblem.TOO_LARGE: (413, "too_large", _TOO_LARGE),
-    BodyProblem.TIMEOUT: (408, "request_timeout", "the request body did not arrive in time"),
-    BodyProblem.BAD_ENCODING: (400, "bad_encoding", "the body is not valid in its encoding"),
-    BodyProblem.UNSUPPORTED_ENCODING: (
-        415,
-        "unsupported_encoding",
-        "Content-Encoding must be gzip, deflate or identity",
-    ),
-}
-
-
-@dataclass(frozen=True)
-class _Admission:
-    answer: web.Response | None
-
-
-_ADMISSION = web.RequestKey("usersignals.admission", _Admission)
-"""A request's answer from :meth:`Collector.admit`, decided once (``Expect`` asks first)."""
 
 
 @dataclass(frozen=True)
@@ -236,14 +155,7 @@ class Collector:
         self.origins = parse_origins(allow_origin)
         self.partitions = 0
         self.broker = BrokerInfo.from_cluster_id(None, settings.bootstrap)
-        self.body_stats = BodyStats()
-        self.gate = Gate(
-            settings.write_keys,
-            client=(settings.collector_client_rate, settings.collector_client_burst),
-            key=(settings.collector_key_rate, settings.collector_key_burst),
-            failed=(settings.collector_auth_fail_rate, settings.collector_auth_fail_burst),
-            clock=clock,
-        )
+        self.guards = IngestGuards(settings, max_body_bytes=MAX_BODY_BYTES, clock=clock)
         self.openapi = build_openapi(
             max_body_bytes=MAX_BODY_BYTES, max_events=MAX_EVENTS_PER_REQUEST
         )
@@ -291,7 +203,7 @@ class Collector:
         try:
             await producer.start()
             partitions = await asyncio.wait_for(producer.partitions_for(topic), SEND_TIMEOUT_S)
-            cluster_id = await asyncio.wait_for(_cluster_id(producer), SEND_TIMEOUT_S)
+            cluster_id = await asyncio.wait_for(cluster_id_of(producer), SEND_TIMEOUT_S)
         except (KafkaError, OSError, TimeoutError) as exc:
             await producer.stop()
             reason = str(exc) or type(exc).__name__
@@ -396,29 +308,9 @@ class Collector:
             if not self._in_flight:
                 self._idle.set()
 
-    def admit(self, request: web.Request) -> web.Response | None:
-        """The answer for a request refused on its headers alone (rate, key, media type,
-        encoding, size); decided once per request, for every ingest route."""
-        if _ADMISSION in request:
-            return request[_ADMISSION].answer
-        refusal = self.gate.admit(request.remote or "", request.headers.get("Authorization"))
-        answer = _refused(refusal) if refusal is not None else None
-        if answer is None:
-            problem = check_content_type(request.headers.get("Content-Type"))
-            if problem is not None:
-                answer = _error(415, "unsupported_media_type", problem)
-        if answer is None:
-            problem = check_content_encoding(request.headers.get("Content-Encoding"))
-            if problem is not None:
-                answer = _error(415, "unsupported_encoding", problem)
-        if answer is None and (request.content_length or 0) > MAX_BODY_BYTES:
-            answer = _closing(_error(413, *_BODY_PROBLEMS[BodyProblem.TOO_LARGE][1:]))
-        request[_ADMISSION] = _Admission(answer)
-        return answer
-
     async def expect(self, request: web.Request) -> web.Response | None:
         """``Expect: 100-continue``: refuse on the headers before the client uploads the body."""
-        refusal = self.admit(request)
+        refusal = self.guards.admit(request)
         if refusal is None:
             await _default_expect_handler(request)
             return None
@@ -427,25 +319,11 @@ class Collector:
         )
         return refusal
 
-    async def read(self, request: web.Request) -> Body | web.Response:
-        """The body within the body timeout and size limit, or the answer saying why not."""
-        body = await read_body(
-            request.content,
-            encoding=request.headers.get("Content-Encoding"),
-            limit=MAX_BODY_BYTES,
-            timeout=self.settings.collector_body_timeout_s,
-            stats=self.body_stats,
-        )
-        if body.problem is None:
-            return body
-        status, error, message = _BODY_PROBLEMS[body.problem]
-        return _closing(_error(status, error, message))
-
     async def _post_events(self, request: web.Request) -> web.Response:
-        refusal = self.admit(request)
+        refusal = self.guards.admit(request)
         if refusal is not None:
             return refusal
-        read = await self.read(request)
+        read = await self.guards.read(request)
         if isinstance(read, web.Response):
             return read
         body = read.data
@@ -494,17 +372,6 @@ class Collector:
         except (KafkaError, OSError, TimeoutError) as exc:
             return str(exc) or type(exc).__name__
         return None
-
-
-async def _cluster_id(producer: AIOKafkaProducer) -> str | None:
-    """The cluster id the broker reports in its metadata (v2 and later carry one)."""
-    client = producer.client
-    nodes = client.cluster.brokers()
-    if not nodes:
-        return None
-    answer = await client.send(next(iter(nodes)).nodeId, MetadataRequest([]))
-    cluster_id = getattr(answer, "cluster_id", None)
-    return cluster_id if isinstance(cluster_id, str) else None
 
 
 def _too_many(count: int) -> web.Response:

@@ -184,7 +184,7 @@ def test_gzip_bomb_stops_inflating_at_the_limit_and_closes(
             "message": f"request body is larger than {MAX_BODY_BYTES} bytes",
         }
         assert header_of(reply, "Connection") == "close"
-        assert served.collector.body_stats.inflated_bytes == MAX_BODY_BYTES + 1
+        assert served.collector.guards.body_stats.inflated_bytes == MAX_BODY_BYTES + 1
         # the server is free at once for the next client
         health = served.exchange(http("GET", "/healthz", {}))
         assert status_of(health) == 200
@@ -204,7 +204,7 @@ def test_compressed_body_is_accepted(kafka: Kafka, coding: str) -> None:
             200,
             {"accepted": ["h-0", "h-1", "h-2"], "rejected": []},
         )
-        assert served.collector.body_stats.inflated_bytes == len(body)
+        assert served.collector.guards.body_stats.inflated_bytes == len(body)
 
 
 @pytest.mark.parametrize(
