@@ -72,14 +72,15 @@ class FaultTable:
 
     seed: int
     rows: list[Row] = field(default_factory=list)
-    evidence_of: Callable[[], str] = lambda: ""
-    """Called when a scenario fails: log excerpts that explain it."""
+    logs: Callable[[], list[Path]] = list
+    """The log files whose lines written during a failed scenario are its evidence."""
 
     @contextlib.contextmanager
     def scenario(self, name: str, done: str, checked: str) -> Iterator[Row]:
         row = Row(name, done, checked)
         self.rows.append(row)
         progress(f"scenario {name}: start")
+        marks = log_marks(self.logs())
         started = time.monotonic()
         try:
             yield row
@@ -88,7 +89,7 @@ class FaultTable:
             row.result = f"FAIL: {kind}{exc}"[:600]
             if not isinstance(exc, CheckFailed):
                 row.evidence = traceback.format_exc(limit=4)[-1500:]
-            row.evidence += self.evidence_of()
+            row.evidence += "\n" + excerpt(self.logs(), EVIDENCE, since=marks)
         else:
             if row.result == "not run":
                 row.result = "ok"
@@ -316,26 +317,46 @@ def mounted(root: Path) -> bool:
 # -- logs -----------------------------------------------------------------------------------
 
 
-def excerpt(paths: list[Path], pattern: str, *, limit: int = 12, width: int = 240) -> str:
-    """The last ``limit`` lines matching ``pattern`` in ``paths``, each cut to ``width``."""
+EVIDENCE = r"error|exception|crash|incarnation|epoch|no space|enospc|restart|not running|killed"
+"""Log lines worth showing as a failed scenario's evidence."""
+
+
+def log_marks(paths: list[Path]) -> dict[Path, int]:
+    """The size of each log now, so that what is written later can be read alone."""
+    return {p: p.stat().st_size for p in paths if p.exists()}
+
+
+def text_since(path: Path, marks: dict[Path, int]) -> str:
+    """What ``path`` got after ``marks`` was taken (a new file whole)."""
+    with path.open("rb") as f:
+        f.seek(marks.get(path, 0))
+        return f.read().decode(errors="replace")
+
+
+def excerpt(
+    paths: list[Path],
+    pattern: str,
+    *,
+    since: dict[Path, int] | None = None,
+    limit: int = 12,
+    width: int = 240,
+) -> str:
+    """The first and last lines matching ``pattern`` in ``paths`` (only what was written after
+    ``since``, when given), ``limit`` in all, each cut to ``width``; repeats left out."""
     rx = re.compile(pattern, re.I)
     hits: list[str] = []
+    seen: set[str] = set()
     for path in paths:
         with contextlib.suppress(OSError):
-            for line in path.read_text(errors="replace").splitlines():
-                if rx.search(line):
-                    hits.append(f"{path.name}: {line.strip()[:width]}")
-    return "\n".join(hits[-limit:])
-
-
-def grep(paths: list[Path], pattern: str) -> int:
-    """How many lines of ``paths`` match ``pattern`` (case-insensitive)."""
-    rx = re.compile(pattern, re.I)
-    n = 0
-    for path in paths:
-        with contextlib.suppress(OSError):
-            n += sum(1 for line in path.read_text(errors="replace").splitlines() if rx.search(line))
-    return n
+            for line in text_since(path, since or {}).splitlines():
+                key = re.sub(r"^\[[^]]*\] \[\d+\] ", "", line.strip())[:120]
+                if not rx.search(line) or key in seen:
+                    continue
+                seen.add(key)
+                hits.append(f"{path.name}: {line.strip()[:width]}")
+    if len(hits) > limit:
+        hits = [*hits[: limit // 2], "...", *hits[-(limit - limit // 2) :]]
+    return "\n".join(hits)
 
 
 def cli_json(env: dict[str, str], *args: str, timeout: float = 120.0) -> Any:
