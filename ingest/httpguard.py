@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, cast
 
-from aiohttp import web
+from aiohttp import StreamReader, web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
@@ -115,17 +115,21 @@ class GuardedHandler(RequestHandler):
         self._limits = limits
         self._header_deadline: asyncio.TimerHandle | None = None
         self._awaiting_request = True
+        self._last_body: StreamReader | None = None  # the body of the newest request parsed
 
     def data_received(self, data: bytes) -> None:
         before = self._request_count
-        if data and self._awaiting_request and self._header_deadline is None:
-            self._awaiting_request = False
+        body_done = self._last_body is None or self._last_body.is_eof()
+        if data and body_done and self._awaiting_request and self._header_deadline is None:
+            self._awaiting_request = False  # these bytes begin the next request's headers
             self._header_deadline = self._loop.call_later(
                 self._limits.header_timeout, self._headers_late
             )
         super().data_received(data)
         if self._request_count != before:
             self._cancel_header_deadline()
+            if self._messages:
+                self._last_body = self._messages[-1][1]
 
     def _cancel_header_deadline(self) -> None:
         if self._header_deadline is not None:
