@@ -448,13 +448,13 @@ def test_a_body_drained_after_an_early_answer_starts_no_header_deadline(kafka: K
     raw = http("POST", "/v1/events", {**HEAD, "Authorization": "Bearer wrong"}, body)
     raw = raw.replace(b"Connection: close\r\n", b"")
     head, rest = raw[: -len(body)], body
-    with serving(kafka, **{**FAST, "collector_idle_timeout_s": 5.0}) as served:
-        with served.connect() as conn:
-            conn.sendall(head)
-            first = conn.recv(65536)  # 401 before the body came
-            conn.sendall(rest)  # drained by the server, not a new request
-            threading.Event().wait(1.5)  # three header deadlines
-            conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            second = read_to_close(conn)
+    fast = {**FAST, "collector_idle_timeout_s": 5.0}
+    with serving(kafka, **fast) as served, served.connect() as conn:
+        conn.sendall(head)
+        first = conn.recv(65536)  # 401 before the body came
+        conn.sendall(rest)  # drained by the server, not a new request
+        threading.Event().wait(1.5)  # three header deadlines
+        conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        second = read_to_close(conn)
     assert status_of(first) == 401
     assert status_of(second) == 200
