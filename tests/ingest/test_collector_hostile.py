@@ -14,8 +14,9 @@ import logging
 import socket
 import struct
 import threading
+import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,9 +65,12 @@ def read_to_close(conn: socket.socket) -> bytes:
 
 
 @contextmanager
-def serving(kafka: Kafka, **changes: Any) -> Iterator[Served]:
+def serving(
+    kafka: Kafka, clock: Callable[[], float] = time.monotonic, **changes: Any
+) -> Iterator[Served]:
+    """A collector with these settings; ``clock`` drives its rate limits."""
     settings = kafka.settings.with_(write_keys=(KEY, "k-other"), **changes)
-    collector = Collector(settings)
+    collector = Collector(settings, clock=clock)
     ready = threading.Event()
     box: dict[str, Any] = {}
 
@@ -309,6 +313,11 @@ def test_connections_beyond_the_bound_get_503_and_are_closed(kafka: Kafka) -> No
 # ---------------------------------------------------------------- rate limits
 
 
+def frozen_clock() -> float:
+    """A clock that stands still: no bucket refills during a burst, so counts are exact."""
+    return 0.0
+
+
 def _burst(served: Served, count: int, headers: dict[str, str]) -> list[tuple[int, str | None]]:
     answers = []
     for _ in range(count):
@@ -318,14 +327,15 @@ def _burst(served: Served, count: int, headers: dict[str, str]) -> list[tuple[in
 
 
 def test_a_client_over_its_rate_gets_429_with_retry_after(kafka: Kafka) -> None:
-    with serving(kafka, collector_client_rate=0.01, collector_client_burst=5) as served:
+    limits = {"collector_client_rate": 0.01, "collector_client_burst": 5}
+    with serving(kafka, clock=frozen_clock, **limits) as served:
         answers = _burst(served, 8, HEAD)
     assert answers == [(400, None)] * 5 + [(429, "100")] * 3
 
 
 def test_a_key_over_its_rate_gets_429_and_another_key_does_not(kafka: Kafka) -> None:
     limits = {"collector_client_rate": 0, "collector_key_rate": 0.5, "collector_key_burst": 3}
-    with serving(kafka, **limits) as served:
+    with serving(kafka, clock=frozen_clock, **limits) as served:
         first = _burst(served, 5, HEAD)
         other = _burst(served, 2, {**HEAD, "Authorization": "Bearer k-other"})
     assert first == [(400, None)] * 3 + [(429, "2")] * 2
@@ -334,7 +344,7 @@ def test_a_key_over_its_rate_gets_429_and_another_key_does_not(kafka: Kafka) -> 
 
 def test_refused_keys_are_limited_and_then_even_the_right_key_waits(kafka: Kafka) -> None:
     limits = {"collector_auth_fail_rate": 0.001, "collector_auth_fail_burst": 4}
-    with serving(kafka, **limits) as served:
+    with serving(kafka, clock=frozen_clock, **limits) as served:
         guesses = _burst(served, 10, {**HEAD, "Authorization": "Bearer guess"})
         right = _burst(served, 1, HEAD)
         body = json_of(served.replies[-1])
