@@ -16,6 +16,7 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -93,7 +94,7 @@ import sys
 from datetime import UTC, datetime
 from usersignals.ingest.tracker import Tracker
 n = int(sys.argv[1])
-tracker = Tracker(spool_path=sys.argv[2], connect_timeout_ms=500, backoff_max_ms=500)
+tracker = Tracker(spool_path=sys.argv[2], connect_timeout_ms=5_000, backoff_max_ms=500)
 for i in range(n):
     tracker.message(f"user-{i % 101}", "assistant", event_id=f"k{i}",
                     ts=datetime(2026, 3, 1, tzinfo=UTC))
@@ -268,6 +269,36 @@ def test_broker_dies_mid_stream_every_event_is_acknowledged_or_resent(tmp_path: 
     gc.collect()  # a socket the dead broker's producer left open fails the test here
 
 
+def stalled_run(
+    tmp_path: Path, prefix: str, n: int, sent: int, **tracker_kw: Any
+) -> tuple[TrackerStats, TrackerStats, list[str]]:
+    """Hands ``n`` events (ids ``{prefix[0]}00``...) to a tracker while the broker answers
+    nothing (SIGSTOP: it accepts connections), then lets it go on until ``sent`` events are
+    acknowledged. Returns the stats during the stall, the final stats and the ids in the topic.
+    """
+    port = free_port()
+    settings = Settings.load(
+        environ={}, bootstrap=f"127.0.0.1:{port}", topic_prefix=prefix, state_dir=tmp_path
+    )
+    with EmbeddedBroker(port=port, partitions=8, topics=settings.topics) as broker:
+        os.kill(broker.pid, signal.SIGSTOP)
+        try:
+            tracker = Tracker(settings=settings, connect_timeout_ms=20_000, **tracker_kw)
+            for i in range(n):
+                tracker.message("u", "user", event_id=f"{prefix[0]}{i:02d}", ts=TS)
+            stalled = tracker.stats
+        finally:
+            os.kill(broker.pid, signal.SIGCONT)
+        try:
+            assert wait_until(lambda: tracker.stats.sent == sent, 60), tracker.stats
+            final = tracker.stats
+        finally:
+            tracker.close(10)
+        ids = read_ids(broker.bootstrap, settings.events_topic, sent)
+    gc.collect()  # a socket the stalled connection left open fails the test here
+    return stalled, final, ids
+
+
 @pytest.mark.slow
 @pytest.mark.broker
 def test_a_full_queue_spools_after_max_block_ms(tmp_path: Path) -> None:
@@ -277,31 +308,7 @@ def test_a_full_queue_spools_after_max_block_ms(tmp_path: Path) -> None:
     machine, not the tracker. What it did is: the first ``max_queue`` events stay in memory,
     each later one gives up waiting and goes to the spool on its own, nothing is lost.
     """
-    port = free_port()
-    settings = Settings.load(
-        environ={}, bootstrap=f"127.0.0.1:{port}", topic_prefix="slow", state_dir=tmp_path
-    )
-    block_s = 0.2
-    with EmbeddedBroker(port=port, partitions=8, topics=settings.topics) as broker:
-        os.kill(broker.pid, signal.SIGSTOP)  # accepts connections, answers nothing
-        try:
-            tracker = Tracker(
-                settings=settings,
-                max_queue=20,
-                max_block_ms=int(block_s * 1000),
-                connect_timeout_ms=20_000,
-            )
-            for i in range(40):
-                tracker.message("u", "user", event_id=f"q{i:02d}", ts=TS)
-            stats = tracker.stats
-        finally:
-            os.kill(broker.pid, signal.SIGCONT)
-        try:
-            assert wait_until(lambda: tracker.stats.sent == 40, 60), tracker.stats
-            final = tracker.stats
-        finally:
-            tracker.close(10)
-        ids = read_ids(broker.bootstrap, settings.events_topic, 40)
+    stats, final, ids = stalled_run(tmp_path, "queue", 40, 40, max_queue=20, max_block_ms=200)
     # each overflowing event is a record of its own (same size: ids of equal length)
     one = validate({"type": "message", "user_id": "u", "role": "user", "event_id": "q20", "ts": TS})
     frame_bytes = HEADER_BYTES + len(build_records([one], 8)[0].spooled().to_bytes())
@@ -311,7 +318,6 @@ def test_a_full_queue_spools_after_max_block_ms(tmp_path: Path) -> None:
     assert final == TrackerStats(accepted=40, sent=40, spooled=40)
     # the spooled overflow went first: it may overtake events that were still in memory
     assert ids == [f"q{i:02d}" for i in [*range(20, 40), *range(20)]]
-    gc.collect()
 
 
 def test_full_spool_tells_on_dropped_which_events(tmp_path: Path) -> None:
@@ -442,39 +448,26 @@ def test_refused_records_tell_on_dropped(kafka: Kafka, tmp_path: Path) -> None:
 def test_full_queue_and_full_spool_tell_on_dropped(tmp_path: Path) -> None:
     """A broker that does not answer (SIGSTOP): 5 events wait in memory, the next 3 go to the
     spool on their own, the 7 after them fit nowhere and are reported at once, in the call."""
-    port = free_port()
-    settings = Settings.load(
-        environ={}, bootstrap=f"127.0.0.1:{port}", topic_prefix="mute", state_dir=tmp_path
-    )
     one = validate({"type": "message", "user_id": "u", "role": "user", "event_id": "s00", "ts": TS})
     frame_bytes = HEADER_BYTES + len(build_records([one], 0)[0].spooled().to_bytes())
     dropped: list[tuple[list[str], str]] = []
-    with EmbeddedBroker(port=port, partitions=8, topics=settings.topics) as broker:
-        os.kill(broker.pid, signal.SIGSTOP)  # accepts connections, answers nothing
-        try:
-            tracker = Tracker(
-                settings=settings,
-                max_queue=5,
-                max_block_ms=20,
-                connect_timeout_ms=20_000,
-                spool_max_bytes=3 * frame_bytes,
-                on_dropped=lambda ids, reason: dropped.append((ids, reason)),
-            )
-            for i in range(15):
-                tracker.message("u", "user", event_id=f"s{i:02d}", ts=TS)
-            stats, reported = tracker.stats, list(dropped)
-        finally:
-            os.kill(broker.pid, signal.SIGCONT)
-        try:
-            assert wait_until(lambda: tracker.stats.sent == 3, 60), tracker.stats
-            final = tracker.stats
-        finally:
-            tracker.close(10)
+    stats, final, ids = stalled_run(
+        tmp_path,
+        "stall",
+        15,
+        3,
+        max_queue=5,
+        max_block_ms=20,
+        spool_max_bytes=3 * frame_bytes,
+        on_dropped=lambda ids, reason: dropped.append((ids, reason)),
+    )
     assert stats == TrackerStats(
         accepted=15, queued=5, spooled=3, failed=7, spool_records=3, spool_bytes=3 * frame_bytes
     )
-    assert reported == [([f"s{i:02d}"], "spool_full") for i in range(8, 15)]
     # the events in memory go behind the spooled ones, into the spool, which is still full
     assert final == TrackerStats(accepted=15, sent=3, spooled=3, failed=12)
-    assert dropped == [*reported, ([f"s{i:02d}" for i in range(5)], "spool_full")]
-    gc.collect()
+    assert ids == ["s05", "s06", "s07"]
+    assert dropped == [
+        *[([f"s{i:02d}"], "spool_full") for i in range(8, 15)],
+        ([f"s{i:02d}" for i in range(5)], "spool_full"),
+    ]
