@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
+from usersignals.config import ConfigError, Settings
 from usersignals.ingest.bodies import INFLATE_STEP, Inflater
 from usersignals.ingest.collector import BrokerInfo
 from usersignals.ingest.collector_auth import Gate, bearer_token, check_content_encoding
@@ -179,3 +180,40 @@ def test_inflater_tells_a_bad_stream(stream: bytes, outcome: str) -> None:
 )  # fmt: skip
 def test_broker_info(cluster_id: str | None, bootstrap: str, json: dict[str, object]) -> None:
     assert BrokerInfo.from_cluster_id(cluster_id, bootstrap).json() == json
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"USERSIGNALS_COLLECTOR_HEADER_TIMEOUT_S": "0"},
+         "Invalid collector_header_timeout_s: 0.0 (must be more than 0 seconds)"),
+        ({"USERSIGNALS_COLLECTOR_CLIENT_RATE": "-1"},
+         "Invalid collector_client_rate: -1.0 (must be 0 (no limit) or more)"),
+        ({"USERSIGNALS_COLLECTOR_MAX_CONNECTIONS": "0"},
+         "Invalid collector_max_connections: 0 (must be at least 1)"),
+        ({"USERSIGNALS_COLLECTOR_KEY_BURST": "many"},
+         "Invalid collector_key_burst: 'many' (not a whole number)"),
+    ],
+)  # fmt: skip
+def test_collector_settings_are_checked(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        Settings.load(environ=env)
+    assert str(exc.value) == message
+
+
+def test_collector_settings_from_the_environment() -> None:
+    settings = Settings.load(
+        environ={
+            "USERSIGNALS_COLLECTOR_IDLE_TIMEOUT_S": "5",
+            "USERSIGNALS_COLLECTOR_KEY_RATE": "0",
+            "USERSIGNALS_COLLECTOR_AUTH_FAIL_BURST": "3",
+        }
+    )
+    assert (
+        settings.collector_idle_timeout_s,
+        settings.collector_key_rate,
+        settings.collector_auth_fail_burst,
+        settings.collector_header_timeout_s,
+        settings.collector_max_connections,
+    ) == (5.0, 0.0, 3, 10.0, 1000)
+    assert settings.to_env()["USERSIGNALS_COLLECTOR_AUTH_FAIL_BURST"] == "3"
