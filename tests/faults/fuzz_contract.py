@@ -6,7 +6,8 @@ contract's :func:`~usersignals.ingest.contract.decode_record`, the stream worker
 :class:`~usersignals.warehouse.rows.PartitionBuffer` — and checks what every outcome must
 satisfy, whatever the input: nothing raises, every element of the batch is accounted for
 exactly once (or the record is one whole rejection), every reason is a known code, the same
-bytes decode the same way twice, and the worker and the loader keep what the contract kept.
+bytes decode the same way twice, the worker and the loader keep what the contract kept, and
+an object is read alike alone (as a record) and in brackets (as the collector reads a body).
 The hypothesis properties (``test_fuzz_contract.py``) and the coverage-guided fuzzer both call
 it.
 
@@ -93,6 +94,7 @@ def check_record(value: bytes) -> Outcome:
     outcome = Outcome(events, rejections, indexes)
     _check_worker(value, outcome)
     _check_loader(value, outcome)
+    _check_batch_of_one(value, outcome)
     return outcome
 
 
@@ -154,6 +156,20 @@ def _check_loader(value: bytes, outcome: Outcome) -> None:
     _require(
         dead.column("reason").to_pylist() == [r.reason for r in outcome.rejections],
         "dead-letter rows are not the rejections",
+    )
+
+
+def _check_batch_of_one(value: bytes, outcome: Outcome) -> None:
+    """An object read in brackets, as the collector reads a body that is one object, is the
+    same event or the same rejection as the object alone (the worker's reading of it)."""
+    if value.lstrip()[:1] != b"{":
+        return
+    events, rejections = decode_record(b"[" + value + b"]", now=NOW, min_ts=MIN_TS)
+    _require(events == outcome.events, "an object alone and in brackets give other events")
+    _require(
+        [r.reason for r in rejections] == [r.reason for r in outcome.rejections]
+        and all(r.index in (None, 0) for r in rejections),
+        "an object alone and in brackets are rejected otherwise",
     )
 
 

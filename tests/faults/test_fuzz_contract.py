@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from tests.faults.conftest import LONG
@@ -52,6 +52,7 @@ pytestmark = pytest.mark.timeout(1800 if LONG else 300)
 _LONE_SURROGATES = st.integers(0xD800, 0xDFFF).map(lambda c: f'"\\u{c:04x}"')
 _NESTING = st.integers(55, 70).map(lambda n: "[" * n + "1" + "]" * n)
 _SURROGATE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+_COMPLETE_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _ODD_LITERALS = st.sampled_from(["NaN", "-Infinity", "Infinity", "nan", "1.", ".5", "01", "-0"])
 
 
@@ -170,6 +171,8 @@ def test_near_valid_records_agree_with_the_wire_reader_element_by_element(
     raw, elements = record
     outcome = check_record(raw)
     wire = read_record(raw, NOW, MIN_TS)
+    if _COMPLETE_STRINGS.sub(b"", raw).count(b'"'):  # a string never closed: a known difference
+        assume([r.reason for r in outcome.rejections] != ["too_deep"])
     assert (outcome.events, [r.reason for r in outcome.rejections]) == (wire.events, wire.reasons)
     if elements is not None and not outcome.whole:
         verdicts = _per_element(outcome, len(elements))
@@ -253,6 +256,17 @@ def test_known_difference_a_finite_duration_near_the_largest_double(duration: st
     outcome = check_record(raw)
     assert [e.duration_s for e in outcome.events] == [float(duration)]
     assert read_record(raw, NOW, MIN_TS).events == outcome.events
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="brackets after a string that is never closed: the contract counts them as outside "
+    "strings (too_deep), the oracle as inside the open string (and the record is not_json)",
+)
+def test_known_difference_brackets_after_an_unterminated_string() -> None:
+    raw = b'[{"a' + b"[" * 70 + b"]" * 70 + b"}]"
+    outcome = check_record(raw)
+    assert [r.reason for r in outcome.rejections] == read_record(raw, NOW, MIN_TS).reasons
 
 
 # ------------------------------------------------------------------------------ coverage-guided
