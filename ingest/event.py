@@ -10,11 +10,14 @@ holds the paths equal on what the tables cannot say.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 
+from usersignals.broker import MAX_MESSAGE_BYTES
 from usersignals.errors import EventError
 from usersignals.ingest.rules import (
     CHOICES,
@@ -26,15 +29,20 @@ from usersignals.ingest.rules import (
 )
 
 __all__ = [
+    "DEAD_PREFIX_BYTES",
+    "DEAD_TEXT_BYTES",
     "FIELDS",
     "MAX_BATCH",
     "MAX_EVENT_BYTES",
+    "MAX_MESSAGE_BYTES",
     "MAX_READ_DEPTH",
     "MAX_RECORD_BYTES",
     "REASONS",
     "Event",
     "EventError",
     "Rejection",
+    "dead_copy",
+    "event_indexes",
 ]
 
 MAX_EVENT_BYTES = 32 * 1024
@@ -42,6 +50,13 @@ MAX_RECORD_BYTES = 1 << 20
 MAX_BATCH = 1000
 MAX_READ_DEPTH = 64
 """Nesting (outside strings) beyond which a record is not read at all."""
+DEAD_PREFIX_BYTES = 4096
+"""Bytes of an input over :data:`MAX_RECORD_BYTES` that its dead letter keeps."""
+DEAD_TEXT_BYTES = 1024
+"""UTF-8 bytes a dead letter keeps of a rejection's ``message`` and of its ``field``."""
+# MAX_MESSAGE_BYTES (from usersignals.broker, the layer that creates the topics): the largest
+# Kafka record the worker sends and the topics take. A dead letter or forward is at most
+# MAX_RECORD_BYTES of value plus a few KiB of headers, which it leaves room for.
 
 REASONS = (
     "empty", "too_large", "not_utf8", "too_deep", "not_json", "bad_batch", "not_object",
@@ -159,3 +174,50 @@ class Rejection(msgspec.Struct, frozen=True, kw_only=True):
 
 
 FIELDS: tuple[str, ...] = tuple(f for f in Event.__struct_fields__ if f != "extra")
+
+
+def dead_copy(rejection: Rejection) -> tuple[Rejection, str]:
+    """The rejection as it is dead-lettered, in the dead-letter topic and the warehouse alike,
+    and the SHA-256 (hex) of its whole input.
+
+    ``message`` and ``field`` are cut to :data:`DEAD_TEXT_BYTES`. An input over
+    :data:`MAX_RECORD_BYTES` (it was never read) keeps only its first :data:`DEAD_PREFIX_BYTES`
+    bytes, and its message says so and names the hash, so that every dead letter fits in a
+    Kafka record of :data:`MAX_MESSAGE_BYTES` and the input can still be found in the topic.
+    """
+    raw = rejection.raw
+    digest = hashlib.sha256(raw).hexdigest()
+    message = _cut(rejection.message)
+    field = _cut(rejection.field) if rejection.field is not None else None
+    if len(raw) > MAX_RECORD_BYTES:
+        message = _cut(message, DEAD_TEXT_BYTES - 100)
+        message += f"; first {DEAD_PREFIX_BYTES} bytes kept, sha256 {digest}"
+        raw = raw[:DEAD_PREFIX_BYTES]
+    if raw is rejection.raw and message == rejection.message and field == rejection.field:
+        return rejection, digest
+    return msgspec.structs.replace(rejection, message=message, field=field, raw=raw), digest
+
+
+def _cut(text: str, limit: int = DEAD_TEXT_BYTES) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes (lone surrogates counted escaped),
+    whole characters only."""
+    data = text.encode("utf-8", "backslashreplace")
+    if len(data) <= limit:
+        return text
+    return data[: limit - 3].decode("utf-8", "ignore") + "..."
+
+
+def event_indexes(n_events: int, rejections: Sequence[Rejection]) -> list[int]:
+    """Positions in the record of the valid events, given the rejected elements' positions.
+
+    Every bad element of a readable batch is one rejection carrying its index, so the valid
+    events sit at the positions no rejection names, in order.
+    """
+    bad = {r.index for r in rejections if r.index is not None}
+    out: list[int] = []
+    i = 0
+    while len(out) < n_events:
+        if i not in bad:
+            out.append(i)
+        i += 1
+    return out

@@ -37,6 +37,7 @@ from faust.types import TP
 from prometheus_client.registry import Collector
 
 from usersignals.config import Settings
+from usersignals.ingest.event import MAX_MESSAGE_BYTES
 from usersignals.metrics.flattery import params_of
 from usersignals.streams import heap
 from usersignals.streams.changelog import PartitionKeeper, key_partition, rebuild_keepers
@@ -116,6 +117,9 @@ class LiveWorker:
             broker_heartbeat_interval=HEARTBEAT_S,
             web_in_thread=False,
             consumer_max_fetch_size=FETCH_BYTES_PER_PARTITION,
+            # every dead letter and forward fits (streams.records); Faust's default of
+            # 1,000,000 bytes refused the dead letter of a 1,000,000-byte record
+            producer_max_request_size=MAX_MESSAGE_BYTES,
         )
         self.events_topic = self.app.topic(
             settings.events_topic,

@@ -20,9 +20,21 @@ from usersignals.config import TOPICS
 from usersignals.errors import BrokerError
 from usersignals.processes import terminate
 
-__all__ = ["BrokerError", "EmbeddedBroker", "ensure_topics", "free_port", "wait_for_port"]
+__all__ = [
+    "MAX_MESSAGE_BYTES",
+    "BrokerError",
+    "EmbeddedBroker",
+    "ensure_topics",
+    "free_port",
+    "wait_for_port",
+]
 
 STARTUP_TIMEOUT_S = 20.0
+MAX_MESSAGE_BYTES = (1 << 20) + (64 << 10)
+"""The largest Kafka record usersignals sends and its topics take (``max.message.bytes`` of the
+topics it creates, the worker's producer request size): the contract's record of 1 MiB
+(``usersignals.ingest.event.MAX_RECORD_BYTES``) plus 64 KiB for its key, headers and framing.
+Apache Kafka's default (1,048,588 bytes) is too small for a 1 MiB record with its framing."""
 
 
 def free_port() -> int:
@@ -61,8 +73,9 @@ def ensure_topics(
 ) -> list[str]:
     """Creates the topics that do not exist yet; returns the names it created.
 
-    Works on any Kafka (Apache Kafka, the embedded broker). Existing topics are left as they
-    are, whatever their partition count.
+    Works on any Kafka (Apache Kafka, the embedded broker). Created topics take records of
+    up to :data:`MAX_MESSAGE_BYTES` (``max.message.bytes``). Existing topics are left as they
+    are, whatever their partition count and configuration.
 
     Raises:
         BrokerError: the broker cannot be reached within ``timeout`` (retryable).
@@ -91,7 +104,12 @@ def ensure_topics(
                 with contextlib.suppress(TopicAlreadyExistsError):
                     admin.create_topics(
                         [
-                            NewTopic(t, num_partitions=partitions, replication_factor=1)
+                            NewTopic(
+                                t,
+                                num_partitions=partitions,
+                                replication_factor=1,
+                                topic_configs={"max.message.bytes": str(MAX_MESSAGE_BYTES)},
+                            )
                             for t in missing
                         ]
                     )

@@ -4,15 +4,17 @@ A :class:`PartitionBuffer` takes the records of one source partition in offset o
 each with the contract, and keeps three kinds of outcome: valid events of the partition (rows of
 ``events``), rejections (rows of ``deadletter``), and valid events whose user belongs to another
 partition (counted and skipped: the stream worker forwards them to their own partition, where
-they are loaded). Nothing here touches Kafka or disk, and the output depends only on the
-records, so loading the same range twice gives the same rows.
+they are loaded). A rejection's row is its dead letter as the worker sends it
+(:func:`~usersignals.ingest.event.dead_copy`: an input over 1 MiB keeps a prefix and names its
+length and hash), so the warehouse and the dead-letter topic agree. Nothing here touches Kafka
+or disk, and the output depends only on the records, so loading the same range twice gives the
+same rows.
 """
 
 from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -20,7 +22,8 @@ from typing import Any
 import msgspec
 import pyarrow as pa
 
-from usersignals.ingest.contract import Event, Rejection, decode_record, partition_for
+from usersignals.ingest.contract import Event, decode_record, partition_for
+from usersignals.ingest.event import dead_copy, event_indexes
 from usersignals.warehouse.layout import DEADLETTER_SCHEMA, EVENTS_SCHEMA
 
 __all__ = ["PartitionBuffer", "SourceRecord", "event_indexes"]
@@ -60,22 +63,6 @@ class SourceRecord:
     timestamp_ms: int
     key: bytes | None
     value: bytes | None
-
-
-def event_indexes(n_events: int, rejections: Sequence[Rejection]) -> list[int]:
-    """Positions in the record of the valid events, given the rejected elements' positions.
-
-    Every bad element of a readable batch is one rejection carrying its index, so the valid
-    events sit at the positions no rejection names, in order.
-    """
-    bad = {r.index for r in rejections if r.index is not None}
-    out: list[int] = []
-    i = 0
-    while len(out) < n_events:
-        if i not in bad:
-            out.append(i)
-        i += 1
-    return out
 
 
 @functools.lru_cache(maxsize=1 << 20)
@@ -132,7 +119,8 @@ class PartitionBuffer:
             else datetime.now(UTC)
         )
         events, rejections = decode_record(record.value, now=received)
-        for rejection in rejections:
+        for rejected in rejections:
+            rejection, _ = dead_copy(rejected)  # as the worker dead-letters it
             self._dead.append(
                 (
                     rejection.reason,

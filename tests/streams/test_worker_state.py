@@ -3,6 +3,7 @@ Prometheus label folding. No broker: a dict stands in for the Faust table's stor
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, date, datetime, timedelta
 
 import msgspec
@@ -209,6 +210,8 @@ def test_dead_letter_keeps_bytes_and_names_the_origin() -> None:
         ("source_partition", b"5"),
         ("source_offset", b"1234"),
         ("index", b"3"),
+        ("length", b"2"),
+        ("sha256", hashlib.sha256(b"{}").hexdigest().encode()),
     ]
     whole = dead_letter(Rejection(reason="empty", message="empty"), "t", 0, 0)
     assert [k for k, _ in whole.headers] == [
@@ -217,6 +220,8 @@ def test_dead_letter_keeps_bytes_and_names_the_origin() -> None:
         "source_topic",
         "source_partition",
         "source_offset",
+        "length",
+        "sha256",
     ]
 
 
