@@ -359,6 +359,24 @@ def excerpt(
     return "\n".join(hits)
 
 
+def report_diff(got: dict[str, Any], want: dict[str, Any]) -> str:
+    """Which sections of two report JSONs differ, with the first differing row of each."""
+    out = []
+    for key in sorted(set(got) | set(want)):
+        a, b = got.get(key), want.get(key)
+        if a == b:
+            continue
+        if isinstance(a, list) and isinstance(b, list):
+            first = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), None)
+            if first is None:
+                out.append(f"{key}: {len(a)} rows, expected {len(b)}")
+            else:
+                out.append(f"{key}[{first}]: {a[first]!r} != {b[first]!r}"[:400])
+        else:
+            out.append(f"{key}: {a!r} != {b!r}"[:400])
+    return "; ".join(out)
+
+
 def cli_json(env: dict[str, str], *args: str, timeout: float = 120.0) -> Any:
     """Runs ``usersignals ARGS`` and parses its standard output as JSON."""
     out = subprocess.run(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -48,19 +47,6 @@ class Streamer(threading.Thread):
                 time.sleep(self.pause)
         except BaseException as exc:  # surfaced by the suite
             self.error = exc
-
-
-def interleaved(records: Sequence[Record]) -> list[Record]:
-    """Round-robin over partitions, each partition's order kept (traffic on all at once)."""
-    by_p: dict[int, list[Record]] = {}
-    for r in records:
-        by_p.setdefault(r[0], []).append(r)
-    out: list[Record] = []
-    while any(by_p.values()):
-        for p in sorted(by_p):
-            if by_p[p]:
-                out.append(by_p[p].pop(0))
-    return out
 
 
 def not_json_record(partition: int) -> Record:
