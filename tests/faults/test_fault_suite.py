@@ -36,6 +36,7 @@ more kills; the seed is printed and can be fixed with ``USERSIGNALS_FAULTS_SEED`
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -79,6 +80,7 @@ from tests.oracle import oracle_report
 from tests.streams.test_faults import interleaved
 from tests.streams.workerproc import Produced, batch_records, generate_wire, produce
 from tests.wire import read_record
+from usersignals.broker import MAX_MESSAGE_BYTES
 from usersignals.ingest.contract import Event
 from usersignals.ingest.tracker import Tracker
 from usersignals.warehouse.manifest import read_manifest
@@ -135,8 +137,8 @@ def events_of(objs: list[dict[str, Any]]) -> list[Event]:
     return out
 
 
-def dead_letters(bootstrap: str, topic: str) -> list[bytes]:
-    """Every record of the dead-letter topic now."""
+def dead_letters(bootstrap: str, topic: str) -> list[tuple[bytes, dict[str, bytes]]]:
+    """Every record of the dead-letter topic now: its value and its headers."""
     from kafka import KafkaConsumer, TopicPartition
 
     from usersignals.cli.status import end_offsets
@@ -146,14 +148,14 @@ def dead_letters(bootstrap: str, topic: str) -> list[bytes]:
     tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
     consumer.assign(tps)
     consumer.seek_to_beginning(*tps)
-    out: list[bytes] = []
+    out: list[tuple[bytes, dict[str, bytes]]] = []
     deadline = time.monotonic() + 30
     try:
         while time.monotonic() < deadline:
             if all(consumer.position(tp) >= ends.get(tp.partition, 0) for tp in tps):
                 break
             for records in consumer.poll(timeout_ms=500, max_records=1000).values():
-                out.extend(r.value for r in records)
+                out.extend((r.value, dict(r.headers or [])) for r in records)
     finally:
         consumer.close()
     return out
@@ -295,7 +297,7 @@ class Run:
             "1,000,000 bytes not JSON; 1 MiB + 1; a valid 1,000-event batch of 995,758 bytes "
             f"on partition {batch[0]}, not its user's",
             "the worker stays up (same PID, 15s on), counts them (2 rejected); every dead "
-            "letter fits 1,000,000 bytes and names the record's length",
+            "letter fits max.message.bytes; each bad record's dead letter names its length and sha256",
         ):
             w = self.p.worker
             wait_for(lambda: self.p.holds_all(w), 90, "the worker to hold all partitions first")
@@ -312,12 +314,17 @@ class Run:
             counted = sum(status["rejected"].values()) - sum(rejected_before.values())
             check(counted == 2, f"{counted} rejections counted, not 2: {status['rejected']}")
             letters = dead_letters(self.bootstrap, self.p.settings.dead_topic)
-            big = [len(v) for v in letters if len(v) > 1_000_000]
-            check(not big, f"dead letters over 1,000,000 bytes: {big}")
-            for size in (1_000_000, (1 << 20) + 1):
+            big = [len(v) for v, _ in letters if len(v) > MAX_MESSAGE_BYTES]
+            check(not big, f"dead letters over {MAX_MESSAGE_BYTES} bytes: {big}")
+            for _, _, value in records[:2]:
+                digest = hashlib.sha256(value).hexdigest().encode()
                 check(
-                    any(str(size).encode() in v for v in letters),
-                    f"no dead letter names a record of {size} bytes ({len(letters)} dead letters)",
+                    any(
+                        h.get("length") == str(len(value)).encode() and h.get("sha256") == digest
+                        for _, h in letters
+                    ),
+                    f"no dead letter names the {len(value)}-byte record by length and sha256 "
+                    f"({len(letters)} dead letters)",
                 )
 
     # -- a phase ----------------------------------------------------------------------------
