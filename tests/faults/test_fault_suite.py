@@ -297,7 +297,8 @@ class Run:
             "1,000,000 bytes not JSON; 1 MiB + 1; a valid 1,000-event batch of 995,758 bytes "
             f"on partition {batch[0]}, not its user's",
             "the worker stays up (same PID, 15s on), counts them (2 rejected); every dead "
-            "letter fits max.message.bytes; each bad record's dead letter names its length and sha256",
+            "letter fits max.message.bytes; each bad record's dead letter names its length "
+            "and sha256",
         ):
             w = self.p.worker
             wait_for(lambda: self.p.holds_all(w), 90, "the worker to hold all partitions first")
