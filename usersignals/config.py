@@ -53,6 +53,10 @@ ENV_VARS: Mapping[str, str] = {
     "kafka_timeout_s": "USERSIGNALS_KAFKA_TIMEOUT_S",
     "stop_grace_s": "USERSIGNALS_STOP_GRACE_S",
     "log_repeat_s": "USERSIGNALS_LOG_REPEAT_S",
+    "loader_retry_s": "USERSIGNALS_LOADER_RETRY_S",
+    "loader_restart_s": "USERSIGNALS_LOADER_RESTART_S",
+    "loader_backoff_cap_s": "USERSIGNALS_LOADER_BACKOFF_CAP_S",
+    "loader_healthy_s": "USERSIGNALS_LOADER_HEALTHY_S",
     "collector_header_timeout_s": "USERSIGNALS_COLLECTOR_HEADER_TIMEOUT_S",
     "collector_body_timeout_s": "USERSIGNALS_COLLECTOR_BODY_TIMEOUT_S",
     "collector_idle_timeout_s": "USERSIGNALS_COLLECTOR_IDLE_TIMEOUT_S",
@@ -64,6 +68,8 @@ ENV_VARS: Mapping[str, str] = {
     "collector_auth_fail_rate": "USERSIGNALS_COLLECTOR_AUTH_FAIL_RATE",
     "collector_auth_fail_burst": "USERSIGNALS_COLLECTOR_AUTH_FAIL_BURST",
 }
+
+_LOADER_TIMES = ("loader_retry_s", "loader_restart_s", "loader_backoff_cap_s", "loader_healthy_s")
 
 _COLLECTOR_TIMEOUTS = (
     "collector_header_timeout_s",
@@ -112,6 +118,13 @@ class Settings:
             cleanly after SIGTERM or SIGINT; then it exits without waiting for Kafka.
         log_repeat_s: The same warning or error (same logger, same message template) is
             logged at most once per this many seconds; the suppressed ones are counted.
+        loader_retry_s: The loader's first pause after a write failed for want of disk space
+            or an I/O error (``ENOSPC``, ``EIO``); each failure in a row doubles it.
+        loader_restart_s: How long the worker waits before it restarts a loader that exited;
+            each quick exit in a row doubles it.
+        loader_backoff_cap_s: The longest of those pauses.
+        loader_healthy_s: A loader that ran this long before it exited is restarted after
+            ``loader_restart_s`` again (the doubling starts over).
         collector_header_timeout_s: How long the collector waits for a request's headers once
             its first byte came; then it answers 408 and closes the connection.
         collector_body_timeout_s: How long the collector waits for a whole request body once
@@ -148,6 +161,10 @@ class Settings:
     kafka_timeout_s: float = 10.0
     stop_grace_s: float = 30.0
     log_repeat_s: float = 10.0
+    loader_retry_s: float = 1.0
+    loader_restart_s: float = 1.0
+    loader_backoff_cap_s: float = 60.0
+    loader_healthy_s: float = 60.0
     collector_header_timeout_s: float = 10.0
     collector_body_timeout_s: float = 30.0
     collector_idle_timeout_s: float = 75.0
@@ -227,7 +244,13 @@ class Settings:
             raise ConfigError("bootstrap", self.bootstrap, "empty")
         if not 0.0 < self.flattery_level < 0.5:
             raise ConfigError("flattery_level", self.flattery_level, "must be between 0 and 0.5")
-        for name in ("kafka_timeout_s", "stop_grace_s", "log_repeat_s", *_COLLECTOR_TIMEOUTS):
+        for name in (
+            "kafka_timeout_s",
+            "stop_grace_s",
+            "log_repeat_s",
+            *_LOADER_TIMES,
+            *_COLLECTOR_TIMEOUTS,
+        ):
             if not getattr(self, name) > 0:
                 raise ConfigError(name, getattr(self, name), "must be more than 0 seconds")
         for name in _COLLECTOR_RATES:
@@ -260,6 +283,7 @@ def _coerce(name: str, raw: Any) -> Any:
         "kafka_timeout_s",
         "stop_grace_s",
         "log_repeat_s",
+        *_LOADER_TIMES,
         *_COLLECTOR_TIMEOUTS,
         *_COLLECTOR_RATES,
     ):
