@@ -165,6 +165,8 @@ def _check_batch_of_one(value: bytes, outcome: Outcome) -> None:
     if value.lstrip()[:1] != b"{":
         return
     events, rejections = decode_record(b"[" + value + b"]", now=NOW, min_ts=MIN_TS)
+    if [r.reason for r in rejections] == ["too_deep"] and not outcome.events:
+        return  # the brackets are one level more: an unreadable object of 64 levels is too deep
     _require(events == outcome.events, "an object alone and in brackets give other events")
     _require(
         [r.reason for r in rejections] == [r.reason for r in outcome.rejections]
