@@ -114,22 +114,24 @@ def write_range(
     """
     root = Path(root)
     note = step or (lambda _name: None)
-    finals: list[Path] = []
-    for day, table in split_by_day(events):
-        final = day_dir(root, day.isoformat()) / range_name(r)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        write_parquet(table, temp_path(final))
-        finals.append(final)
+    parts = [(day_dir(root, day.isoformat()) / range_name(r), t) for day, t in split_by_day(events)]
     if dead.num_rows:
-        final = root / DEADLETTER_DIR / range_name(r)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        write_parquet(dead, temp_path(final))
-        finals.append(final)
-    note("written")
-    for final in finals:
-        os.replace(temp_path(final), final)
-        note(f"renamed {final.name}")
-    sync_dirs(finals)
+        parts.append((root / DEADLETTER_DIR / range_name(r), dead))
+    finals = [final for final, _table in parts]
+    try:
+        for final, table in parts:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            write_parquet(table, temp_path(final))
+        note("written")
+        for final in finals:
+            os.replace(temp_path(final), final)
+            note(f"renamed {final.name}")
+        sync_dirs(finals)
+    except OSError:  # a full disk, say: the range is not committed, nothing of it stays
+        for final in finals:
+            temp_path(final).unlink(missing_ok=True)
+            final.unlink(missing_ok=True)
+        raise
     names = [str(f.relative_to(root)) for f in finals]
 
     def commit(m: Manifest) -> Manifest:

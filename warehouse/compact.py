@@ -181,25 +181,36 @@ def compact_day(
     if not directory.is_dir():
         raise DayNotFoundError(day)
     with _compact_lock(root):
-        m = ensure_manifest(root)
-        _clean(root, day, m)
-        prefix = f"{_rel(root, directory)}/"
-        inputs = [root / f for f in m.events() if f.startswith(prefix)]
-        if not inputs or (len(inputs) == 1 and inputs[0].name.startswith("c-")):
-            rows = pq.read_metadata(inputs[0]).num_rows if inputs else 0
-            if inputs and not _has_rollups(m, root, day, inputs[0]):
-                table = pq.read_table(inputs[0], schema=EVENTS_SCHEMA).replace_schema_metadata(None)
-                _swap(root, day, m, digest_of(inputs[0]), table, [], note)
-                _week(root, day, weekly, note)
-            return CompactResult(day, len(inputs), rows, rows, None)
-        tables = [pq.read_table(f, schema=EVENTS_SCHEMA) for f in inputs]
-        merged = pa.concat_tables([t.replace_schema_metadata(None) for t in tables])
-        out = dedupe_first(merged)
-        names = sorted(f.name for f in inputs)
-        digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
-        _swap(root, day, m, digest, out, inputs, note, covers=names)
-        _week(root, day, weekly, note)
-        return CompactResult(day, len(inputs), merged.num_rows, out.num_rows, f"c-{digest}.parquet")
+        try:
+            return _compact_locked(root, day, directory, weekly, note)
+        except OSError:  # a full disk: the manifest still names the day as it was
+            _clean(root, day, read_manifest(root))
+            raise
+
+
+def _compact_locked(
+    root: Path, day: str, directory: Path, weekly: bool, note: Callable[[str], None]
+) -> CompactResult:
+    """Compacting one day once its lock is held (see :func:`compact_day`)."""
+    m = ensure_manifest(root)
+    _clean(root, day, m)
+    prefix = f"{_rel(root, directory)}/"
+    inputs = [root / f for f in m.events() if f.startswith(prefix)]
+    if not inputs or (len(inputs) == 1 and inputs[0].name.startswith("c-")):
+        rows = pq.read_metadata(inputs[0]).num_rows if inputs else 0
+        if inputs and not _has_rollups(m, root, day, inputs[0]):
+            table = pq.read_table(inputs[0], schema=EVENTS_SCHEMA).replace_schema_metadata(None)
+            _swap(root, day, m, digest_of(inputs[0]), table, [], note)
+            _week(root, day, weekly, note)
+        return CompactResult(day, len(inputs), rows, rows, None)
+    tables = [pq.read_table(f, schema=EVENTS_SCHEMA) for f in inputs]
+    merged = pa.concat_tables([t.replace_schema_metadata(None) for t in tables])
+    out = dedupe_first(merged)
+    names = sorted(f.name for f in inputs)
+    digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
+    _swap(root, day, m, digest, out, inputs, note, covers=names)
+    _week(root, day, weekly, note)
+    return CompactResult(day, len(inputs), merged.num_rows, out.num_rows, f"c-{digest}.parquet")
 
 
 def _swap(

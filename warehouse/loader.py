@@ -23,10 +23,11 @@ import dataclasses
 import fcntl
 import gc
 import logging
+import math
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +39,14 @@ from usersignals.errors import LoaderBusyError, LoaderError
 from usersignals.warehouse.commit import recover, write_range
 from usersignals.warehouse.compact import compact_day
 from usersignals.warehouse.layout import COMMITS_DIR, EVENTS_DIR, FileRange
+from usersignals.warehouse.loaderstate import (
+    STATE_FILE,
+    Backoff,
+    LoaderState,
+    error_kind,
+    is_disk_error,
+    write_state,
+)
 from usersignals.warehouse.manifest import (
     Manifest,
     PartitionState,
@@ -52,6 +61,9 @@ log = logging.getLogger("usersignals.loader")
 
 READ_BACK_TIMEOUT_S = 30.0
 """How long the loader waits for the last loaded records when it checks the incarnation."""
+
+STATE_EVERY_S = 1.0
+"""How often the loader replaces its state file while nothing else happens."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +99,8 @@ class LoaderStats:
     seconds: float = 0.0
     epoch: int = 0
     committed: dict[int, int] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
+    """Failures survived, by kind (``enospc``, ``eio``): each paused the loader, then it went on."""
 
 
 @contextlib.contextmanager
@@ -128,6 +142,8 @@ class Loader:
         roll: When buffers are written.
         exit_with_parent: Stop (after flushing) when the parent process is gone.
         drain: Stop once every partition is loaded up to its end offset at start.
+        step: Passed to :func:`~usersignals.warehouse.commit.write_range` for each flush
+            (tests raise from it to fail a write there).
     """
 
     def __init__(
@@ -137,8 +153,10 @@ class Loader:
         roll: RollPolicy | None = None,
         exit_with_parent: bool = False,
         drain: bool = False,
+        step: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings
+        self.step = step
         self.root = Path(settings.warehouse)
         self.topic = settings.events_topic
         self.roll = roll or RollPolicy()
@@ -153,7 +171,10 @@ class Loader:
         self._born: dict[int, float] = {}
         self._partitions = 0
         self._touched: dict[str, float] = {}  # event day -> when a flush last wrote to it
-        self._compacting: asyncio.Task[int] | None = None
+        self._compacting: asyncio.Task[tuple[int, dict[str, str]]] | None = None
+        self.state = LoaderState(pid=os.getpid(), started=time.time(), errors=self.stats.errors)
+        self._state_path = settings.state_dir / STATE_FILE
+        self._published = 0.0
 
     def stop(self) -> None:
         """Asks the loader to flush what it holds and return."""
@@ -278,6 +299,7 @@ class Loader:
 
     async def _consume(self, consumer: AIOKafkaConsumer, manifest: Manifest) -> None:
         tps = await self._assign(consumer, manifest)
+        self.publish()
         ends = {tp.partition: o for tp, o in (await consumer.end_offsets(tps)).items()}
         targets: dict[int, int] = {}  # the end of each partition at start, once a fetch told it
         caught_up = False
@@ -299,6 +321,7 @@ class Loader:
                 self.stats.records += len(messages)
             await self._roll(consumer, force=False)
             await self._compact_quiet_days()
+            self._note_lag(consumer, tps, position)
             if self.exit_with_parent and os.getppid() != self._parent:
                 log.info("parent process %d is gone; stopping", self._parent)
                 break
@@ -315,6 +338,26 @@ class Loader:
         await self._roll(consumer, force=True)
         await self._compact_quiet_days(wait=True)
 
+    def _note_lag(
+        self, consumer: AIOKafkaConsumer, tps: list[TopicPartition], position: dict[int, int]
+    ) -> None:
+        for tp in tps:
+            end = consumer.highwater(tp)
+            if end is not None:
+                self.state.lag[str(tp.partition)] = max(0, end - position[tp.partition])
+        if time.monotonic() - self._published >= STATE_EVERY_S:
+            self.publish()
+
+    def publish(self) -> None:
+        """Replaces the state file (for the worker's status and metrics)."""
+        self._published = time.monotonic()
+        self.state.epoch = self.stats.epoch
+        self.state.events = self.stats.events
+        self.state.committed = {str(p): o for p, o in sorted(self.stats.committed.items())}
+        self.state.updated = time.time()
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        write_state(self._state_path, self.state)
+
     async def _compact_quiet_days(self, *, wait: bool = False) -> None:
         """Compacts, in a thread beside the loading, the days quiet for ``compact_after``.
 
@@ -325,9 +368,16 @@ class Loader:
         if task is not None and (wait or task.done()):
             self._compacting = None
             try:
-                self.stats.compactions += await task
+                done, failed = await task
             except Exception as exc:  # a failed compaction leaves the day as it was
                 log.warning("compaction failed: %s", exc)
+            else:
+                self.stats.compactions += done
+                for day, kind in failed.items():  # tried again once quiet for compact_after
+                    self.state.count(kind)
+                    self._touched.setdefault(day, time.monotonic())
+                if failed:
+                    self.publish()
         after = self.roll.compact_after
         if wait or after is None or self._compacting is not None:
             return
@@ -338,13 +388,23 @@ class Loader:
         if quiet:
             self._compacting = asyncio.create_task(asyncio.to_thread(self._compact, quiet))
 
-    def _compact(self, days: list[str]) -> int:
+    def _compact(self, days: list[str]) -> tuple[int, dict[str, str]]:
+        """Compacts ``days``; returns how many were, and the kind of disk error of each that
+        failed (left as it was, to be compacted later)."""
         done = 0
+        failed: dict[str, str] = {}
         for day in days:
-            result = compact_day(self.root, day)
+            try:
+                result = compact_day(self.root, day)
+            except OSError as exc:
+                if not is_disk_error(exc):
+                    raise
+                failed[day] = error_kind(exc)
+                log.warning("could not compact %s (%s); trying again later", day, failed[day])
+                continue
             done += result.output is not None
             log.info("compacted %s: %d rows in %d files", day, result.rows_out, result.inputs)
-        return done
+        return done, failed
 
     def _buffer(self, partition: int) -> PartitionBuffer:
         buf = self._buffers.get(partition)
@@ -377,14 +437,9 @@ class Loader:
         state = PartitionState(
             base, buf.last - base, fingerprint(tail.timestamp_ms, tail.key, tail.value)
         )
-        files = write_range(
-            self.root,
-            r,
-            buf.events_table(),
-            buf.deadletter_table(),
-            state=state,
-            topic=self.topic,
-        )
+        files = await self._write(r, buf, state)
+        if files is None:
+            return
         now = time.monotonic()
         for f in files:
             if f.parent.parent.name == EVENTS_DIR:
@@ -395,6 +450,8 @@ class Loader:
         self.stats.rejected += buf.rejected
         self.stats.foreign += buf.foreign
         self.stats.committed[buf.partition] = state.last
+        self.state.last_commit = time.time()
+        self.publish()
         gc.collect(1)
         try:
             # bounded: with the broker gone aiokafka retries a commit forever, and a stop
@@ -409,6 +466,46 @@ class Loader:
                 buf.partition,
                 type(exc).__name__ if isinstance(exc, TimeoutError) else exc,
             )
+
+    async def _write(
+        self, r: FileRange, buf: PartitionBuffer, state: PartitionState
+    ) -> list[Path] | None:
+        """Writes and commits one range; on a full disk or an I/O error, pauses and writes it
+        again (each failure leaves nothing of it behind). None: stopped while paused; the
+        range stays uncommitted and is loaded again from Kafka by the next run."""
+        s = self.settings
+        backoff = Backoff(s.loader_retry_s, s.loader_backoff_cap_s, math.inf)
+        events, dead = buf.events_table(), buf.deadletter_table()
+        while True:
+            try:
+                files = write_range(
+                    self.root, r, events, dead, step=self.step, state=state, topic=self.topic
+                )
+            except OSError as exc:
+                if not is_disk_error(exc):
+                    raise
+                kind = error_kind(exc)
+                delay = backoff.next()
+                self.state.count(kind)
+                self.state.paused = kind
+                self.publish()
+                log.warning(
+                    "could not write partition %d's range (%s: %s); writing it again in %.1f s",
+                    r.partition,
+                    kind,
+                    os.strerror(exc.errno or 0),
+                    delay,
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                if self._stopping.is_set():
+                    log.warning("stopping with partition %d's range not written", r.partition)
+                    return None
+                continue
+            if self.state.paused is not None:
+                log.warning("writing again: partition %d's range committed", r.partition)
+                self.state.paused = None
+            return files
 
 
 def run_loader(
@@ -427,6 +524,11 @@ def run_loader(
             loop.add_signal_handler(sig, loader.stop)
         try:
             return await loader.run()
+        except BaseException as exc:  # the supervisor counts it by kind; the traceback follows
+            if isinstance(exc, Exception):
+                loader.state.failed = error_kind(exc)
+                loader.publish()
+            raise
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)

@@ -224,11 +224,15 @@ def sync_dirs(files: Iterable[Path]) -> None:
 def _write(root: Path, manifest: Manifest) -> None:
     final = Path(root) / MANIFEST
     temp = final.with_name(f".{MANIFEST}.tmp")
-    with open(temp, "wb") as f:
-        f.write(manifest.to_json())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temp, final)
+    try:
+        with open(temp, "wb") as f:
+            f.write(manifest.to_json())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, final)
+    except BaseException:  # a full disk: the old manifest stands, no half-written copy stays
+        temp.unlink(missing_ok=True)
+        raise
     _fsync_dir(final.parent)
 
 

@@ -1,8 +1,14 @@
-"""Exactly once under SIGKILL: the real loader process killed at random moments, restarted."""
+"""Exactly once under faults: the real loader process killed at random moments and restarted;
+writes failing as on a full or broken disk (paused, written again, nothing left behind)."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import errno
+import os
 import random
+import shutil
 import signal
 import time
 from collections import Counter
@@ -11,7 +17,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Kafka
+from tests.warehouse.parquetfixtures import write_warehouse
+from tests.warehouse.test_compact_kill import KILLED_DAY, check_every_read_path, log_of_events
 from tests.warehouse.test_loader import (
+    SMALL,
     loaded_dead,
     loaded_positions,
     make_records,
@@ -19,7 +28,12 @@ from tests.warehouse.test_loader import (
     start_loader,
     wait_for_offsets,
 )
+from usersignals.ingest.contract import Event
+from usersignals.warehouse.compact import STEPS, compact_day
 from usersignals.warehouse.layout import committed_offsets
+from usersignals.warehouse.loader import Loader, run_loader
+from usersignals.warehouse.loaderstate import STATE_FILE, read_state
+from usersignals.warehouse.manifest import MANIFEST, read_manifest
 
 KILLS = 6
 ROLL = ("--roll-events", "200", "--roll-seconds", "0.3")
@@ -76,3 +90,126 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(kafka: Kafka) -> No
         ("not_utf8", 1),
     ]
     assert [p.name for p in root.rglob(".*")] == []
+
+
+# -- a full disk, an I/O error: pause, write again, go on ----------------------------------
+
+
+class FailingDisk:
+    """A ``write_range`` step that fails the first flushes as a full disk or a bad disk would.
+
+    ``plan`` lists, per failure in order, the step after which it comes and its errno.
+    """
+
+    def __init__(self, root: Path, plan: list[tuple[str, int]]) -> None:
+        self.root = root
+        self.plan = list(plan)
+
+    def __call__(self, name: str) -> None:
+        if self.plan and name.startswith(self.plan[0][0]):
+            _step, code = self.plan.pop(0)
+            raise OSError(code, os.strerror(code))
+
+
+def hidden(root: Path) -> list[str]:
+    return sorted(p.name for p in root.rglob(".*") if p.name != ".manifest.lock")
+
+
+def test_enospc_and_eio_pause_the_loader_which_then_commits_everything_once(
+    kafka: Kafka,
+) -> None:
+    root = kafka.settings.warehouse
+    plan = produce(kafka, make_records(40, per_record=20))
+    disk = FailingDisk(
+        root, [("written", errno.ENOSPC), ("written", errno.ENOSPC), ("renamed", errno.EIO)]
+    )
+    settings = dataclasses.replace(kafka.settings, loader_retry_s=0.01)
+    loader = Loader(settings, roll=SMALL, drain=True, step=disk)
+    stats = asyncio.run(loader.run())
+    assert disk.plan == []
+    assert stats.errors == {"enospc": 2, "eio": 1}
+    assert (stats.records, stats.events, stats.rejected, stats.foreign) == (43, 798, 4, 1)
+    loaded = loaded_positions(root)
+    assert loaded == plan.events
+    assert max(loaded.values()) == 1
+    assert loaded_dead(root) == plan.dead
+    assert hidden(root) == []  # no recovery ran since: each failed try cleaned up after itself
+    state = read_state(kafka.settings.state_dir / STATE_FILE)
+    assert state is not None
+    assert (state["pid"], state["errors"], state["paused"]) == (
+        os.getpid(),
+        {"enospc": 2, "eio": 1},
+        None,
+    )
+    assert state["lag"] == {str(p): 0 for p in range(8)}
+
+
+def test_a_disk_error_while_stopping_leaves_the_range_to_the_next_run(kafka: Kafka) -> None:
+    root = kafka.settings.warehouse
+    plan = produce(kafka, make_records(8, per_record=5))
+    always = FailingDisk(root, [("written", errno.ENOSPC)] * 1000)
+    loader = Loader(
+        dataclasses.replace(kafka.settings, loader_retry_s=0.01),
+        roll=SMALL,
+        drain=True,
+        step=lambda name: (loader.stop(), always(name)),  # type: ignore[func-returns-value]
+    )
+    stats = asyncio.run(loader.run())
+    assert stats.errors == {"enospc": 8}  # one try for each partition's buffer, then it stops
+    assert stats.committed == {}
+    assert hidden(root) == []
+    again = run_loader(kafka.settings, roll=SMALL, drain=True)
+    assert again.errors == {}
+    assert loaded_positions(root) == plan.events
+
+
+@pytest.fixture(scope="module")
+def small_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Event]]:
+    """A warehouse of many small files (as the compaction kill tests build it)."""
+    root = tmp_path_factory.mktemp("small") / "warehouse"
+    ordered = write_warehouse(
+        root, log_of_events(), rejected=["not_json"], partitions=2, per_record=3, per_flush=2
+    )
+    return root, ordered
+
+
+@pytest.mark.parametrize(
+    ("after", "code"),
+    [
+        ("rollups written", errno.ENOSPC),  # before the commit point
+        ("merged written", errno.ENOSPC),  # the merged file renamed in, not yet named
+        ("week written", errno.EIO),  # after it: the day is compacted, its week not yet
+    ],
+)
+def test_compaction_failing_on_the_disk_leaves_every_read_path_exact(
+    small_files: tuple[Path, list[Event]], tmp_path: Path, after: str, code: int
+) -> None:
+    source, ordered = small_files
+    k = STEPS.index(after) + 1
+    root = tmp_path / "warehouse"
+    shutil.copytree(source, root)
+    before = (root / MANIFEST).read_bytes()
+    done: list[str] = []
+
+    def step(name: str) -> None:
+        done.append(name)
+        if len(done) == k:
+            raise OSError(code, os.strerror(code))
+
+    with pytest.raises(OSError, match=os.strerror(code)) as exc:
+        compact_day(root, KILLED_DAY, step=step)
+    assert exc.value.errno == code
+    assert done == list(STEPS[:k])
+    committed = k > STEPS.index("merged written") + 1
+    assert ((root / MANIFEST).read_bytes() == before) == (not committed)
+    assert [p.name for p in root.rglob(".*") if p.name != ".manifest.lock"] == []
+    named = set(read_manifest(root).files)
+    on_disk = {str(p.relative_to(root)) for p in root.rglob("*.parquet")}
+    assert on_disk - named == set()  # what the failure wrote and no manifest names is gone
+    check_every_read_path(root, ordered)
+
+    again = compact_day(root, KILLED_DAY)  # later, with space again
+    assert (again.output is None) == committed
+    check_every_read_path(root, ordered)
+    day = root / "events" / f"day={KILLED_DAY}"
+    assert [p.name[:2] for p in day.iterdir()] == ["c-"]
