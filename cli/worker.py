@@ -7,8 +7,11 @@ client: it asks every worker listed in ``USERSIGNALS_WORKER_URL`` (comma-separat
 partitions and day range, then for its partial over the global range, and adds them up
 (exact: users are disjoint across partitions). See :mod:`usersignals.cli.live`.
 
-The loader runs as a child process (``usersignals loader --exit-with-parent``). The worker
-passes its SIGTERM or SIGINT on to it at once, so both stop together; if the worker is killed
+The loader runs as a child process (``usersignals loader --exit-with-parent``), kept running
+by :class:`usersignals.cli.supervisor.LoaderSupervisor`: a loader that exits (killed, crashed)
+is started again after a backoff, and its state is the ``loader`` section of ``/v1/status`` and
+the ``usersignals_loader_*`` series of ``/metrics``. The worker passes its SIGTERM or SIGINT on
+to it at once, so both stop together, and restarts none after that; if the worker is killed
 (SIGKILL), the kernel sends the loader SIGTERM (``PR_SET_PDEATHSIG``, see
 :func:`usersignals.processes.die_with_parent`), and the loader flushes and exits by itself.
 
@@ -26,9 +29,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
-import os
 import signal
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -42,8 +43,9 @@ from usersignals.cli._options import (
     settings_from,
     warehouse_option,
 )
+from usersignals.cli.supervisor import LoaderSupervisor
 from usersignals.config import Settings
-from usersignals.processes import StopWatchdog, die_with_parent, install_repeat_filter, terminate
+from usersignals.processes import StopWatchdog, install_repeat_filter
 
 __all__ = ["arena_function", "command"]
 
@@ -69,30 +71,29 @@ def arena_function() -> Any:
 
 
 @contextlib.contextmanager
-def _loader(settings: Settings, enabled: bool) -> Iterator[subprocess.Popen[bytes] | None]:
+def _loader(settings: Settings, enabled: bool) -> Iterator[LoaderSupervisor | None]:
     if not enabled:
         yield None
         return
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "usersignals", "loader", "--exit-with-parent"],
-        env={**os.environ, **settings.to_env()},
-        stdin=subprocess.DEVNULL,
-        preexec_fn=die_with_parent(),  # from the main thread: the signal follows it
-    )
+    supervisor = LoaderSupervisor(settings)
+    supervisor.begin()
     try:
-        yield proc
+        yield supervisor
     finally:
-        terminate(proc, settings.stop_grace_s)
+        supervisor.stop(settings.stop_grace_s)
 
 
-def _stop_child(proc: subprocess.Popen[bytes] | None, timeout: float) -> Callable[[], object]:
-    return lambda: proc is not None and terminate(proc, timeout)
+def _stop_child(loader: LoaderSupervisor | None, timeout: float) -> Callable[[], object]:
+    def stop() -> None:
+        if loader is not None:
+            loader.stop(timeout)
+
+    return stop
 
 
-def _ask_to_stop(proc: subprocess.Popen[bytes] | None) -> None:
-    if proc is not None and proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGTERM)
+def _ask_to_stop(loader: LoaderSupervisor | None) -> None:
+    if loader is not None:
+        loader.ask_to_stop()
 
 
 def worker_class() -> type[Any]:
@@ -171,6 +172,8 @@ def command(
         worker.spinner = None
     logging.getLogger("usersignals").setLevel(PY_LEVELS[loglevel])
     with _loader(settings, not no_loader) as loader:
+        if loader is not None:
+            live.sidecars.append(loader)
         watchdog = StopWatchdog(
             settings.stop_grace_s, before_exit=[_stop_child(loader, LOADER_KILL_TIMEOUT_S)]
         )
