@@ -129,6 +129,8 @@ def gather_status(settings: Settings, *, timeout: float = 5.0) -> dict[str, Any]
             workers.append({"url": url, "reachable": False, "error": str(exc)})
             continue
         workers.append({"url": url, "reachable": True, "partitions": sorted(answer["partitions"])})
+        if "loader" in answer:  # the worker that runs the loader says how it is
+            workers[-1]["loader"] = answer["loader"]
         accepted += answer["accepted"]
         for reason, count in answer["rejected"].items():
             rejected[reason] = rejected.get(reason, 0) + count
@@ -178,6 +180,8 @@ def command(
     for w in status["workers"]:
         if w["reachable"]:
             click.echo(f"worker {w['url']}: partitions {w['partitions']}")
+            if "loader" in w:
+                click.echo(loader_line(w["loader"]))
         else:
             click.echo(f"worker {w['url']}: not reachable ({w['error']})")
     if status["accepted"] is None:
@@ -188,6 +192,30 @@ def command(
         click.echo(
             f"accepted {status['accepted']} events; rejected {sum(rejected.values())} ({detail})"
         )
+
+
+def loader_line(loader: dict[str, Any], now: float | None = None) -> str:
+    """One readable line of a worker's ``loader`` status section."""
+    if loader["up"]:
+        state = f"up (pid {loader['pid']})"
+        if loader.get("paused"):
+            state += f", paused on {loader['paused']}"
+    else:
+        state = "DOWN"
+        if loader.get("restart_in") is not None:
+            state += f", restarting in {loader['restart_in']:.1f} s"
+    commit = loader.get("last_commit")
+    ago = (
+        "never"
+        if commit is None
+        else f"{max(0.0, (time.time() if now is None else now) - commit):.0f} s ago"
+    )
+    lag = sum(loader.get("lag", {}).values())
+    errors = ", ".join(f"{k} {n}" for k, n in loader.get("errors", {}).items()) or "none"
+    return (
+        f"  loader: {state}; {loader['restarts']} restarts; last commit {ago}; "
+        f"lag {lag}; errors: {errors}"
+    )
 
 
 def _show(value: int | None) -> str:

@@ -6,9 +6,11 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import Kafka
 from tests.streams.workerproc import produce
-from usersignals.cli.status import end_offsets
+from usersignals.cli.status import end_offsets, loader_line
 
 
 def test_status_json_shows_end_offsets_and_lag_without_a_worker(kafka: Kafka) -> None:
@@ -69,3 +71,29 @@ def test_end_offsets_are_true_when_many_partitions_end_in_a_batch_of_several_rec
     produced = produce(kafka.bootstrap, kafka.settings.events_topic, records)
     assert produced.ends == {p: p + 2 for p in range(8)}
     assert end_offsets(kafka.bootstrap, kafka.settings.events_topic, 8) == produced.ends
+
+
+UP = {"up": True, "pid": 41, "restarts": 2, "last_commit": 990.0, "paused": None}
+
+
+@pytest.mark.parametrize(
+    ("loader", "line"),
+    [
+        (
+            {**UP, "lag": {"0": 3, "1": 4}, "errors": {"crash": 2}},
+            "  loader: up (pid 41); 2 restarts; last commit 10 s ago; lag 7; errors: crash 2",
+        ),
+        (
+            {**UP, "paused": "enospc", "lag": {"0": 5}, "errors": {"enospc": 3}},
+            "  loader: up (pid 41), paused on enospc; 2 restarts; last commit 10 s ago; lag 5; "
+            "errors: enospc 3",
+        ),
+        (
+            {"up": False, "pid": None, "restarts": 0, "restart_in": 1.25, "last_commit": None},
+            "  loader: DOWN, restarting in 1.2 s; 0 restarts; last commit never; lag 0; "
+            "errors: none",
+        ),
+    ],
+)
+def test_the_loader_line_says_its_state(loader: dict[str, object], line: str) -> None:
+    assert loader_line(loader, now=1000.0) == line
