@@ -13,6 +13,14 @@ since the last commit are processed again, and the folds are idempotent, so numb
 On every assignment the table is restored from its changelog and each held partition's state
 is rebuilt from its keys.
 
+A partition's state remembers the first input record it folded (offset and fingerprint, in
+the table). A record before that offset, or another record at it (or at the last one folded),
+means the events topic is a new incarnation (the embedded broker keeps records in memory, so
+a restarted one starts every topic at offset 0 again; a recreated topic does too): the state
+of the old incarnation is dropped, with a WARNING, a count in ``/metrics``
+(``usersignals_incarnation_resets_total``) and in ``/v1/status``. A replay after a crash
+(offsets between the first and the position) changes nothing.
+
 Two quirks of the embedded broker (tansu) and Faust shape this module:
 
 - tansu answers ListOffsets(latest) with the base offset of the partition's last record batch
@@ -33,6 +41,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import faust
+from aiokafka.errors import KafkaError
 from faust.types import TP
 from prometheus_client.registry import Collector
 
@@ -40,7 +49,12 @@ from usersignals.config import Settings
 from usersignals.ingest.event import MAX_MESSAGE_BYTES
 from usersignals.metrics.flattery import params_of
 from usersignals.streams import heap
-from usersignals.streams.changelog import PartitionKeeper, key_partition, rebuild_keepers
+from usersignals.streams.changelog import (
+    PartitionKeeper,
+    key_partition,
+    rebuild_keepers,
+    record_fingerprint,
+)
 from usersignals.streams.exposition import EventTimeLag, ProcessCounters, WorkerCollector
 from usersignals.streams.folds import PartitionState
 from usersignals.streams.records import dead_letter, split_record
@@ -120,6 +134,9 @@ class LiveWorker:
             # every dead letter and forward fits (streams.records); Faust's default of
             # 1,000,000 bytes refused the dead letter of a 1,000,000-byte record
             producer_max_request_size=MAX_MESSAGE_BYTES,
+            # a restarted embedded broker has an empty changelog below the offsets recovered
+            # before: not an error here, the state of the old incarnation is dropped instead
+            recovery_consistency_check=False,
         )
         self.events_topic = self.app.topic(
             settings.events_topic,
@@ -185,6 +202,11 @@ class LiveWorker:
         keeper = self.keepers.get(partition)
         if keeper is None:
             keeper = self._rebuild([partition])[partition]
+        fingerprint = record_fingerprint(value, ts_ms)
+        changed = keeper.incarnation_changed(offset, fingerprint)
+        if changed is not None:
+            keeper = self._reset(partition, changed)
+        keeper.mark(self.table, offset, fingerprint)
         outcome = split_record(
             value, partition, settings.partitions, now=moment, known=keeper.state.users
         )
@@ -201,6 +223,22 @@ class LiveWorker:
         self.records += 1
         self.process.record(outcome.rejections)
 
+    def _reset(self, partition: int, why: str) -> PartitionKeeper:
+        """Drops the live state of ``partition`` (a new incarnation of the events topic):
+        nothing of the old incarnation is mixed with the new one."""
+        log.warning(
+            "partition %d of %s is a new incarnation of the topic (%s): "
+            "its live state of the old one is dropped",
+            partition,
+            self.settings.events_topic,
+            why,
+        )
+        for key in [k for k in self.table.data if key_partition(k) == partition]:
+            del self.table[key]
+        keeper = self.keepers[partition] = PartitionKeeper(partition, self.settings.retention_days)
+        self.process.resets[partition] = self.process.resets.get(partition, 0) + 1
+        return keeper
+
     async def _settle(self) -> None:
         heap.settle()
 
@@ -213,7 +251,10 @@ class LiveWorker:
 
     async def _on_recovered(self) -> None:
         held = self.held_partitions()
-        await complete_recovery(self.app, self.table, held)
+        try:
+            await complete_recovery(self.app, self.table, held)
+        except KafkaError as exc:  # e.g. the changelog is gone with a restarted broker
+            log.warning("changelog tail not read (%s): state as Faust restored it", exc)
         self.keepers.clear()
         self.keepers.update(self._rebuild(held))
         heap.settle()

@@ -22,6 +22,7 @@ tests), so this module has no Kafka in it.
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from collections.abc import Iterable, MutableMapping, Sequence
 from datetime import date, datetime
@@ -38,8 +39,10 @@ __all__ = [
     "decode_events",
     "encode_events",
     "event_key",
+    "first_key",
     "late_key",
     "rebuild_keepers",
+    "record_fingerprint",
     "rejection_key",
 ]
 
@@ -149,6 +152,20 @@ def late_key(partition: int, offset: int) -> bytes:
     return f"{partition}/l/{offset:020d}".encode()
 
 
+def first_key(partition: int) -> bytes:
+    """Table key of the offset and fingerprint of the first input record folded (the mark of
+    the topic's incarnation the state belongs to)."""
+    return f"{partition}/f/first".encode()
+
+
+def record_fingerprint(value: bytes | None, timestamp_ms: int | None) -> bytes:
+    """A short digest of a record's value and timestamp: another record at the same offset
+    has another fingerprint (its time differs even when its bytes do not)."""
+    digest = hashlib.blake2b(value or b"", digest_size=16)
+    digest.update(str(timestamp_ms).encode())
+    return digest.digest()
+
+
 def key_partition(key: bytes) -> int | None:
     """The partition a table key belongs to (None for a key this module did not make)."""
     head, _, _ = key.partition(b"/")
@@ -171,6 +188,32 @@ class PartitionKeeper:
         self._day_keys: dict[date, set[bytes]] = {}
         self._pending: set[date] = set()  # pruned days whose keys are not rewritten yet
         self._late: dict[int, int] = {}  # late events per input offset (persisted)
+        self.first: tuple[int, bytes] | None = None
+        """Offset and fingerprint of the first input record folded (persisted)."""
+        self._last: tuple[int, bytes] | None = None  # of the last one, in this process
+
+    def incarnation_changed(self, offset: int, fingerprint: bytes) -> str | None:
+        """Why the record at ``offset`` is not of the topic incarnation this state is of
+        (None: it may be). A replay of records below the position (a restart after a crash)
+        is no change: offsets are only compared with the first and last records folded."""
+        first = self.first
+        if first is None:
+            return None
+        if offset < first[0]:
+            return f"offset {offset} is before {first[0]}, the first offset folded"
+        if offset == first[0] and fingerprint != first[1]:
+            return f"another record at offset {offset}, the first folded"
+        last = self._last
+        if last is not None and offset == last[0] and fingerprint != last[1]:
+            return f"another record at offset {offset}, the last folded"
+        return None
+
+    def mark(self, table: Table, offset: int, fingerprint: bytes) -> None:
+        """Notes the record at ``offset`` as folded (the first one is persisted)."""
+        if self.first is None:
+            self.first = (offset, fingerprint)
+            table[first_key(self.partition)] = _ENCODER.encode([offset, fingerprint])
+        self._last = (offset, fingerprint)
 
     def fold(
         self,
@@ -255,7 +298,10 @@ class PartitionKeeper:
         events: list[Event] = []
         for key, value in items:
             kind, _, rest = key.decode().split("/", 1)[1].partition("/")
-            if kind == "e":
+            if kind == "f":
+                offset, fingerprint = msgspec.msgpack.decode(value, type=tuple[int, bytes])
+                self.first = (offset, fingerprint)
+            elif kind == "e":
                 record = decode_events(value)
                 events.extend(record)
                 for day in {e.ts.date() for e in record}:

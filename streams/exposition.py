@@ -113,11 +113,14 @@ class ProcessCounters:
     Attributes:
         records: Input records processed (a redelivered record counts again).
         rejects: Rejections seen, per reason (a redelivered bad record counts again).
+        resets: Live state of a partition dropped because the events topic is a new
+            incarnation (a restarted embedded broker, a recreated topic), per partition.
     """
 
     def __init__(self) -> None:
         self.records = 0
         self.rejects: dict[str, int] = {}
+        self.resets: dict[int, int] = {}
 
     def record(self, rejections: Iterable[Rejection]) -> None:
         """Counts one processed input record and its rejections."""
@@ -228,6 +231,15 @@ class WorkerCollector(Collector):
         for reason, n in sorted(self._process.rejects.items()):
             seen.add_metric([reason], n)
         yield seen
+        resets = CounterMetricFamily(
+            "usersignals_incarnation_resets",
+            "Times this process dropped a partition's live state: a new incarnation of the "
+            "events topic (offsets from 0 again), by partition.",
+            labels=["partition"],
+        )
+        for p, n in sorted(self._process.resets.items()):
+            resets.add_metric([str(p)], n)
+        yield resets
         active = GaugeMetricFamily(
             "usersignals_active_users",
             "Distinct users active in the window ending on the newest event day.",

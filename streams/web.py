@@ -9,7 +9,8 @@
   A day that is not ``YYYY-MM-DD``, or ``from`` after ``to``, is answered 400 with
   ``{"error": message}``.
 - ``GET /v1/status``: partitions held, offset processed, lag, records, accepted and rejected
-  (``?counts=0`` leaves the counts out: cheap enough to poll while the worker is busy).
+  (``?counts=0`` leaves the counts out: cheap enough to poll while the worker is busy), and
+  per partition the times its live state was dropped for a new incarnation of the topic.
 - ``GET /metrics``: Prometheus text exposition (:mod:`usersignals.streams.exposition`).
 """
 
@@ -82,6 +83,7 @@ def status_of(worker: LiveWorker, *, counts: bool = True) -> dict[str, Any]:
         "accepted": accepted,
         "rejected": dict(sorted(rejected.items())),
         "late": sum(s.late for s in states),
+        "incarnation_resets": {str(p): n for p, n in sorted(worker.process.resets.items())},
         **{sidecar.name: sidecar.status() for sidecar in worker.sidecars},
     }
 

@@ -199,6 +199,7 @@ def test_only_process_counters_are_counters() -> None:
     assert {n for n, k in kinds.items() if k == "counter"} == {
         "usersignals_records_processed",
         "usersignals_rejects_seen",
+        "usersignals_incarnation_resets",
     }
     got = samples([state], collector)
     assert got["usersignals_records_processed_total"] == [({}, 2.0)]

@@ -3,6 +3,7 @@ the live client merge and clean SIGTERM (issue 4, items 1, 4a, 5)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import urllib.error
 from pathlib import Path
@@ -113,6 +114,8 @@ def test_worker_report_equals_oracle_and_dead_letters_every_reject(
             "source_topic": kafka.settings.events_topic.encode(),
             "source_partition": b"0",
             "source_offset": str(produced.values[0].index(b"")).encode(),
+            "length": b"0",
+            "sha256": hashlib.sha256(b"").hexdigest().encode(),
         }
         assert sorted(r.value for r in dead if dict(r.headers)["reason"] == b"not_object") == [
             b"1",
