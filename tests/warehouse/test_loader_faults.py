@@ -4,15 +4,21 @@ writes failing as on a full or broken disk (paused, written again, nothing left 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import errno
+import json
 import os
 import random
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,6 +34,7 @@ from tests.warehouse.test_loader import (
     start_loader,
     wait_for_offsets,
 )
+from usersignals.cli.status import end_offsets
 from usersignals.ingest.contract import Event
 from usersignals.warehouse.compact import STEPS, compact_day
 from usersignals.warehouse.layout import committed_offsets
@@ -213,3 +220,87 @@ def test_compaction_failing_on_the_disk_leaves_every_read_path_exact(
     check_every_read_path(root, ordered)
     day = root / "events" / f"day={KILLED_DAY}"
     assert [p.name[:2] for p in day.iterdir()] == ["c-"]
+
+
+@contextlib.contextmanager
+def small_disk(where: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted at ``where`` (root only), unmounted however the test ends."""
+    where.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        reason = mounted.stderr.decode().strip()
+        if os.geteuid() != 0 or "permission denied" in reason.lower():
+            pytest.skip(f"cannot mount a tmpfs here (EPERM): {reason}")
+        raise RuntimeError(f"mount failed: {reason}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=True)
+
+
+def fill(disk: Path) -> Path:
+    """Writes a file until the disk is full; returns it (delete it to free the space)."""
+    filler = disk / "filler"
+    with open(filler, "wb", buffering=0) as f, contextlib.suppress(OSError):
+        while True:
+            f.write(b"\0" * 4096)
+    return filler
+
+
+def loader_state(kafka: Kafka) -> dict[str, Any]:
+    return read_state(kafka.settings.state_dir / STATE_FILE) or {}
+
+
+def wait_state(kafka: Kafka, check: Callable[[dict[str, Any]], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check(loader_state(kafka)):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"loader state {loader_state(kafka)}")
+        time.sleep(0.05)
+
+
+def test_a_full_disk_pauses_the_loader_until_there_is_space_again(kafka: Kafka) -> None:
+    root = kafka.settings.warehouse
+    with small_disk(root, "1m"):
+        plan = produce(kafka, make_records(20, per_record=20))
+        env = {**kafka.env(), "USERSIGNALS_LOADER_RETRY_S": "0.05"}
+        env["USERSIGNALS_LOADER_BACKOFF_CAP_S"] = "0.2"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "usersignals", "loader", "--json", *ROLL],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            wait_state(kafka, lambda s: s.get("last_commit") is not None)
+            filler = fill(root)
+            produce(kafka, make_records(40, per_record=20, seed=1)[20:], plan)
+            wait_state(kafka, lambda s: s.get("paused") == "enospc")
+            assert proc.poll() is None  # pausing, not crashed
+            assert hidden(root) == []  # the failed writes took their temporary files along
+            filler.unlink()
+            wait_state(
+                kafka, lambda s: s.get("paused") is None and s["lag"] and not any(s["lag"].values())
+            )
+            last = {
+                p: end - 1
+                for p, end in end_offsets(kafka.bootstrap, kafka.settings.events_topic, 8).items()
+            }
+            wait_for_offsets(root, last)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err.decode()
+        assert b"Traceback" not in err
+        stats = json.loads(out)
+        assert list(stats["errors"]) == ["enospc"]
+        assert stats["errors"] == loader_state(kafka)["errors"]
+        loaded = loaded_positions(root)
+        assert loaded == plan.events
+        assert max(loaded.values()) == 1
+        assert loaded_dead(root) == plan.dead
+        assert hidden(root) == []
