@@ -27,6 +27,9 @@ def command() -> None:
 def ensure(bootstrap: str | None, kafka_timeout: float | None, partitions: int | None) -> None:
     """Create the project's topics where they are missing (existing ones are left alone).
 
+    Created topics take records of up to 1,114,112 bytes (max.message.bytes: a 1 MiB record
+    with its headers); give topics you create yourself at least that.
+
     \b
     Example:
       usersignals topics ensure --bootstrap 127.0.0.1:9092
