@@ -1,6 +1,7 @@
 """What one record turns into, at and beyond the limits: every forward and dead letter fits in
 the worker's producer request, forwards carry the events unchanged, oversized input keeps a
-bounded prefix with its length and hash. Pure: no broker."""
+bounded prefix with its length and hash; a partition state tells a new incarnation of the topic
+from a replay. Pure: no broker."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from usersignals.ingest.event import (
     dead_copy,
 )
 from usersignals.ingest.partitioner import partition_for
+from usersignals.streams.changelog import PartitionKeeper, rebuild_keepers, record_fingerprint
 from usersignals.streams.records import dead_letter, pack_batches, split_record
 
 N = 8
@@ -196,3 +198,30 @@ def test_an_event_at_its_limit_is_forwarded_unchanged() -> None:
     assert len(raw) == MAX_EVENT_BYTES
     (fwd,) = split_record(raw, 0, N, now=NOW).forward
     assert decode_record(fwd.value, now=NOW)[1] == []
+
+
+@pytest.mark.parametrize(
+    ("offset", "same", "expected"),
+    [
+        pytest.param(3, True, None, id="first-again"),
+        pytest.param(5, True, None, id="replay-below-position"),
+        pytest.param(9, True, None, id="last-again"),
+        pytest.param(12, False, None, id="new-offset"),
+        pytest.param(2, False, "offset 2 is before 3, the first offset folded", id="before"),
+        pytest.param(3, False, "another record at offset 3, the first folded", id="first"),
+        pytest.param(9, False, "another record at offset 9, the last folded", id="last"),
+    ],
+)
+def test_a_new_incarnation_is_told_by_the_first_and_last_records(
+    offset: int, same: bool, expected: str | None
+) -> None:
+    table: dict[bytes, bytes] = {}
+    keeper = PartitionKeeper(1, 35)
+    prints = {o: record_fingerprint(f"v{o}".encode(), 1000 + o) for o in range(3, 10)}
+    for o, fp in prints.items():
+        assert keeper.incarnation_changed(o, fp) is None
+        keeper.mark(table, o, fp)
+    fp = prints.get(offset, b"") if same else record_fingerprint(b"other", 1)
+    assert keeper.incarnation_changed(offset, fp) == expected
+    (rebuilt,) = rebuild_keepers(table.items(), [1], 35).values()
+    assert rebuilt.first == (3, prints[3])  # persisted: a restarted worker still knows it
