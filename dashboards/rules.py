@@ -4,6 +4,8 @@ The rules themselves live in ``prometheus/rules.yml`` (loaded by ``prometheus/pr
 with their unit tests in ``prometheus/rules_test.yml``. This module names those files, lists
 the live series the rules read (the contract with the worker's ``/metrics``), and runs
 ``promtool`` on them so that a deployment can check its rules the way the test suite does.
+The alerts on the warehouse loader (down, or stalled with events waiting) are a file of their
+own, ``prometheus/loader_rules.yml``, tested by ``prometheus/loader_rules_test.yml``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from usersignals.errors import RulesError
 __all__ = [
     "ALERTS",
     "LIVE_SERIES",
+    "LOADER_ALERTS",
+    "LOADER_RULES_FILE",
+    "LOADER_RULES_TEST_FILE",
     "RECORDED_SERIES",
     "RULES_FILE",
     "RULES_TEST_FILE",
@@ -29,6 +34,8 @@ __all__ = [
 
 RULES_FILE = Path(__file__).with_name("prometheus") / "rules.yml"
 RULES_TEST_FILE = Path(__file__).with_name("prometheus") / "rules_test.yml"
+LOADER_RULES_FILE = Path(__file__).with_name("prometheus") / "loader_rules.yml"
+LOADER_RULES_TEST_FILE = Path(__file__).with_name("prometheus") / "loader_rules_test.yml"
 
 
 @dataclass(frozen=True)
@@ -133,6 +140,10 @@ RECORDED_SERIES = (
 (model, week), for the alert and the dashboards."""
 
 ALERTS = ("UsersignalsFlatteryRising",)
+
+LOADER_ALERTS = ("UsersignalsLoaderDown", "UsersignalsLoaderStalled")
+"""Alerts of ``loader_rules.yml``: no loader running for 5 minutes; or events waiting and no
+commit for 10 minutes (for 5 more)."""
 
 
 def _promtool(promtool: str, *args: str) -> str:

@@ -11,6 +11,9 @@ from tests.dashboards.flattery_scenario import definition_rows, rules_test_yaml
 from usersignals.dashboards.rules import (
     ALERTS,
     LIVE_SERIES,
+    LOADER_ALERTS,
+    LOADER_RULES_FILE,
+    LOADER_RULES_TEST_FILE,
     RECORDED_SERIES,
     RULES_FILE,
     RULES_TEST_FILE,
@@ -72,3 +75,40 @@ def test_a_missing_promtool_is_an_error() -> None:
         f"'no-such-promtool check rules {RULES_FILE}' failed: "
         "'no-such-promtool' not found (install Debian's prometheus)"
     )
+
+
+@pytest.mark.usefixtures("promtool")
+def test_the_loader_alerts_pass_their_promtool_tests() -> None:
+    assert promtool_check(LOADER_RULES_FILE) == (
+        f"Checking {LOADER_RULES_FILE}\n  SUCCESS: 2 rules found\n\n"
+    )
+    assert promtool_test(LOADER_RULES_TEST_FILE) == (
+        f"Unit Testing:  {LOADER_RULES_TEST_FILE}\n  SUCCESS\n\n"
+    )
+    text = LOADER_RULES_FILE.read_text(encoding="utf-8")
+    assert re.findall(r"alert: (\S+)", text) == list(LOADER_ALERTS)
+    read = set(re.findall(r"(?<![:\w])(usersignals_[a-z0-9_]+)(?![\w:])", text.split("groups:")[1]))
+    assert read == {  # what the worker's loader supervisor exports
+        "usersignals_loader_up",
+        "usersignals_loader_lag",
+        "usersignals_loader_last_commit_timestamp_seconds",
+    }
+
+
+@pytest.mark.usefixtures("promtool")
+def test_a_loader_that_commits_again_is_not_stalled(tmp_path: Path) -> None:
+    rules = tmp_path / "loader_rules.yml"
+    rules.write_text(LOADER_RULES_FILE.read_text(encoding="utf-8"), encoding="utf-8")
+    case = tmp_path / "loader_rules_test.yml"
+    case.write_text(
+        LOADER_RULES_TEST_FILE.read_text(encoding="utf-8").replace(
+            """last_commit_timestamp_seconds{instance="w1"}'
+        values: '0x30'""",
+            """last_commit_timestamp_seconds{instance="w1"}'
+        values: '0+60x30'""",
+        ),
+        encoding="utf-8",
+    )
+    with pytest.raises(RulesError) as exc:  # w1 commits each minute: the expected alert is not
+        promtool_test(case)
+    assert "UsersignalsLoaderStalled" in str(exc.value)
