@@ -14,6 +14,7 @@ from typing import Any
 
 from tests.conftest import Kafka
 from tests.oracle import oracle_report
+from tests.streams.test_worker import read_dead
 from tests.streams.workerproc import (
     batch_records,
     generate_wire,
@@ -60,26 +61,6 @@ def big_batch(partition: int) -> bytes:
     value = json.dumps(events, separators=(",", ":")).encode()
     assert len(value) <= MAX_RECORD_BYTES < len(encode_batch(decode_record(value)[0]))
     return value
-
-
-def read_dead(kafka: Kafka, expected: int, timeout: float = 60.0) -> list[Any]:
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(
-        kafka.settings.dead_topic,
-        bootstrap_servers=kafka.bootstrap,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=int(timeout * 1000),
-        fetch_max_bytes=8 << 20,
-        max_partition_fetch_bytes=4 << 20,
-    )
-    records = []
-    for r in consumer:
-        records.append(r)
-        if len(records) >= expected:
-            break
-    consumer.close()
-    return records
 
 
 def wait_counted(worker: Any, accepted: int, rejected: dict[str, int], timeout: float) -> Any:
