@@ -225,3 +225,20 @@ def test_a_new_incarnation_is_told_by_the_first_and_last_records(
     assert keeper.incarnation_changed(offset, fp) == expected
     (rebuilt,) = rebuild_keepers(table.items(), [1], 35).values()
     assert rebuilt.first == (3, prints[3])  # persisted: a restarted worker still knows it
+
+
+def test_the_warehouse_row_of_an_oversized_record_is_its_dead_letter() -> None:
+    from usersignals.warehouse.rows import PartitionBuffer, SourceRecord
+
+    buffer = PartitionBuffer("p.events", 4, N)
+    buffer.add(SourceRecord(4, 77, int(NOW.timestamp() * 1000), None, BIG))
+    (row,) = buffer.deadletter_table().to_pylist()
+    letter = dead_letter(rejection_of(BIG), "p.events", 4, 77)
+    headers = dict(letter.headers)
+    assert (row["reason"], row["message"].encode(), row["raw"]) == (
+        "too_large",
+        headers["message"],
+        letter.value,
+    )
+    assert (row["source_partition"], row["source_offset"]) == (4, 77)
+    assert len(row["raw"]) == DEAD_PREFIX_BYTES
