@@ -4,6 +4,8 @@ worker's own stop stops it for good."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -119,6 +121,16 @@ def test_a_killed_loader_is_restarted_with_backoff_and_loads_everything_once(
         assert 'usersignals_loader_errors_total{kind="crash"} 3.0' in metrics
         assert 'usersignals_loader_lag{partition="7"} 0.0' in metrics
         assert "usersignals_loader_paused 0.0" in metrics
+        shown = subprocess.run(
+            [sys.executable, "-m", "usersignals", "status", "--worker-url", worker.url],
+            env=env,
+            capture_output=True,
+            check=True,
+            timeout=60,
+        ).stdout.decode()
+        line = next(x for x in shown.splitlines() if x.startswith("  loader: "))
+        assert line.startswith(f"  loader: up (pid {pids[-1]}); 3 restarts; last commit ")
+        assert line.endswith(" s ago; lag 0; errors: crash 3")
     finally:
         code = worker.stop()
     assert code == 0, worker.log.read_text()[-3000:]
