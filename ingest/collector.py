@@ -76,6 +76,7 @@ __all__ = [
     "BrokerInfo",
     "Collector",
     "CollectorError",
+    "batch_of",
     "response_status",
     "serve",
 ]
@@ -115,6 +116,22 @@ def _count_elements(body: bytes) -> int:
         return len(msgspec.json.decode(body, type=list[msgspec.Raw]))
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return 0
+
+
+def batch_of(body: bytes) -> bytes:
+    """The body as the record the collector reads: one JSON object is a batch of one.
+
+    Only a body that is one JSON value is put in brackets: ``{...}, {...}`` is no JSON, and
+    in brackets it would read as a batch of two that the worker, reading it as a record, would
+    reject (``not_json``).
+    """
+    if body.lstrip()[:1] != b"{":
+        return body
+    try:
+        msgspec.json.decode(body, type=msgspec.Raw)
+    except (msgspec.DecodeError, RecursionError):
+        return body
+    return b"[" + body + b"]"
 
 
 def _rejection_json(r: contract.Rejection) -> dict[str, Any]:
@@ -326,9 +343,7 @@ class Collector:
         read = await self.guards.read(request)
         if isinstance(read, web.Response):
             return read
-        body = read.data
-        if body.lstrip()[:1] == b"{":
-            body = b"[" + body + b"]"
+        body = batch_of(read.data)
         now = datetime.now(UTC)
         events, rejections = contract.decode_record(body, now=now)
         count = len(events) + sum(r.index is not None for r in rejections)

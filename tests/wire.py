@@ -120,6 +120,9 @@ def read_record(
     if len(value) > MAX_RECORD_BYTES:
         out.reasons.append("too_large")
         return out
+    if value.lstrip(b" \t\r\n")[:1] != b"[" and len(value) > MAX_EVENT_BYTES:
+        out.reasons.append("too_large")  # not a batch: the record is one event, sized unread
+        return out
     try:
         text = value.decode("utf-8")
     except UnicodeDecodeError:
@@ -276,7 +279,10 @@ def _field(name: str, value: Any, now: datetime, min_ts: datetime) -> Any:
         return value
     if type(value) not in (int, float):  # duration_s
         raise _Bad("bad_type")
-    seconds = float(value) if abs(value) < 1e308 else math.inf
+    try:
+        seconds = float(value)
+    except OverflowError:  # an integer beyond any double
+        seconds = math.inf
     if not 0 <= seconds < math.inf:
         raise _Bad("bad_value")
     return seconds

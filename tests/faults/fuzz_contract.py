@@ -37,6 +37,7 @@ if __name__ == "__main__":  # run as a script from anywhere: the checkout's pack
     _instrumented = atheris.instrument_imports(include=["usersignals"])
 
 with _instrumented:
+    from usersignals.ingest.collector import batch_of
     from usersignals.ingest.contract import (
         REASONS,
         Event,
@@ -160,11 +161,13 @@ def _check_loader(value: bytes, outcome: Outcome) -> None:
 
 
 def _check_batch_of_one(value: bytes, outcome: Outcome) -> None:
-    """An object read in brackets, as the collector reads a body that is one object, is the
-    same event or the same rejection as the object alone (the worker's reading of it)."""
-    if value.lstrip()[:1] != b"{":
+    """An object read in brackets, as the collector reads a body that is one object
+    (:func:`~usersignals.ingest.collector.batch_of`), is the same event or the same rejection
+    as the object alone (the worker's reading of it)."""
+    body = batch_of(value)
+    if body == value:
         return
-    events, rejections = decode_record(b"[" + value + b"]", now=NOW, min_ts=MIN_TS)
+    events, rejections = decode_record(body, now=NOW, min_ts=MIN_TS)
     if [r.reason for r in rejections] == ["too_deep"] and not outcome.events:
         return  # the brackets are one level more: an unreadable object of 64 levels is too deep
     _require(events == outcome.events, "an object alone and in brackets give other events")

@@ -344,6 +344,15 @@ def test_single_object_is_a_batch_of_one(collector: Running, corner: Kafka) -> N
     assert stored.partition == contract.partition_for("solo", 8)
 
 
+def test_objects_separated_by_a_comma_are_no_json(collector: Running) -> None:
+    """``{...}, {...}`` is no JSON: the worker reading it as a record rejects it whole, and so
+    does the collector (it read it, in brackets, as a batch of two)."""
+    one = json.dumps(_event(f"{_tag()}-0", "solo")).encode()
+    answer = post(collector.url, one + b", " + one)
+    assert answer.status == 400
+    assert [(r["index"], r["reason"]) for r in answer.body["rejected"]] == [(None, "not_json")]
+
+
 def test_healthz_names_the_broker(collector: Running, corner: Kafka) -> None:
     answer = request(collector.url, "GET", "/healthz")
     assert (answer.status, answer.body) == (
