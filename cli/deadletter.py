@@ -124,10 +124,12 @@ def replay_command(
         if producer is not None:
             producer.close(timeout=0)
     if as_json:
-        click.echo(json.dumps({"sent": result.sent, "skipped": result.skipped}))
+        click.echo(json.dumps({"sent": result.sent, "skipped": result.skipped, "cut": result.cut}))
     else:
         verb = "would send" if dry_run else "sent"
         click.echo(f"{verb} {result.sent} records to {topic} ({result.skipped} replayed before)")
+        if result.cut:
+            click.echo(f"left out {result.cut} records over 1 MiB: their rows keep only a prefix")
 
 
 def _flush(producer: Any, settings: Settings) -> None:

@@ -67,6 +67,7 @@ from usersignals.ingest.batching import build_records
 from usersignals.ingest.brokerinfo import BrokerInfo, cluster_id_of
 from usersignals.ingest.collector_auth import cors_headers, parse_origins
 from usersignals.ingest.collector_guards import IngestGuards
+from usersignals.ingest.event import MAX_MESSAGE_BYTES
 from usersignals.ingest.httpguard import GuardedRunner, Limits, error_response
 from usersignals.ingest.openapi import build_openapi
 
@@ -100,7 +101,7 @@ RETRY_AFTER_S = 5
 
 HEALTH_TIMEOUT_S = 2.0
 # Room for the record batch framing around a record of MAX_RECORD_BYTES.
-_MAX_REQUEST_BYTES = contract.MAX_RECORD_BYTES + 64 * 1024
+_MAX_REQUEST_BYTES = MAX_MESSAGE_BYTES
 
 
 def response_status(accepted: int, rejected: int) -> int:

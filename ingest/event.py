@@ -43,6 +43,7 @@ __all__ = [
     "Rejection",
     "dead_copy",
     "event_indexes",
+    "is_prefix",
 ]
 
 MAX_EVENT_BYTES = 32 * 1024
@@ -196,6 +197,11 @@ def dead_copy(rejection: Rejection) -> tuple[Rejection, str]:
     if raw is rejection.raw and message == rejection.message and field == rejection.field:
         return rejection, digest
     return msgspec.structs.replace(rejection, message=message, field=field, raw=raw), digest
+
+
+def is_prefix(message: str) -> bool:
+    """Whether a dead letter's ``message`` says it kept only the first bytes of its input."""
+    return message.endswith(f"; first {DEAD_PREFIX_BYTES} bytes kept, sha256 ", 0, -64)
 
 
 def _cut(text: str, limit: int = DEAD_TEXT_BYTES) -> str:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from usersignals.ingest.contract import MAX_RECORD_BYTES
+from usersignals.ingest.event import MAX_MESSAGE_BYTES
 
 __all__ = [
     "close_producer",
@@ -56,8 +56,8 @@ def open_producer(
         "acks": "all",
         "enable_idempotence": True,
         "linger_ms": 0,
-        "batch_size": MAX_RECORD_BYTES + (64 << 10),
-        "max_request_size": MAX_RECORD_BYTES + (64 << 10),
+        "batch_size": MAX_MESSAGE_BYTES,
+        "max_request_size": MAX_MESSAGE_BYTES,
         "max_block_ms": connect_timeout_ms,
         "bootstrap_timeout_ms": connect_timeout_ms,
         "request_timeout_ms": min(30_000, max(1_000, delivery_timeout_ms // 2)),

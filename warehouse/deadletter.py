@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from usersignals.ingest.contract import partition_for
+from usersignals.ingest.event import is_prefix
 from usersignals.warehouse.layout import DEADLETTER_SCHEMA, live_deadletter_files
 
 __all__ = [
@@ -91,10 +92,12 @@ def replayed_positions(root: Path) -> set[Position]:
 
 @dataclass(frozen=True)
 class ReplayResult:
-    """How many rows were sent again, and how many were skipped as already replayed."""
+    """How many rows were sent again, how many were skipped as already replayed, and how many
+    were left out because their row keeps only the first bytes of a record over 1 MiB."""
 
     sent: int
     skipped: int
+    cut: int = 0
 
 
 Send = Callable[[bytes, bytes | None, int], None]
@@ -122,13 +125,16 @@ def replay(
     """
     table = read_deadletter(root, reason)
     done = set() if again else replayed_positions(root)
-    sent = skipped = 0
+    sent = skipped = cut = 0
     ledger: list[str] = []
-    rows = table.select(["source_partition", "source_offset", "batch_index", "record_key", "raw"])
-    for row in rows.to_pylist():
+    columns = ["source_partition", "source_offset", "batch_index", "record_key", "raw", "message"]
+    for row in table.select(columns).to_pylist():
         pos: Position = (row["source_partition"], row["source_offset"], row["batch_index"])
         if pos in done:
             skipped += 1
+            continue
+        if is_prefix(row["message"]):  # a fragment: sent again it would be one more dead letter
+            cut += 1
             continue
         sent += 1
         if dry_run:
@@ -142,4 +148,4 @@ def replay(
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a") as f:
             f.write("\n".join(ledger) + "\n")
-    return ReplayResult(sent, skipped)
+    return ReplayResult(sent, skipped, cut)

@@ -8,7 +8,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from usersignals.ingest.contract import partition_for
+from usersignals.ingest.contract import MAX_RECORD_BYTES, Rejection, partition_for
+from usersignals.ingest.event import dead_copy
 from usersignals.warehouse.commit import write_range
 from usersignals.warehouse.deadletter import (
     read_deadletter,
@@ -116,3 +117,23 @@ def test_replay_sends_each_row_once(warehouse: Path) -> None:
     assert replayed_positions(warehouse) == {(1, 2, 4), (0, 4, 0), (1, 3, None)}
     again = replay(warehouse, send, 8, again=True)
     assert (again.sent, again.skipped, len(sent)) == (3, 0, 6)
+
+
+def test_replay_leaves_out_a_row_that_kept_only_a_prefix(tmp_path: Path) -> None:
+    """A record over 1 MiB is dead-lettered as its first bytes: sending them again would only
+    make another dead letter of a fragment, so replay counts such a row as ``cut``, unsent."""
+    big = b"x" * (MAX_RECORD_BYTES + 1)
+    kept, _ = dead_copy(Rejection(reason="too_large", message="Record too big", raw=big))
+    table = dead([("too_large", 0, 7, None, kept.raw), ("not_json", 0, 8, None, b"{oops")])
+    rows = table.to_pylist()
+    rows[0]["message"] = kept.message
+    write_range(
+        tmp_path,
+        FileRange(0, 0, 9),
+        EVENTS_SCHEMA.empty_table(),
+        pa.Table.from_pylist(rows, schema=DEADLETTER_SCHEMA),
+    )
+    sent: list[bytes] = []
+    result = replay(tmp_path, lambda value, key, partition: sent.append(value), 8)
+    assert (result.sent, result.skipped, result.cut, sent) == (1, 0, 1, [b"{oops"])
+    assert replayed_positions(tmp_path) == {(0, 8, None)}
