@@ -195,7 +195,8 @@ class Loader:
             )
             await consumer.start()
             try:
-                await self._consume(consumer, manifest)
+                while await self._consume(consumer, manifest):
+                    manifest = recover(self.root)  # the topic was recreated under us
             finally:
                 await consumer.stop()
         self.stats.seconds = time.monotonic() - started
@@ -297,15 +298,21 @@ class Loader:
                     found[tp] = None
         return found
 
-    async def _consume(self, consumer: AIOKafkaConsumer, manifest: Manifest) -> None:
+    async def _consume(self, consumer: AIOKafkaConsumer, manifest: Manifest) -> bool:
+        """Loads until stopped, drained or the topic is recreated under it (then True: what
+        was buffered is committed, and the caller assigns again, under a new epoch)."""
         tps = await self._assign(consumer, manifest)
         self.publish()
         ends = {tp.partition: o for tp, o in (await consumer.end_offsets(tps)).items()}
         targets: dict[int, int] = {}  # the end of each partition at start, once a fetch told it
         caught_up = False
         position = {tp.partition: self.stats.committed.get(tp.partition, -1) + 1 for tp in tps}
-        while not self._stopping.is_set():
+        recreated = False
+        while not self._stopping.is_set() and not recreated:
             batch = await consumer.getmany(timeout_ms=200, max_records=20_000)
+            recreated = self._recreated(consumer, tps, batch, position)
+            if recreated:
+                break
             for tp, messages in batch.items():
                 buf = self._buffer(tp.partition)
                 base = self._bases.get(tp.partition, 0)
@@ -337,6 +344,35 @@ class Loader:
                 break
         await self._roll(consumer, force=True)
         await self._compact_quiet_days(wait=True)
+        return recreated
+
+    def _recreated(
+        self,
+        consumer: AIOKafkaConsumer,
+        tps: list[TopicPartition],
+        batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+        position: dict[int, int],
+    ) -> bool:
+        """Whether a partition went back under the position loaded to while the loader ran (a
+        restarted embedded broker, a recreated topic): records before it, or a log end before
+        it. Its new records are not buffered under the old epoch."""
+        for tp in tps:
+            messages = batch.get(tp)
+            end = consumer.highwater(tp)
+            first = messages[0].offset if messages else None
+            if (first is not None and first < position[tp.partition]) or (
+                end is not None and end < position[tp.partition]
+            ):
+                log.warning(
+                    "partition %d of %s went back to offset %s (loaded to %d): the topic was "
+                    "recreated; checking its incarnation again",
+                    tp.partition,
+                    self.topic,
+                    first if first is not None else end,
+                    position[tp.partition] - 1,
+                )
+                return True
+        return False
 
     def _note_lag(
         self, consumer: AIOKafkaConsumer, tps: list[TopicPartition], position: dict[int, int]
