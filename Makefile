@@ -46,28 +46,17 @@ test: install lint typecheck
 	@$(MAKE) --no-print-directory check-clean
 
 # The fault suite and the fuzzers at full length (USERSIGNALS_FAULTS=long): more SIGKILLs, more
-# hypothesis examples, a longer atheris run. `make test` runs the same tests in a short form.
+# hypothesis examples, a longer atheris run, the broker restart. `make test` runs the same tests
+# in a short form.
 faults: install
 	USERSIGNALS_REQUIRE_TOOLS=1 USERSIGNALS_FAULTS=long $(BIN)/python -m pytest tests/faults -s $(PYTEST_ARGS)
 	@$(MAKE) --no-print-directory check-clean
 
 check-clean:
 	@if ! git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
-	  echo "# The fault suite and the fuzzers at full length (USERSIGNALS_FAULTS=long): more SIGKILLs, more
-# hypothesis examples, a longer atheris run. `make test` runs the same tests in a short form.
-faults: install
-	USERSIGNALS_REQUIRE_TOOLS=1 USERSIGNALS_FAULTS=long $(BIN)/python -m pytest tests/faults -s $(PYTEST_ARGS)
-	@$(MAKE) --no-print-directory check-clean
-
-check-clean: not a git checkout, nothing to compare"; \
+	  echo "check-clean: not a git checkout, nothing to compare"; \
 	elif [ -n "$$(git status --porcelain)" ]; then \
-	  echo "# The fault suite and the fuzzers at full length (USERSIGNALS_FAULTS=long): more SIGKILLs, more
-# hypothesis examples, a longer atheris run. `make test` runs the same tests in a short form.
-faults: install
-	USERSIGNALS_REQUIRE_TOOLS=1 USERSIGNALS_FAULTS=long $(BIN)/python -m pytest tests/faults -s $(PYTEST_ARGS)
-	@$(MAKE) --no-print-directory check-clean
-
-check-clean: the checkout is not clean (a test or a build step left these):"; \
+	  echo "check-clean: the checkout is not clean (a test or a build step left these):"; \
 	  git status --porcelain; exit 1; \
 	fi
 
