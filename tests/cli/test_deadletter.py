@@ -50,9 +50,9 @@ def test_list_and_replay(kafka: Kafka) -> None:
     dry = runner.invoke(cli, ["deadletter", "replay", "--dry-run"], env=env)
     assert dry.output.startswith("would send 4 records to ")
     sent = runner.invoke(cli, ["deadletter", "replay", "--reason", "not_json", "--json"], env=env)
-    assert json.loads(sent.output) == {"sent": 1, "skipped": 0}
+    assert json.loads(sent.output) == {"sent": 1, "skipped": 0, "cut": 0}
     again = runner.invoke(cli, ["deadletter", "replay", "--json"], env=env)
-    assert json.loads(again.output) == {"sent": 3, "skipped": 1}
+    assert json.loads(again.output) == {"sent": 3, "skipped": 1, "cut": 0}
     replayed = topic_values(kafka) - before
     assert replayed == Counter(
         {
