@@ -13,6 +13,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+from usersignals.broker import NO_AUTO_CREATE
 from usersignals.config import Settings
 from usersignals.errors import BrokerError
 
@@ -58,7 +59,9 @@ def require_kafka(settings: Settings) -> None:
 
     with kafka_errors(settings):
         consumer = KafkaConsumer(
-            bootstrap_servers=settings.bootstrap, **client_timeouts(settings.kafka_timeout_s)
+            bootstrap_servers=settings.bootstrap,
+            **NO_AUTO_CREATE,
+            **client_timeouts(settings.kafka_timeout_s),
         )
         try:
             consumer.topics()

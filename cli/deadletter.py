@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from usersignals.broker import NO_AUTO_CREATE
 from usersignals.cli._kafka import client_timeouts, kafka_errors
 from usersignals.cli._options import (
     bootstrap_option,
@@ -107,6 +108,7 @@ def replay_command(
             producer = KafkaProducer(
                 bootstrap_servers=settings.bootstrap,
                 acks="all",
+                **NO_AUTO_CREATE,
                 **client_timeouts(settings.kafka_timeout_s, producer=True),
             )
             partitions = len(producer.partitions_for(topic) or ()) or partitions

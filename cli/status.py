@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from usersignals.broker import NO_AUTO_CREATE
 from usersignals.cli._kafka import client_timeouts, kafka_errors
 from usersignals.cli._options import bootstrap_option, kafka_timeout_option, settings_from
 from usersignals.cli.live import get_json, worker_urls
@@ -43,6 +44,7 @@ def end_offsets(
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
+        **NO_AUTO_CREATE,
         **client_timeouts(timeout),
     )
     try:
@@ -80,6 +82,7 @@ def committed_offsets(
         bootstrap_servers=bootstrap,
         group_id=group,
         enable_auto_commit=False,
+        **NO_AUTO_CREATE,
         **client_timeouts(timeout),
     )
     try:

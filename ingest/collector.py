@@ -60,6 +60,7 @@ from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped,unused-igno
 from aiokafka.errors import KafkaError  # type: ignore[import-untyped,unused-ignore]
 from aiokafka.structs import TopicPartition  # type: ignore[import-untyped,unused-ignore]
 
+from usersignals.broker import refuse_topic_auto_creation
 from usersignals.config import Settings
 from usersignals.errors import CollectorError
 from usersignals.ingest import contract
@@ -207,6 +208,7 @@ class Collector:
             CollectorError: Kafka cannot be reached or the topic does not exist (retryable).
         """
         topic = self.settings.events_topic
+        refuse_topic_auto_creation()
         producer = AIOKafkaProducer(
             bootstrap_servers=self.settings.bootstrap,
             client_id="usersignals-collector",

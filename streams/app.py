@@ -29,6 +29,12 @@ Two quirks of the embedded broker (tansu) and Faust shape this module:
   changelog partition on from there, to the high watermark of a fetch (which is right).
 - tansu waits the whole rebalance timeout before answering the first JoinGroup, so the timeout
   is a few seconds here (:data:`REBALANCE_TIMEOUT_S`), not Faust's default minute.
+
+The worker keeps its own topics (events, dead letters, the table's changelog): every
+:data:`TOPICS_CHECK_S` it creates those missing, with the configured partitions, and says so
+with a WARNING. A restarted embedded broker starts with none; its clients never let the broker
+create them (:func:`~usersignals.broker.refuse_topic_auto_creation`), since the broker's own
+default of 4 partitions for a changelog under an 8-partition table stopped the worker.
 """
 
 from __future__ import annotations
@@ -45,7 +51,9 @@ from aiokafka.errors import KafkaError
 from faust.types import TP
 from prometheus_client.registry import Collector
 
+from usersignals.broker import ensure_topics, refuse_topic_auto_creation
 from usersignals.config import Settings
+from usersignals.errors import BrokerError
 from usersignals.ingest.event import MAX_MESSAGE_BYTES
 from usersignals.metrics.flattery import params_of
 from usersignals.streams import heap
@@ -88,6 +96,9 @@ SESSION_TIMEOUT_S = 10.0
 HEARTBEAT_S = 1.0
 RECOVERY_TAIL_TIMEOUT_S = 60.0
 TABLE_NAME = "state"
+TOPICS_CHECK_S = 2.0
+"""How often the worker checks that its topics exist (and creates those missing)."""
+TOPICS_CHECK_TIMEOUT_S = 2.0
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +126,7 @@ class LiveWorker:
         """Processes run beside the worker, shown in its status and metrics (set by the CLI)."""
         self.ready = False
         """Set once the state of the held partitions is rebuilt after an assignment."""
+        refuse_topic_auto_creation()
         self.app = faust.App(
             f"{settings.topic_prefix}-worker",
             broker=f"kafka://{settings.bootstrap}",
@@ -169,6 +181,7 @@ class LiveWorker:
         )
         self.app.agent(self.events_topic, name="usersignals-events")(self._process)
         self.app.timer(heap.SETTLE_INTERVAL_S)(self._settle)
+        self.app.timer(TOPICS_CHECK_S)(self._keep_topics)
 
         from usersignals.streams.web import add_views
 
@@ -241,6 +254,30 @@ class LiveWorker:
 
     async def _settle(self) -> None:
         heap.settle()
+
+    async def _keep_topics(self) -> None:
+        """Creates the worker's topics that are missing (a restarted embedded broker)."""
+        settings = self.settings
+        changelog = self.table.changelog_topic.get_topic_name()
+        topics = [settings.events_topic, settings.dead_topic, changelog]
+        try:
+            created = await asyncio.to_thread(
+                ensure_topics,
+                settings.bootstrap,
+                settings.partitions,
+                topics,
+                timeout=TOPICS_CHECK_TIMEOUT_S,
+                compacted=[changelog],
+            )
+        except BrokerError:
+            return  # the broker is away: the next check tries again
+        if created:
+            log.warning(
+                "topics %s were missing (a restarted or emptied broker): created with %d "
+                "partitions",
+                ", ".join(created),
+                settings.partitions,
+            )
 
     # -- state after assignment ----------------------------------------------------------------
 

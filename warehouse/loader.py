@@ -34,6 +34,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
+from usersignals.broker import refuse_topic_auto_creation
 from usersignals.config import Settings
 from usersignals.errors import LoaderBusyError, LoaderError
 from usersignals.warehouse.commit import recover, write_range
@@ -185,6 +186,7 @@ class Loader:
         started = time.monotonic()
         with warehouse_lock(self.root), _manual_gc():
             manifest = recover(self.root)
+            refuse_topic_auto_creation()
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=self.settings.bootstrap,
                 group_id=f"{self.settings.topic_prefix}-loader",
