@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from usersignals.broker import NO_AUTO_CREATE
+from usersignals.broker import NO_AUTO_CREATE, refuse_auto_create
 from usersignals.config import Settings
 from usersignals.errors import BrokerError
 
@@ -63,6 +63,7 @@ def require_kafka(settings: Settings) -> None:
             **NO_AUTO_CREATE,
             **client_timeouts(settings.kafka_timeout_s),
         )
+        refuse_auto_create(consumer)
         try:
             consumer.topics()
         finally:

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from usersignals.broker import NO_AUTO_CREATE
+from usersignals.broker import NO_AUTO_CREATE, refuse_auto_create
 from usersignals.cli._kafka import client_timeouts, kafka_errors
 from usersignals.cli._options import (
     bootstrap_option,
@@ -111,6 +111,7 @@ def replay_command(
                 **NO_AUTO_CREATE,
                 **client_timeouts(settings.kafka_timeout_s, producer=True),
             )
+            refuse_auto_create(producer)
             partitions = len(producer.partitions_for(topic) or ()) or partitions
 
     def send(value: bytes, key: bytes | None, partition: int) -> None:

@@ -26,7 +26,13 @@ from typing import Any
 
 import click
 
-from usersignals.broker import NO_AUTO_CREATE, EmbeddedBroker, free_port, wait_for_port
+from usersignals.broker import (
+    NO_AUTO_CREATE,
+    EmbeddedBroker,
+    free_port,
+    refuse_auto_create,
+    wait_for_port,
+)
 from usersignals.cli._options import settings_from, warehouse_option
 from usersignals.cli._progress import byte_progress
 from usersignals.config import Settings
@@ -144,6 +150,7 @@ def _send(settings: Settings, path: Path, *, progress: bool) -> SendSummary:
     raw = KafkaProducer(
         bootstrap_servers=settings.bootstrap, acks="all", linger_ms=20, **NO_AUTO_CREATE
     )
+    refuse_auto_create(raw)
     total = path.stat().st_size if str(path) != "-" else None
     with (
         Tracker(settings=settings) as tracker,

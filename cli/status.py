@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from usersignals.broker import NO_AUTO_CREATE
+from usersignals.broker import NO_AUTO_CREATE, refuse_auto_create
 from usersignals.cli._kafka import client_timeouts, kafka_errors
 from usersignals.cli._options import bootstrap_option, kafka_timeout_option, settings_from
 from usersignals.cli.live import get_json, worker_urls
@@ -47,6 +47,7 @@ def end_offsets(
         **NO_AUTO_CREATE,
         **client_timeouts(timeout),
     )
+    refuse_auto_create(consumer)
     try:
         tps = [TopicPartition(topic, p) for p in range(partitions)]
         listed = consumer.end_offsets(tps)
@@ -85,6 +86,7 @@ def committed_offsets(
         **NO_AUTO_CREATE,
         **client_timeouts(timeout),
     )
+    refuse_auto_create(consumer)
     try:
         out: dict[int, int] = {}
         for p in range(partitions):

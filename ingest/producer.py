@@ -20,6 +20,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from usersignals.broker import refuse_auto_create
 from usersignals.ingest.event import MAX_MESSAGE_BYTES
 
 __all__ = [
@@ -68,7 +69,7 @@ def open_producer(
     settings.update(overrides)
     probe(bootstrap, connect_timeout_ms / 1000)
     _close_failed_connections()
-    producer = KafkaProducer(**settings)
+    producer = refuse_auto_create(KafkaProducer(**settings))
     getattr(producer, "_unregister_cleanup", lambda: None)()  # the Tracker closes it
     try:
         partitions = len(producer.partitions_for(topic))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient
+from kafka.errors import KafkaTimeoutError
 
 from tests.conftest import Kafka
 from usersignals.broker import ensure_topics
@@ -41,7 +43,7 @@ def test_no_client_lets_the_broker_create_a_topic(kafka: Kafka) -> None:
 
     from aiokafka.client import AIOKafkaClient
 
-    from usersignals.broker import NO_AUTO_CREATE, refuse_topic_auto_creation
+    from usersignals.broker import NO_AUTO_CREATE, refuse_auto_create, refuse_topic_auto_creation
 
     prefix = kafka.settings.topic_prefix
 
@@ -62,6 +64,15 @@ def test_no_client_lets_the_broker_create_a_topic(kafka: Kafka) -> None:
         assert not consumer.partitions_for_topic(f"{prefix}.asked-by-kafka-python")
     finally:
         consumer.close()
+    # kafka-python 3.0 producers drop the setting: refuse_auto_create puts it back
+    producer = refuse_auto_create(
+        KafkaProducer(bootstrap_servers=kafka.bootstrap, max_block_ms=1000, **NO_AUTO_CREATE)
+    )
+    try:
+        with pytest.raises(KafkaTimeoutError):
+            producer.partitions_for(f"{prefix}.asked-by-a-producer")
+    finally:
+        producer.close(timeout=5)
     admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap)
     try:
         listed = set(admin.list_topics())

@@ -9,8 +9,9 @@ No client of usersignals lets the broker create a topic: tansu creates a missing
 partitions when a metadata request allows it (as Apache Kafka does with ``num.partitions``,
 1 by default), and after a restart of the embedded broker that raced the worker's own topic
 creation, leaving a changelog with fewer partitions than its table, and the worker stopped.
-kafka-python clients take :data:`NO_AUTO_CREATE`; :func:`refuse_topic_auto_creation` makes
-aiokafka's metadata requests say so too. Topics are created by :func:`ensure_topics` only: at
+kafka-python clients take :data:`NO_AUTO_CREATE` and go through :func:`refuse_auto_create`
+(kafka-python 3.0 drops the setting); :func:`refuse_topic_auto_creation` makes aiokafka's
+metadata requests say so too. Topics are created by :func:`ensure_topics` only: at
 ``usersignals broker``/``topics`` and by the worker, which keeps its own topics (events, dead
 letters, changelog) there while it runs.
 """
@@ -24,6 +25,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 
 from usersignals.config import TOPICS
 from usersignals.errors import BrokerError
@@ -36,6 +38,7 @@ __all__ = [
     "EmbeddedBroker",
     "ensure_topics",
     "free_port",
+    "refuse_auto_create",
     "refuse_topic_auto_creation",
     "wait_for_port",
 ]
@@ -50,6 +53,23 @@ Apache Kafka's default (1,048,588 bytes) is too small for a 1 MiB record with it
 
 NO_AUTO_CREATE: dict[str, bool] = {"allow_auto_create_topics": False}
 """kafka-python client settings: a metadata request never creates a missing topic."""
+
+_Client = TypeVar("_Client")
+
+
+def refuse_auto_create(client: _Client) -> _Client:
+    """Makes a kafka-python client's metadata requests refuse to create a missing topic.
+
+    kafka-python 3.0 takes ``allow_auto_create_topics`` and then builds its cluster metadata
+    without it, so its requests allow creation whatever the setting; the setting is put where
+    the requests read it. Returns ``client``.
+    """
+    manager = getattr(client, "_manager", None)
+    for cluster in (getattr(client, "_metadata", None), getattr(manager, "cluster", None)):
+        config = getattr(cluster, "config", None)
+        if isinstance(config, dict) and "allow_auto_create_topics" in config:
+            config["allow_auto_create_topics"] = False
+    return client
 
 
 def refuse_topic_auto_creation() -> None:
@@ -130,11 +150,13 @@ def ensure_topics(
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
+        left_ms = max(int((deadline - time.monotonic()) * 1000), 100)
         try:
             admin = KafkaAdminClient(
                 bootstrap_servers=bootstrap,
                 client_id="usersignals-admin",
-                request_timeout_ms=10_000,
+                bootstrap_timeout_ms=left_ms,
+                request_timeout_ms=min(left_ms + 1000, 10_000),
             )
         except KafkaError as exc:
             last = exc
