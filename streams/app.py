@@ -42,9 +42,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import faust
 from aiokafka.errors import KafkaError
@@ -126,6 +127,10 @@ class LiveWorker:
         """Processes run beside the worker, shown in its status and metrics (set by the CLI)."""
         self.ready = False
         """Set once the state of the held partitions is rebuilt after an assignment."""
+        self._checking = False
+        # the topic check's kafka-python client would log each refused connection, with a
+        # traceback, beside the consumer's own lines about the broker being away
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
         refuse_topic_auto_creation()
         self.app = faust.App(
             f"{settings.topic_prefix}-worker",
@@ -256,21 +261,32 @@ class LiveWorker:
         heap.settle()
 
     async def _keep_topics(self) -> None:
-        """Creates the worker's topics that are missing (a restarted embedded broker)."""
+        """Creates the worker's topics that are missing (a restarted embedded broker).
+
+        The check runs in a daemon thread of its own, one at a time: with the broker gone it
+        may take its whole timeout, and a stopping worker neither waits for it nor starts one.
+        """
+        if self._checking or self.app.should_stop:
+            return
         settings = self.settings
         changelog = self.table.changelog_topic.get_topic_name()
         topics = [settings.events_topic, settings.dead_topic, changelog]
+        self._checking = True
         try:
-            created = await asyncio.to_thread(
-                ensure_topics,
-                settings.bootstrap,
-                settings.partitions,
-                topics,
-                timeout=TOPICS_CHECK_TIMEOUT_S,
-                compacted=[changelog],
+            created = await in_daemon_thread(
+                lambda: ensure_topics(
+                    settings.bootstrap,
+                    settings.partitions,
+                    topics,
+                    timeout=TOPICS_CHECK_TIMEOUT_S,
+                    compacted=[changelog],
+                ),
+                name="usersignals-topics",
             )
         except BrokerError:
-            return  # the broker is away: the next check tries again
+            return  # the broker is away (the consumer says so): the next check tries again
+        finally:
+            self._checking = False
         if created:
             log.warning(
                 "topics %s were missing (a restarted or emptied broker): created with %d "
@@ -396,3 +412,36 @@ async def complete_recovery(app: faust.App, table: Any, partitions: Iterable[int
     finally:
         await consumer.stop()
     return applied
+
+
+_T = TypeVar("_T")
+
+
+async def in_daemon_thread(fn: Callable[[], _T], *, name: str) -> _T:
+    """Runs ``fn`` in a new daemon thread and awaits its result.
+
+    Unlike :func:`asyncio.to_thread`, the process does not wait for the thread at exit, so a
+    call blocked on an unreachable broker cannot hold up a stopping worker.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[_T] = loop.create_future()
+
+    def settle(result: _T | None, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def run() -> None:
+        try:
+            result: _T | None = fn()
+            error: BaseException | None = None
+        except BaseException as exc:  # handed to the awaiting task
+            result, error = None, exc
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody awaits it
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return await future
