@@ -76,15 +76,26 @@ class Pipeline:
         self.broker.stop()
 
     def restart_broker_up(self) -> None:
-        """Starts a broker on the same port with the project's topics (a new incarnation)."""
+        """Starts a broker on the same port, empty (a new incarnation): no topics at all."""
         port = self.broker.port
         self.broker = EmbeddedBroker(
             port, partitions=PARTITIONS, topics=(), log_path=self.tmp / "broker.log"
         )
         wait_for(lambda: _port_free(port), 30, f"port {port} to be free again")
-        self.start_broker()
+        self.broker.start()  # no topics: the running worker creates its own
         if not wait_for_port("127.0.0.1", port, 10):
             raise CheckFailed("restarted broker does not listen")
+
+    def topic_partitions(self) -> dict[str, int]:
+        """Partitions of each topic on the broker now."""
+        from kafka.admin import KafkaAdminClient
+
+        admin = KafkaAdminClient(bootstrap_servers=self.broker.bootstrap)
+        try:
+            names = list(admin.list_topics())
+            return {t["name"]: len(t["partitions"]) for t in admin.describe_topics(names)}
+        finally:
+            admin.close()
 
     # -- workers --------------------------------------------------------------------------
 
