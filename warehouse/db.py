@@ -66,6 +66,9 @@ VIEWS = (
     "report_days",
     "event_counts",
     "active_users",
+    "retention",
+    "lifecycle",
+    "stickiness_distribution",
     "feedback_latest",
     "feedback_by_model",
     "risk_flags_daily",
@@ -77,7 +80,15 @@ VIEWS = (
 )
 """The views :func:`connect` creates from ``views.sql`` (besides the two ``*_raw`` sources)."""
 
-METRIC_SQL = ("attribution", "activity", "feedback", "risk", "rejected", "flattery")
+METRIC_SQL = (
+    "attribution",
+    "activity",
+    "engagement",
+    "feedback",
+    "risk",
+    "rejected",
+    "flattery",
+)
 """The metric SQL files of :mod:`usersignals.metrics` (``<name>.sql``), in the order they run
 after the base relations of ``views.sql``: each metric's SQL sits beside its live fold."""
 
