@@ -134,6 +134,34 @@ def risk_flags_svg(
     return _svg_frame(width, height, "Risk flags per day, by severity", parts)
 
 
+_COHORT_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
+
+
+def retention_svg(rows: Sequence[dict[str, Any]], width: int = 1200, height: int = 320) -> str:
+    """Retention curves: per cohort (the newest six), the share of its users active in each
+    period after its first, in per cent."""
+    cohorts: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        cohorts.setdefault(r["cohort"], []).append(r)
+    shown = sorted(cohorts)[-len(_COHORT_COLOURS) :]
+    offsets = max((r["period"] for r in rows), default=0) + 1
+    parts, x, y = _axes([f"     {n}" for n in range(offsets)], 100, width, height)
+    names = []
+    for colour, cohort in zip(_COHORT_COLOURS, shown, strict=False):
+        cells = sorted(cohorts[cohort], key=lambda r: int(r["period"]))
+        size = cells[0]["cohort_users"]
+        points = " ".join(f"{x(c['period']):.1f},{y(100 * c['users'] / size):.1f}" for c in cells)
+        parts.append(
+            f'<polyline class="cohort" fill="none" stroke="{colour}" stroke-width="2" '
+            f'points="{points}"><title>{html.escape(cohort)}: {size:,} users</title></polyline>'
+        )
+        names.append((cohort[5:], colour))
+    parts += _legend(names, width)
+    return _svg_frame(
+        width, height, "Retention: % of each first-time cohort active n periods later", parts
+    )
+
+
 def _html_table(title: str, rows: Sequence[dict[str, Any]]) -> str:
     from usersignals.warehouse.report import COMPLETENESS_FLAGS
 
@@ -186,6 +214,11 @@ def html_report(report: dict[str, Any], source: str) -> str:
         risk_flags_svg(report.get("risk_flags_daily", []), days),
     ]
     parts += [_html_table(TITLES[key], report.get(key, [])) for key in REPORT_KEYS]
+    if "retention" in report:  # history only
+        from usersignals.warehouse.engagement import ENGAGEMENT_KEYS, ENGAGEMENT_TITLES
+
+        parts.append(retention_svg(report["retention"]))
+        parts += [_html_table(ENGAGEMENT_TITLES[k], report.get(k, [])) for k in ENGAGEMENT_KEYS]
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -211,6 +244,16 @@ def _range_line(report: dict[str, Any]) -> str:
     help="Also write a self-contained HTML report (tables and charts) to FILE.",
 )
 @click.option("--worker-url", default=None, help="Worker address for --live.")
+@click.option(
+    "--period",
+    type=click.Choice(["day", "week"]),
+    default="week",
+    show_default=True,
+    help="Period of retention and lifecycle (history only).",
+)
+@click.option(
+    "--retention", "retention_only", is_flag=True, help="Print only the retention triangle."
+)
 def command(
     warehouse: str | None,
     as_json: bool,
@@ -219,17 +262,21 @@ def command(
     live: bool,
     html_file: Path | None,
     worker_url: str | None,
+    period: str,
+    retention_only: bool,
 ) -> None:
     """Print the metric tables (metrics.md) from the warehouse, or live from a worker.
 
     --from/--to choose the days shown; WAU, MAU and weekly windows still count the days
-    before --from.
+    before --from. From the warehouse the report also has retention, lifecycle (by --period)
+    and the stickiness distribution; their cohorts count the whole history.
 
     \b
     Example:
       usersignals report --from 2026-09-01 --to 2026-09-30
       usersignals report --json | jq '.active_users[-1]'
       usersignals report --live --html report.html
+      usersignals report --retention --period day
     """
     from usersignals.metrics.periods import DayRange, DayRangeError
 
@@ -240,6 +287,8 @@ def command(
         select = DayRange(lo, hi)
     except DayRangeError as exc:
         raise click.BadParameter(str(exc), param_hint="'--from' / '--to'") from None
+    if live and retention_only:
+        raise click.UsageError("--retention reads the warehouse: it cannot go with --live")
     if live:
         from usersignals.cli.live import fetch_live_report
 
@@ -248,17 +297,26 @@ def command(
     else:
         from usersignals.metrics.flattery import params_of
         from usersignals.warehouse.db import connect
+        from usersignals.warehouse.engagement import engagement_report
         from usersignals.warehouse.report import warehouse_report
 
         con = connect(settings.warehouse)
         try:
             report = warehouse_report(con, lo, hi, flattery=params_of(settings))
+            report |= engagement_report(con, lo, hi, period=period)
         finally:
             con.close()
         source = f"warehouse {settings.warehouse}"
     if html_file is not None:
         html_file.write_text(html_report(report, source), encoding="utf-8")
-    if as_json:
+    if retention_only:
+        if as_json:
+            click.echo(json.dumps({"retention": report["retention"]}, ensure_ascii=False))
+        else:
+            from usersignals.warehouse.engagement import render_retention
+
+            render_retention(report["retention"], period)
+    elif as_json:
         click.echo(json.dumps(report, ensure_ascii=False))
     else:
         from usersignals.warehouse.report import render_report

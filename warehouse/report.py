@@ -24,6 +24,7 @@ from rich.table import Table
 from usersignals.metrics.flattery import FlatteryParams, WeekCounts, watch_rows
 from usersignals.metrics.periods import DayRange, select_range
 from usersignals.warehouse.arena import fit_arena
+from usersignals.warehouse.engagement import ENGAGEMENT_KEYS, ENGAGEMENT_TITLES
 from usersignals.warehouse.merge import RAW_COLUMNS, merge_inputs
 
 __all__ = [
@@ -220,7 +221,8 @@ COMPLETENESS_FLAGS = ("complete", "wau_complete", "mau_complete")
 
 
 def render_report(report: dict[str, Any], console: Console | None = None) -> None:
-    """Prints the report's tables (rich tables on a terminal, plain text when piped).
+    """Prints the report's tables (rich tables on a terminal, plain text when piped), those
+    of :data:`~usersignals.warehouse.engagement.ENGAGEMENT_KEYS` too when it has them.
 
     A header line states the day range; an incomplete day or window is marked "partial".
     """
@@ -229,12 +231,14 @@ def render_report(report: dict[str, Any], console: Console | None = None) -> Non
         out = Console(width=240)  # piped: keep wide tables on one line each
     rng = report.get("range") or {}
     out.print(DayRange.parse(rng.get("from"), rng.get("to")).describe() + "\n")
-    for key in REPORT_KEYS:
+    titles = [(key, TITLES[key]) for key in REPORT_KEYS]
+    titles += [(key, ENGAGEMENT_TITLES[key]) for key in ENGAGEMENT_KEYS if key in report]
+    for key, title in titles:
         rows = report.get(key, [])
         if not rows:
-            out.print(f"[bold]{TITLES[key]}[/bold]: no rows\n")
+            out.print(f"[bold]{title}[/bold]: no rows\n")
             continue
-        out.print(f"[bold]{TITLES[key]}[/bold]")
+        out.print(f"[bold]{title}[/bold]")
         table = Table()
         for name, value in rows[0].items():
             numeric = isinstance(value, int | float) and not isinstance(value, bool)

@@ -14,13 +14,20 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import require_tool
+from tests.oracle_engagement import oracle_engagement
 from tests.warehouse.parquetfixtures import write_warehouse
 from usersignals.ingest.contract import Event
 from usersignals.warehouse.db import connect
+from usersignals.warehouse.engagement import engagement_report
 from usersignals.warehouse.report import warehouse_report
 
 T0 = datetime(2026, 9, 1, 12, tzinfo=UTC)
 CHROMIUM = "/usr/bin/chromium"
+
+
+def log_of(warehouse: Path) -> list[Event]:
+    """The events of the module's warehouse (one partition: log order is their order)."""
+    return _events()
 
 
 def _events() -> list[Event]:
@@ -164,8 +171,63 @@ def test_shell_reports_errors_and_goes_on(warehouse: Path) -> None:
 def test_report_json_is_the_warehouse_report(warehouse: Path) -> None:
     got: dict[str, Any] = json.loads(usersignals(warehouse, "report", "--json").stdout)
     con = connect(warehouse)
-    assert got == json.loads(json.dumps(warehouse_report(con)))
+    expected = warehouse_report(con) | engagement_report(con)
+    assert got == json.loads(json.dumps(expected))
     assert got["rejected"] == [{"reason": "not_json", "count": 1}]
+    assert got["retention"] == oracle_engagement(log_of(warehouse))["retention"]
+
+
+def test_report_json_has_retention_by_the_period_asked_for(warehouse: Path) -> None:
+    got = json.loads(usersignals(warehouse, "report", "--json", "--period", "day").stdout)
+    # ann and bo on 09-01 (ann back on 09-02, bo on 09-04); cy first on 09-04
+    assert [(r["cohort"], r["period"], r["users"]) for r in got["retention"]] == [
+        ("2026-09-01", 0, 2),
+        ("2026-09-01", 1, 1),
+        ("2026-09-01", 2, 0),
+        ("2026-09-01", 3, 1),
+        ("2026-09-04", 0, 1),
+    ]
+    assert got == got | oracle_engagement(log_of(warehouse), "day")
+    weekly = json.loads(usersignals(warehouse, "report", "--json").stdout)
+    assert weekly["retention"] == [
+        {
+            "cohort": "2026-08-31",
+            "period": 0,
+            "cohort_users": 3,
+            "users": 3,
+            "users_on_or_after": 3,
+        }
+    ]
+
+
+def test_report_retention_prints_the_triangle(warehouse: Path) -> None:
+    out = usersignals(warehouse, "report", "--retention", "--period", "day").stdout
+    assert "Retention of first-time cohorts, by day" in out
+    line = next(x for x in out.splitlines() if "2026-09-01" in x)
+    assert [c.strip() for c in line.strip("│| ").split("│")] == [
+        "2026-09-01",
+        "2",
+        "2 (100%)",
+        "1 (50%)",
+        "0 (0%)",
+        "1 (50%)",
+    ]
+    proc = usersignals(warehouse, "report", "--retention", "--live", check=False)
+    assert proc.returncode == 2
+    assert "--retention reads the warehouse" in proc.stderr
+
+
+def test_sql_has_the_engagement_views(warehouse: Path) -> None:
+    out = usersignals(
+        warehouse,
+        "sql",
+        "SELECT (SELECT count(*) FROM retention) AS r, (SELECT count(*) FROM lifecycle) AS l, "
+        "(SELECT sum(users) FROM stickiness_distribution) AS s, "
+        "(SELECT count(*) FROM retention_by('day')) AS d",
+        "--format",
+        "csv",
+    ).stdout
+    assert out.splitlines()[-1] == "1,4,3,5"
 
 
 def test_report_rejects_a_reversed_range(warehouse: Path) -> None:
@@ -204,7 +266,8 @@ def test_report_html_renders_in_chromium(warehouse: Path, tmp_path: Path) -> Non
     page = tmp_path / "report.html"
     usersignals(warehouse, "report", "--html", str(page))
     text = page.read_text(encoding="utf-8")
-    assert text.count("<svg") == 2
+    assert text.count("<svg") == 3  # active users, risk flags, retention
+    assert "Retention of first-time cohorts" in text
     assert "http" not in text.replace('xmlns="http://www.w3.org/2000/svg"', "")
     chromium = require_tool("chromium", CHROMIUM)  # skips, or fails under make test
     shot = tmp_path / "report.png"
