@@ -376,6 +376,50 @@ def _history_items() -> list[Panel | Row]:
             description=_MARKED,
             marks_incomplete=True,
         ),
+        Panel(
+            "Lifecycle per ISO week (dormant below zero)",
+            "timeseries",
+            (
+                SqlQuery(
+                    "SELECT CAST(period AS TIMESTAMP) AS time, status,\n"
+                    "       CASE WHEN status = 'dormant' THEN -users ELSE users END AS users\n"
+                    "FROM lifecycle\n"
+                    "WHERE period + 6 >= CAST($__timeFrom() AS DATE)"
+                    " AND period <= CAST($__timeTo() AS DATE)\n"
+                    "ORDER BY time, status",
+                    ("time", "status", "users"),
+                    "time_series",
+                ),
+            ),
+            description="New: first week with an event ever; returning: active the week "
+            "before too; resurrecting: back after a gap; dormant: active the week before, not "
+            "this one (drawn negative). Cohorts count the whole history.",
+        ),
+        Panel(
+            "Retention of first-time cohorts, weekly",
+            "table",
+            (
+                SqlQuery(
+                    "SELECT cohort, period AS weeks_after, cohort_users, users,\n"
+                    "       round(users / cohort_users, 4) AS share, users_on_or_after\n"
+                    "FROM retention\n"
+                    "WHERE cohort + 6 >= CAST($__timeFrom() AS DATE)"
+                    " AND cohort <= CAST($__timeTo() AS DATE)\n"
+                    "ORDER BY cohort, weeks_after",
+                    (
+                        "cohort",
+                        "weeks_after",
+                        "cohort_users",
+                        "users",
+                        "share",
+                        "users_on_or_after",
+                    ),
+                ),
+            ),
+            description="A row per cohort (the ISO week of a user's first event) and week "
+            "after it: users active then, their share of the cohort, and users active then "
+            "or later (usersignals report --retention prints the triangle).",
+        ),
         Row("Wellbeing"),
         Panel(
             "Risk flags per day by category and severity",

@@ -50,6 +50,50 @@ plt.show()
 print(f"days={active.height} peak_mau={active['mau'].max()} last_dau={active['dau'][-1]}")
 
 # %% [markdown]
+# ## Do people come back? Retention of first-time cohorts
+#
+# A user's cohort is the ISO week of their first event ever; each curve is the share of a
+# cohort active n weeks later (`retention_by('day')` gives days instead).
+
+# %%
+retention = con.sql(
+    "SELECT cohort, period, cohort_users, users FROM retention ORDER BY cohort, period"
+).pl()
+fig, ax = plt.subplots(figsize=(10, 4))
+for (cohort,), rows in retention.group_by(["cohort"], maintain_order=True):
+    ax.plot(rows["period"], 100 * rows["users"] / rows["cohort_users"], marker="o", label=str(cohort))
+ax.set_xlabel("weeks after the first")
+ax.set_ylabel("% of the cohort active")
+ax.legend(title="cohort")
+ax.set_title("Retention")
+plt.show()
+print(f"cohorts={retention['cohort'].n_unique()} cells={retention.height}")
+
+# %% [markdown]
+# ## Who is new, who is slipping away: lifecycle
+#
+# Per ISO week: new, returning (active the week before too), resurrecting (back after a gap)
+# and dormant (active the week before, not this one), drawn below zero.
+
+# %%
+lifecycle = con.sql(
+    "PIVOT lifecycle ON status IN ('new', 'returning', 'resurrecting', 'dormant') "
+    "USING sum(users) ORDER BY period"
+).pl().fill_null(0)
+fig, ax = plt.subplots(figsize=(10, 4))
+weeks = [str(w) for w in lifecycle["period"]]
+bottom = None
+for status in ("new", "returning", "resurrecting"):
+    ax.bar(weeks, lifecycle[status], bottom=bottom, label=status)
+    bottom = lifecycle[status] if bottom is None else bottom + lifecycle[status]
+ax.bar(weeks, -lifecycle["dormant"], label="dormant")
+ax.axhline(0, color="black", linewidth=0.8)
+ax.legend()
+ax.set_title("Lifecycle per week")
+plt.show()
+print(f"lifecycle weeks={lifecycle.height} new={int(lifecycle['new'].sum())} dormant={int(lifecycle['dormant'].sum())}")
+
+# %% [markdown]
 # ## Feedback by model
 #
 # The latest vote of each user on each message counts, on the day it was cast.

@@ -15,6 +15,7 @@ from nbclient import NotebookClient
 from tests.warehouse.parquetfixtures import write_warehouse
 from usersignals.ingest.contract import Event
 from usersignals.warehouse.db import connect
+from usersignals.warehouse.engagement import engagement_report
 from usersignals.warehouse.report import warehouse_report
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
@@ -112,7 +113,16 @@ def test_notebook_runs_on_a_generated_warehouse(
         f"last_dau={active[-1]['dau']}\n" in printed
     )
     assert f" flags={flags}\n" in printed
+    history = engagement_report(connect(root))
+    cohorts = {r["cohort"] for r in history["retention"]}
+    assert f"cohorts={len(cohorts)} cells={len(history['retention'])}\n" in printed
+    lifecycle = history["lifecycle"]
+    new = sum(r["users"] for r in lifecycle if r["status"] == "new")
+    dormant = sum(r["users"] for r in lifecycle if r["status"] == "dormant")
+    weeks = len({r["period"] for r in lifecycle})
+    assert f"lifecycle weeks={weeks} new={new} dormant={dormant}\n" in printed
+    assert new == len({e.user_id for e in synthetic_events()})
     images = [o for o in outputs if "image/png" in o.get("data", {})]
-    assert len(images) == 3
+    assert len(images) == 5
     tables = [o for o in outputs if "text/html" in o.get("data", {})]
     assert len(tables) == 3  # the view list, feedback by model, the ad-hoc query
