@@ -215,10 +215,10 @@ def html_report(report: dict[str, Any], source: str) -> str:
     ]
     parts += [_html_table(TITLES[key], report.get(key, [])) for key in REPORT_KEYS]
     if "retention" in report:  # history only
-        from usersignals.warehouse.engagement import ENGAGEMENT_KEYS, ENGAGEMENT_TITLES
+        from usersignals.warehouse.history import HISTORY_KEYS, HISTORY_TITLES
 
         parts.append(retention_svg(report["retention"]))
-        parts += [_html_table(ENGAGEMENT_TITLES[k], report.get(k, [])) for k in ENGAGEMENT_KEYS]
+        parts += [_html_table(HISTORY_TITLES[k], report.get(k, [])) for k in HISTORY_KEYS]
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -297,13 +297,13 @@ def command(
     else:
         from usersignals.metrics.flattery import params_of
         from usersignals.warehouse.db import connect
-        from usersignals.warehouse.engagement import engagement_report
+        from usersignals.warehouse.history import history_report
         from usersignals.warehouse.report import warehouse_report
 
         con = connect(settings.warehouse)
         try:
             report = warehouse_report(con, lo, hi, flattery=params_of(settings))
-            report |= engagement_report(con, lo, hi, period=period)
+            report |= history_report(con, lo, hi, period=period)
         finally:
             con.close()
         source = f"warehouse {settings.warehouse}"
@@ -313,7 +313,7 @@ def command(
         if as_json:
             click.echo(json.dumps({"retention": report["retention"]}, ensure_ascii=False))
         else:
-            from usersignals.warehouse.engagement import render_retention
+            from usersignals.warehouse.history import render_retention
 
             render_retention(report["retention"], period)
     elif as_json:

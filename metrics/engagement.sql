@@ -106,3 +106,36 @@ FROM (
     GROUP BY ALL
 )
 GROUP BY ALL;
+
+-- Sessions, per (day, user, session_id) piece: the rollup-shaped input of session lengths (a
+-- session that crosses midnight has a piece on each day). end_duration_s: the largest
+-- duration_s of its session_end events, if any; messages: its message events (any role).
+CREATE VIEW session_parts AS
+SELECT day, user_id, session_id, min(ts) AS first_ts, max(ts) AS last_ts,
+       max(duration_s) FILTER (WHERE type = 'session_end') AS end_duration_s,
+       count(*) FILTER (WHERE type = 'message') AS messages
+FROM events
+WHERE session_id IS NOT NULL
+GROUP BY day, user_id, session_id;
+
+-- One row per session (user_id, session_id): the day of its first event, its length (the
+-- session_end's duration_s, else last - first event, in seconds) and its messages.
+CREATE VIEW session_lengths AS
+SELECT user_id, session_id, min(day) AS day,
+       coalesce(max(end_duration_s), epoch(max(last_ts) - min(first_ts))) AS duration_s,
+       CAST(sum(messages) AS BIGINT) AS messages
+FROM session_parts
+GROUP BY user_id, session_id;
+
+-- Per day with sessions (by the day of their first event): sessions, median and 90th
+-- percentile length (linear interpolation between the closest ranks), the share over 60
+-- minutes (longer than 3,600 s) and message events per session.
+CREATE VIEW sessions_daily AS
+SELECT day,
+       count(*) AS sessions,
+       quantile_cont(duration_s, 0.5) AS duration_p50_s,
+       quantile_cont(duration_s, 0.9) AS duration_p90_s,
+       count(*) FILTER (WHERE duration_s > 3600) / count(*) AS long_share,
+       sum(messages) / count(*) AS messages_per_session
+FROM session_lengths
+GROUP BY day;

@@ -27,14 +27,14 @@ from kafka import KafkaProducer
 from tests.arena_reference import reference_arena, same_arena
 from tests.conftest import Kafka
 from tests.oracle import dedupe, oracle_report
-from tests.oracle_engagement import oracle_engagement
+from tests.oracle_history import oracle_history
 from tests.streams.workerproc import start_worker
 from tests.wire import read_record
 from usersignals.cli.status import committed_offsets, end_offsets
 from usersignals.ingest.contract import Event
 from usersignals.ingest.synthetic import GeneratorConfig, generate
 from usersignals.ingest.tracker import Tracker
-from usersignals.warehouse.engagement import ENGAGEMENT_KEYS
+from usersignals.warehouse.history import HISTORY_KEYS
 from usersignals.warehouse.layout import committed_offsets as loaded_offsets
 
 DATA = GeneratorConfig(users=400, days=12, seed=11, end=date(2026, 9, 30), invalid_rate=0.01)
@@ -121,8 +121,8 @@ def test_live_equals_history_equals_oracle(kafka: Kafka, tmp_path: Path) -> None
 
     assert len(arena) >= 3  # every model version has votes
     # the live report has every key but the engagement ones, which need the whole history
-    assert live == {k: v for k, v in history.items() if k not in ENGAGEMENT_KEYS}
-    assert {k: history[k] for k in ENGAGEMENT_KEYS} == oracle_engagement(events)
+    assert live == {k: v for k, v in history.items() if k not in HISTORY_KEYS}
+    assert {k: history[k] for k in HISTORY_KEYS} == oracle_history(events)
     assert same_arena(history["arena"], arena)
     assert {k: history[k] for k in expected if k != "arena"} == {
         k: v for k, v in expected.items() if k != "arena"

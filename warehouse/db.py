@@ -69,10 +69,17 @@ VIEWS = (
     "retention",
     "lifecycle",
     "stickiness_distribution",
+    "session_parts",
+    "session_lengths",
+    "sessions_daily",
     "feedback_latest",
     "feedback_by_model",
     "risk_flags_daily",
     "users_at_risk_weekly",
+    "risk_categories",
+    "wellbeing_weekly",
+    "user_messages",
+    "risk_concentration",
     "sessions",
     "deadletter",
     "rejected_daily",
@@ -88,6 +95,7 @@ METRIC_SQL = (
     "risk",
     "rejected",
     "flattery",
+    "wellbeing",
 )
 """The metric SQL files of :mod:`usersignals.metrics` (``<name>.sql``), in the order they run
 after the base relations of ``views.sql``: each metric's SQL sits beside its live fold."""

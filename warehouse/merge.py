@@ -3,7 +3,8 @@
 :func:`merge_inputs` makes, on a cursor of a :func:`~usersignals.warehouse.db.connect`
 connection, temporary views and tables named like the rollup-shaped views of the metric SQL
 (``user_days``, ``model_user_days``, ``events_by_day``, ``feedback_candidates``,
-``flag_cells``, ``model_refs``, ``week_users``, ``model_week_users``) plus ``arena_daily``, and
+``flag_cells``, ``model_refs``, ``session_parts``, ``user_messages``, ``week_users``,
+``model_week_users``) plus ``arena_daily``, and
 ``feedback_latest`` and ``risk_cells`` once (attributed to models over every day's references,
 docs/attribution.md).
 Temporary names shadow the views, so every metric view then reads the merged tables, and the
@@ -46,6 +47,8 @@ RAW_COLUMNS = (
     "winner",
     "category",
     "severity",
+    "role",
+    "duration_s",
     "source_partition",
     "source_offset",
     "batch_index",
@@ -59,6 +62,8 @@ _RAW_KINDS = (
     "feedback_votes",
     "risk_cells",
     "model_refs",
+    "session_parts",
+    "user_messages",
 )
 
 _DISTINCT = "SELECT DISTINCT * FROM ({rows})"
@@ -82,6 +87,19 @@ _MERGED = (
         "session_id FROM ({rows}) GROUP BY ALL",
     ),
     ("model_refs", "kind, user_id, ref, day, ts, event_id, model", "{rows}"),
+    (
+        "session_parts",
+        "day, user_id, session_id, first_ts, last_ts, end_duration_s, messages",
+        "SELECT day, user_id, session_id, min(first_ts) AS first_ts, max(last_ts) AS last_ts, "
+        "max(end_duration_s) AS end_duration_s, CAST(sum(messages) AS BIGINT) AS messages "
+        "FROM ({rows}) GROUP BY day, user_id, session_id",
+    ),
+    (
+        "user_messages",
+        "day, user_id, messages",
+        "SELECT day, user_id, CAST(sum(messages) AS BIGINT) AS messages FROM ({rows}) "
+        "GROUP BY day, user_id",
+    ),
     (
         "arena_daily",
         "day, model_a, model_b, winner, votes",

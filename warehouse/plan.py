@@ -93,6 +93,18 @@ ROLLUP_SCHEMAS: dict[str, pa.Schema] = {
             ("model", _TEXT),
         ]
     ),
+    "session_parts": pa.schema(
+        [
+            ("day", _DAY),
+            ("user_id", _KEY),
+            ("session_id", _TEXT),
+            ("first_ts", pa.timestamp("us", tz="UTC")),
+            ("last_ts", pa.timestamp("us", tz="UTC")),
+            ("end_duration_s", pa.float64()),
+            ("messages", pa.int64()),
+        ]
+    ),
+    "user_messages": pa.schema([("day", _DAY), ("user_id", _KEY), ("messages", pa.int64())]),
     "arena_daily": pa.schema(
         [
             ("day", _DAY),

@@ -24,7 +24,7 @@ from rich.table import Table
 from usersignals.metrics.flattery import FlatteryParams, WeekCounts, watch_rows
 from usersignals.metrics.periods import DayRange, select_range
 from usersignals.warehouse.arena import fit_arena
-from usersignals.warehouse.engagement import ENGAGEMENT_KEYS, ENGAGEMENT_TITLES
+from usersignals.warehouse.history import HISTORY_KEYS, HISTORY_TITLES
 from usersignals.warehouse.merge import RAW_COLUMNS, merge_inputs
 
 __all__ = [
@@ -222,7 +222,7 @@ COMPLETENESS_FLAGS = ("complete", "wau_complete", "mau_complete")
 
 def render_report(report: dict[str, Any], console: Console | None = None) -> None:
     """Prints the report's tables (rich tables on a terminal, plain text when piped), those
-    of :data:`~usersignals.warehouse.engagement.ENGAGEMENT_KEYS` too when it has them.
+    of :data:`~usersignals.warehouse.history.HISTORY_KEYS` too when it has them.
 
     A header line states the day range; an incomplete day or window is marked "partial".
     """
@@ -232,7 +232,7 @@ def render_report(report: dict[str, Any], console: Console | None = None) -> Non
     rng = report.get("range") or {}
     out.print(DayRange.parse(rng.get("from"), rng.get("to")).describe() + "\n")
     titles = [(key, TITLES[key]) for key in REPORT_KEYS]
-    titles += [(key, ENGAGEMENT_TITLES[key]) for key in ENGAGEMENT_KEYS if key in report]
+    titles += [(key, HISTORY_TITLES[key]) for key in HISTORY_KEYS if key in report]
     for key, title in titles:
         rows = report.get(key, [])
         if not rows:

@@ -14,11 +14,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import require_tool
-from tests.oracle_engagement import oracle_engagement
+from tests.oracle_history import oracle_history
 from tests.warehouse.parquetfixtures import write_warehouse
 from usersignals.ingest.contract import Event
 from usersignals.warehouse.db import connect
-from usersignals.warehouse.engagement import engagement_report
+from usersignals.warehouse.history import history_report
 from usersignals.warehouse.report import warehouse_report
 
 T0 = datetime(2026, 9, 1, 12, tzinfo=UTC)
@@ -171,10 +171,10 @@ def test_shell_reports_errors_and_goes_on(warehouse: Path) -> None:
 def test_report_json_is_the_warehouse_report(warehouse: Path) -> None:
     got: dict[str, Any] = json.loads(usersignals(warehouse, "report", "--json").stdout)
     con = connect(warehouse)
-    expected = warehouse_report(con) | engagement_report(con)
+    expected = warehouse_report(con) | history_report(con)
     assert got == json.loads(json.dumps(expected))
     assert got["rejected"] == [{"reason": "not_json", "count": 1}]
-    assert got["retention"] == oracle_engagement(log_of(warehouse))["retention"]
+    assert got["retention"] == oracle_history(log_of(warehouse))["retention"]
 
 
 def test_report_json_has_retention_by_the_period_asked_for(warehouse: Path) -> None:
@@ -187,7 +187,7 @@ def test_report_json_has_retention_by_the_period_asked_for(warehouse: Path) -> N
         ("2026-09-01", 3, 1),
         ("2026-09-04", 0, 1),
     ]
-    assert got == got | oracle_engagement(log_of(warehouse), "day")
+    assert got == got | oracle_history(log_of(warehouse), "day")
     weekly = json.loads(usersignals(warehouse, "report", "--json").stdout)
     assert weekly["retention"] == [
         {

@@ -28,7 +28,7 @@ from tests.streams.workerproc import WorkerProc
 from usersignals.broker import EmbeddedBroker, ensure_topics, wait_for_port
 from usersignals.cli.status import committed_offsets, end_offsets
 from usersignals.config import Settings
-from usersignals.warehouse.engagement import ENGAGEMENT_KEYS
+from usersignals.warehouse.history import HISTORY_KEYS
 from usersignals.warehouse.manifest import read_manifest
 
 PARTITIONS = 8
@@ -213,9 +213,9 @@ class Pipeline:
 
     def warehouse_report(self) -> dict[str, Any]:
         """``report --json`` without the history-only engagement keys (the live report has
-        none; tests/warehouse/test_engagement.py checks them against the oracle)."""
+        none; tests/warehouse/test_history.py checks them against the oracle)."""
         report = dict(cli_json(self.env, "report", "--json"))
-        return {k: v for k, v in report.items() if k not in ENGAGEMENT_KEYS}
+        return {k: v for k, v in report.items() if k not in HISTORY_KEYS}
 
 
 def _port_free(port: int) -> bool:

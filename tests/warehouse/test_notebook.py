@@ -15,7 +15,7 @@ from nbclient import NotebookClient
 from tests.warehouse.parquetfixtures import write_warehouse
 from usersignals.ingest.contract import Event
 from usersignals.warehouse.db import connect
-from usersignals.warehouse.engagement import engagement_report
+from usersignals.warehouse.history import history_report
 from usersignals.warehouse.report import warehouse_report
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
@@ -113,7 +113,7 @@ def test_notebook_runs_on_a_generated_warehouse(
         f"last_dau={active[-1]['dau']}\n" in printed
     )
     assert f" flags={flags}\n" in printed
-    history = engagement_report(connect(root))
+    history = history_report(connect(root))
     cohorts = {r["cohort"] for r in history["retention"]}
     assert f"cohorts={len(cohorts)} cells={len(history['retention'])}\n" in printed
     lifecycle = history["lifecycle"]

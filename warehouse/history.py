@@ -1,10 +1,13 @@
-"""Engagement in depth from history: retention, lifecycle and the stickiness distribution.
+"""The keys only the history report has: retention, lifecycle, the stickiness distribution
+(engagement in depth) and the weekly flagged share (wellbeing).
 
-The definitions are those of ``docs/metrics.md`` and live in one place, ``engagement.sql``
-(relations ``retention_by(p)``, ``lifecycle_by(p)``, ``stickiness_distribution``); this module
+The definitions are those of ``docs/metrics.md`` and live in one place each, ``engagement.sql``
+(relations ``retention_by(p)``, ``lifecycle_by(p)``, ``stickiness_distribution``) and
+``wellbeing.sql`` (``wellbeing_weekly``); this module
 reads them on a cursor where :func:`~usersignals.warehouse.merge.merge_inputs` put the merged
 inputs, as the report does, so a compacted day is read from its rollups. They are history
-only: the worker keeps too few days for a cohort's first period.
+only: the worker keeps too few days for a cohort's first period (the weekly flagged share is
+to be served live too).
 
 Periods are named by their first day (``YYYY-MM-DD``); a week starts on Monday (ISO).
 """
@@ -21,23 +24,33 @@ from rich.table import Table
 from usersignals.warehouse.merge import merge_inputs
 
 __all__ = [
-    "ENGAGEMENT_KEYS",
-    "ENGAGEMENT_TITLES",
+    "HISTORY_KEYS",
+    "HISTORY_TITLES",
     "PERIODS",
-    "engagement_report",
+    "history_report",
     "render_retention",
 ]
 
 PERIODS = ("day", "week")
 """Periods of retention and lifecycle (``--period``)."""
 
-ENGAGEMENT_KEYS = ("retention", "lifecycle", "stickiness_distribution")
+HISTORY_KEYS = (
+    "retention",
+    "lifecycle",
+    "stickiness_distribution",
+    "sessions_daily",
+    "wellbeing_weekly",
+    "risk_concentration",
+)
 """Keys the history report adds to the report object (after the keys live and history share)."""
 
-ENGAGEMENT_TITLES = {
+HISTORY_TITLES = {
     "retention": "Retention of first-time cohorts",
     "lifecycle": "Lifecycle (new, returning, resurrecting, dormant)",
     "stickiness_distribution": "Days active per ISO week (stickiness distribution)",
+    "sessions_daily": "Sessions per day (length in seconds, share over 60 minutes)",
+    "wellbeing_weekly": "Weekly flagged share per category and model (wellbeing)",
+    "risk_concentration": "Flagged users per usage band (deciles of messages sent, ISO week)",
 }
 
 _STEP = {"day": 1, "week": 7}
@@ -51,24 +64,28 @@ def _overlaps(start: str, days: str) -> str:
     )
 
 
+def _value(value: Any) -> Any:
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, float):
+        return round(value, 6)  # as every ratio of the report
+    return value
+
+
 def _rows(cur: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
     rel = cur.execute(sql, params)
     names = [d[0] for d in rel.description or ()]
-    out = []
-    for values in rel.fetchall():
-        row = dict(zip(names, values, strict=True))
-        out.append({k: v.isoformat() if isinstance(v, date) else v for k, v in row.items()})
-    return out
+    return [{k: _value(v) for k, v in zip(names, values, strict=True)} for values in rel.fetchall()]
 
 
-def engagement_report(
+def history_report(
     con: duckdb.DuckDBPyConnection,
     day_from: date | None = None,
     day_to: date | None = None,
     *,
     period: str = "week",
 ) -> dict[str, list[dict[str, Any]]]:
-    """The engagement keys of the history report (:data:`ENGAGEMENT_KEYS`).
+    """The keys of the history report that the live one lacks (:data:`HISTORY_KEYS`).
 
     Cohorts, lifecycle statuses and the days active of a week count the whole history (a
     user's cohort is their first period ever); ``day_from``/``day_to`` choose the periods shown:
@@ -79,7 +96,8 @@ def engagement_report(
         con: A connection with the warehouse views (``db.connect``).
         day_from: First day shown (inclusive); None: from the first day.
         day_to: Last day shown (inclusive); None: to the last day.
-        period: ``day`` or ``week`` for retention and lifecycle; the distribution is weekly.
+        period: ``day`` or ``week`` for retention and lifecycle; the distribution and the
+            flagged share are weekly.
 
     Raises:
         ValueError: ``period`` is not one of :data:`PERIODS`.
@@ -113,12 +131,35 @@ def engagement_report(
             f"WHERE {_overlaps('week', '7')} ORDER BY week, days_active",
             params,
         )
+        sessions = _rows(
+            cur,
+            "SELECT day, sessions, duration_p50_s, duration_p90_s, long_share, "
+            f"messages_per_session FROM sessions_daily WHERE {_overlaps('day', '1')} "
+            "ORDER BY day",
+            params,
+        )
+        concentration = _rows(
+            cur,
+            "SELECT week, band, users, flagged_users FROM risk_concentration "
+            f"WHERE {_overlaps('week', '7')} ORDER BY week, band",
+            params,
+        )
+        wellbeing = _rows(
+            cur,
+            "SELECT week, model, category, flagged_users, flagged_users_high, active_users, "
+            "share, share_high FROM wellbeing_weekly "
+            f"WHERE {_overlaps('week', '7')} ORDER BY week, model NULLS FIRST, category",
+            params,
+        )
     finally:
         cur.close()
     return {
         "retention": retention,
         "lifecycle": lifecycle,
         "stickiness_distribution": distribution,
+        "sessions_daily": sessions,
+        "wellbeing_weekly": wellbeing,
+        "risk_concentration": concentration,
     }
 
 
@@ -131,10 +172,10 @@ def render_retention(
     if console is None and not out.is_terminal:
         out = Console(width=240)
     if not rows:
-        out.print(f"[bold]{ENGAGEMENT_TITLES['retention']}[/bold]: no rows")
+        out.print(f"[bold]{HISTORY_TITLES['retention']}[/bold]: no rows")
         return
     width = max(r["period"] for r in rows) + 1
-    table = Table(title=f"{ENGAGEMENT_TITLES['retention']}, by {period} (cell: users, share)")
+    table = Table(title=f"{HISTORY_TITLES['retention']}, by {period} (cell: users, share)")
     table.add_column("cohort")
     table.add_column("users", justify="right")
     for n in range(width):
