@@ -422,6 +422,26 @@ def _history_items() -> list[Panel | Row]:
         ),
         Row("Wellbeing"),
         Panel(
+            "Weekly flagged share of active users, by category (all models)",
+            "timeseries",
+            (
+                SqlQuery(
+                    "SELECT CAST(week AS TIMESTAMP) AS time, category, share, share_high\n"
+                    "FROM wellbeing_weekly\n"
+                    "WHERE model IS NULL AND week + 6 >= CAST($__timeFrom() AS DATE)"
+                    " AND week <= CAST($__timeTo() AS DATE)\n"
+                    "ORDER BY time, category",
+                    ("time", "category", "share", "share_high"),
+                    "time_series",
+                ),
+            ),
+            description="Distinct users with a risk flag of the category in the ISO week (and "
+            "with a high or critical one), over the week's active users: the form of the "
+            "figure published for large chat products. Per model: usersignals report --json, "
+            "key wellbeing_weekly.",
+            unit="percentunit",
+        ),
+        Panel(
             "Risk flags per day by category and severity",
             "timeseries",
             (
