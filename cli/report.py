@@ -268,8 +268,9 @@ def command(
     """Print the metric tables (metrics.md) from the warehouse, or live from a worker.
 
     --from/--to choose the days shown; WAU, MAU and weekly windows still count the days
-    before --from. From the warehouse the report also has retention, lifecycle (by --period)
-    and the stickiness distribution; their cohorts count the whole history.
+    before --from. From the warehouse the report also has retention and lifecycle (by
+    --period), days active per week, sessions per day, the weekly flagged share and flagged
+    users by usage band; their cohorts count the whole history.
 
     \b
     Example:
@@ -297,13 +298,12 @@ def command(
     else:
         from usersignals.metrics.flattery import params_of
         from usersignals.warehouse.db import connect
-        from usersignals.warehouse.history import history_report
         from usersignals.warehouse.report import warehouse_report
 
         con = connect(settings.warehouse)
         try:
-            report = warehouse_report(con, lo, hi, flattery=params_of(settings))
-            report |= history_report(con, lo, hi, period=period)
+            flattery = params_of(settings)
+            report = warehouse_report(con, lo, hi, flattery=flattery, history_period=period)
         finally:
             con.close()
         source = f"warehouse {settings.warehouse}"

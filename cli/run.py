@@ -277,12 +277,11 @@ def _run_history(settings: Settings) -> dict[str, Any]:
 def _print_report(settings: Settings, *, as_json: bool, full: bool) -> None:
     from usersignals.metrics.flattery import params_of
     from usersignals.warehouse.db import connect
-    from usersignals.warehouse.history import history_report
     from usersignals.warehouse.report import render_report, warehouse_report
 
     con = connect(settings.warehouse)
     try:  # what `usersignals report` prints of the same warehouse
-        report = warehouse_report(con, flattery=params_of(settings)) | history_report(con)
+        report = warehouse_report(con, flattery=params_of(settings), history_period="week")
     finally:
         con.close()
     if as_json:

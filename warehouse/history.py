@@ -28,6 +28,7 @@ __all__ = [
     "HISTORY_TITLES",
     "PERIODS",
     "history_report",
+    "history_rows",
     "render_retention",
 ]
 
@@ -102,57 +103,73 @@ def history_report(
     Raises:
         ValueError: ``period`` is not one of :data:`PERIODS`.
     """
+    cur = con.cursor()
+    try:
+        merge_inputs(cur)
+        return history_rows(cur, day_from, day_to, period=period)
+    finally:
+        cur.close()
+
+
+def history_rows(
+    cur: duckdb.DuckDBPyConnection,
+    day_from: date | None = None,
+    day_to: date | None = None,
+    *,
+    period: str = "week",
+) -> dict[str, list[dict[str, Any]]]:
+    """:func:`history_report` on a cursor where :func:`merge_inputs` ran already (the report
+    computes its keys and these on one cursor, merging once).
+
+    Raises:
+        ValueError: ``period`` is not one of :data:`PERIODS`.
+    """
     if period not in PERIODS:
         raise ValueError(f"period must be one of {', '.join(PERIODS)}, not {period!r}")
     step = _STEP[period]
     params = {"lo": day_from, "hi": day_to}
-    cur = con.cursor()
-    try:
-        merge_inputs(cur)
-        retention = _rows(
-            cur,
-            "SELECT cohort, period, cohort_users, users, users_on_or_after "
-            f"FROM retention_by('{period}') "
-            f"WHERE {_overlaps('cohort', str(step))} "
-            "AND (CAST($hi AS DATE) IS NULL "
-            f"OR cohort + CAST(period * {step} AS INTEGER) <= CAST($hi AS DATE)) "
-            "ORDER BY cohort, period",
-            params,
-        )
-        lifecycle = _rows(
-            cur,
-            f"SELECT period, status, users FROM lifecycle_by('{period}') "
-            f"WHERE {_overlaps('period', str(step))} ORDER BY period, rank",
-            params,
-        )
-        distribution = _rows(
-            cur,
-            "SELECT week, days_active, users FROM stickiness_distribution "
-            f"WHERE {_overlaps('week', '7')} ORDER BY week, days_active",
-            params,
-        )
-        sessions = _rows(
-            cur,
-            "SELECT day, sessions, duration_p50_s, duration_p90_s, long_share, "
-            f"messages_per_session FROM sessions_daily WHERE {_overlaps('day', '1')} "
-            "ORDER BY day",
-            params,
-        )
-        concentration = _rows(
-            cur,
-            "SELECT week, band, users, flagged_users FROM risk_concentration "
-            f"WHERE {_overlaps('week', '7')} ORDER BY week, band",
-            params,
-        )
-        wellbeing = _rows(
-            cur,
-            "SELECT week, model, category, flagged_users, flagged_users_high, active_users, "
-            "share, share_high FROM wellbeing_weekly "
-            f"WHERE {_overlaps('week', '7')} ORDER BY week, model NULLS FIRST, category",
-            params,
-        )
-    finally:
-        cur.close()
+    retention = _rows(
+        cur,
+        "SELECT cohort, period, cohort_users, users, users_on_or_after "
+        f"FROM retention_by('{period}') "
+        f"WHERE {_overlaps('cohort', str(step))} "
+        "AND (CAST($hi AS DATE) IS NULL "
+        f"OR cohort + CAST(period * {step} AS INTEGER) <= CAST($hi AS DATE)) "
+        "ORDER BY cohort, period",
+        params,
+    )
+    lifecycle = _rows(
+        cur,
+        f"SELECT period, status, users FROM lifecycle_by('{period}') "
+        f"WHERE {_overlaps('period', str(step))} ORDER BY period, rank",
+        params,
+    )
+    distribution = _rows(
+        cur,
+        "SELECT week, days_active, users FROM stickiness_distribution "
+        f"WHERE {_overlaps('week', '7')} ORDER BY week, days_active",
+        params,
+    )
+    sessions = _rows(
+        cur,
+        "SELECT day, sessions, duration_p50_s, duration_p90_s, long_share, "
+        f"messages_per_session FROM sessions_daily WHERE {_overlaps('day', '1')} "
+        "ORDER BY day",
+        params,
+    )
+    concentration = _rows(
+        cur,
+        "SELECT week, band, users, flagged_users FROM risk_concentration "
+        f"WHERE {_overlaps('week', '7')} ORDER BY week, band",
+        params,
+    )
+    wellbeing = _rows(
+        cur,
+        "SELECT week, model, category, flagged_users, flagged_users_high, active_users, "
+        "share, share_high FROM wellbeing_weekly "
+        f"WHERE {_overlaps('week', '7')} ORDER BY week, model NULLS FIRST, category",
+        params,
+    )
     return {
         "retention": retention,
         "lifecycle": lifecycle,

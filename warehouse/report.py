@@ -24,7 +24,7 @@ from rich.table import Table
 from usersignals.metrics.flattery import FlatteryParams, WeekCounts, watch_rows
 from usersignals.metrics.periods import DayRange, select_range
 from usersignals.warehouse.arena import fit_arena
-from usersignals.warehouse.history import HISTORY_KEYS, HISTORY_TITLES
+from usersignals.warehouse.history import HISTORY_KEYS, HISTORY_TITLES, history_rows
 from usersignals.warehouse.merge import RAW_COLUMNS, merge_inputs
 
 __all__ = [
@@ -163,6 +163,7 @@ def warehouse_report(
     day_to: date | None = None,
     *,
     flattery: FlatteryParams | None = None,
+    history_period: str | None = None,
 ) -> dict[str, Any]:
     """The report JSON object of the warehouse behind ``con`` (made by ``db.connect``).
 
@@ -177,12 +178,16 @@ def warehouse_report(
         day_to: Last day to show (inclusive); None: to the last day.
         flattery: Significance level and minimum volume of the flattery watch (default
             :class:`FlatteryParams`); its weeks are complete or not by all the data.
+        history_period: When given (``day`` or ``week``), the keys only history has
+            (:data:`~usersignals.warehouse.history.HISTORY_KEYS`, retention and lifecycle by
+            that period) follow, from the same merged inputs: what ``report --json`` prints.
 
     Returns:
-        A dict with the keys of :data:`REPORT_KEYS` and ``range``.
+        A dict with the keys of :data:`REPORT_KEYS` and ``range`` (and the history keys).
 
     Raises:
         DayRangeError: ``day_from`` is after ``day_to``.
+        ValueError: ``history_period`` is neither ``day`` nor ``week``.
     """
     select = DayRange(day_from, day_to)
     params = {"lo": day_from, "hi": day_to}
@@ -199,7 +204,10 @@ def warehouse_report(
             else:
                 sql, rounded = _QUERIES[key]
                 report[key] = _rows(cur, sql, params, rounded)
-        return select_range(report, select)
+        out = select_range(report, select)
+        if history_period is not None:
+            out |= history_rows(cur, day_from, day_to, period=history_period)
+        return out
     finally:
         cur.close()
 

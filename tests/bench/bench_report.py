@@ -3,8 +3,9 @@
 ``run(n)`` writes ``n`` synthetic events twice, as the loader would lay them out in the
 warehouse and as the JSON lines a producer sends, then times, in one process:
 
-- the whole report (``warehouse_report``, fresh connection each time) over the compacted
-  warehouse (rollups; the headline figure) and over the loader's layout (every row read),
+- the whole report (``warehouse_report`` with the history keys: every key of ``report
+  --json``; a fresh connection each time) over the compacted warehouse (rollups; the headline
+  figure) and over the loader's layout (every row read),
 - the active-user series alone from the warehouse views (loader layout),
 - DuckDB computing the same DAU/WAU/MAU straight from the JSON lines (``read_json``),
 
@@ -284,9 +285,10 @@ def _runs(fn: Any, repeat: int) -> tuple[list[float], Any]:
 
 
 def _report(root: Path) -> dict[str, Any]:
+    """What ``usersignals report --json`` computes: every key, the history-only ones too."""
     con = connect(root)
     try:
-        return warehouse_report(con)
+        return warehouse_report(con, history_period="week")
     finally:
         con.close()
 
