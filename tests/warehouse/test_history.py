@@ -4,7 +4,6 @@ generated logs, raw and compacted."""
 
 from __future__ import annotations
 
-import random
 import tempfile
 from datetime import date
 from pathlib import Path
@@ -15,12 +14,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.oracle_history import oracle_history
-from tests.warehouse.parquetfixtures import position, write_warehouse
-from tests.warehouse.test_report import ev, events_
-from tests.warehouse.test_rollup import load_interleaved
+from tests.warehouse.parquetfixtures import write_warehouse
+from tests.warehouse.test_report import ev, events_, session_events_
 from usersignals.ingest.contract import Event
 from usersignals.ingest.rules import CHOICES
-from usersignals.warehouse.compact import compact, compact_day
+from usersignals.warehouse.compact import compact_day
 from usersignals.warehouse.db import connect
 from usersignals.warehouse.history import history_report
 from usersignals.warehouse.manifest import read_manifest
@@ -335,24 +333,6 @@ def test_who_carries_the_risk_in_the_hand_set(tmp_path: Path) -> None:
     }
 
 
-@st.composite
-def session_events_(draw: st.DrawFn) -> Event:
-    kind = draw(st.sampled_from(["session_start", "session_end", "message", "risk_flag"]))
-    fields: dict[str, Any] = {"session_id": draw(st.sampled_from([None, "s1", "s2"]))}
-    if kind == "session_end":
-        fields["duration_s"] = draw(st.sampled_from([None, 30.0, 3_601.5]))
-    if kind == "message":
-        fields["role"] = draw(st.sampled_from(["user", "assistant"]))
-    return ev(
-        draw(st.sampled_from([f"e{i}" for i in range(25)])),
-        draw(st.sampled_from(["alice", "bob", "carol"])),
-        draw(st.integers(0, 16)),
-        kind,
-        seconds=draw(st.sampled_from([0, 4_000, 86_399])),
-        **fields,
-    )
-
-
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(events=st.lists(session_events_(), max_size=30), partitions=st.sampled_from([1, 2]))
 def test_sessions_and_usage_bands_equal_the_oracle(events: list[Event], partitions: int) -> None:
@@ -363,28 +343,3 @@ def test_sessions_and_usage_bands_equal_the_oracle(events: list[Event], partitio
             assert history_report(con) == oracle_history(log)
         finally:
             con.close()
-
-
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    events=st.lists(st.one_of(events_(), session_events_()), max_size=25),
-    partitions=st.sampled_from([1, 3]),
-    seed=st.integers(0, 2**32 - 1),
-    compact_all=st.booleans(),
-)
-def test_rollups_and_tail_equal_the_oracle(
-    events: list[Event], partitions: int, seed: int, compact_all: bool
-) -> None:
-    """Loads interleaved with compactions (days mixed, dirty, served) as in test_rollup."""
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp) / "wh"
-        load_interleaved(root, events, partitions, random.Random(seed))
-        if compact_all:
-            compact(root)
-        con = connect(root)
-        try:
-            got = history_report(con)
-        finally:
-            con.close()
-    log = [row[0] for row in position(events, partitions=partitions, per_record=3)]
-    assert got == oracle_history(log)

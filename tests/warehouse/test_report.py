@@ -188,3 +188,22 @@ def test_first_copy_in_log_order_wins(tmp_path: Path, partitions: int) -> None:
         {"day": first.ts.date().isoformat(), "events": 1, "complete": False}
     ]
     assert report == oracle_report(log)
+
+
+@st.composite
+def session_events_(draw: st.DrawFn) -> Event:
+    """Sessions, their ends with or without a duration, messages of either role, flags."""
+    kind = draw(st.sampled_from(["session_start", "session_end", "message", "risk_flag"]))
+    fields: dict[str, Any] = {"session_id": draw(st.sampled_from([None, "s1", "s2"]))}
+    if kind == "session_end":
+        fields["duration_s"] = draw(st.sampled_from([None, 30.0, 3_601.5]))
+    if kind == "message":
+        fields["role"] = draw(st.sampled_from(["user", "assistant"]))
+    return ev(
+        draw(st.sampled_from([f"e{i}" for i in range(25)])),
+        draw(st.sampled_from(["alice", "bob", "carol"])),
+        draw(st.integers(0, 16)),
+        kind,
+        seconds=draw(st.sampled_from([0, 4_000, 86_399])),
+        **fields,
+    )

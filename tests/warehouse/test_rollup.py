@@ -1,4 +1,5 @@
-"""Reports over compacted days (rollups) plus a raw tail equal the oracle, whatever the order."""
+"""Reports over compacted days (rollups) plus a raw tail equal the oracle, whatever the order:
+every key, the history-only ones (tests/oracle_history.py) too."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.oracle import oracle_report
+from tests.oracle_history import oracle_history
 from tests.warehouse.parquetfixtures import Positioned, events_table, position
-from tests.warehouse.test_report import ev, events_
+from tests.warehouse.test_report import ev, events_, session_events_
 from usersignals.ingest.contract import Event
 from usersignals.warehouse.commit import write_range
 from usersignals.warehouse.compact import compact, compact_day, days
@@ -39,7 +41,7 @@ def write(root: Path, flush: list[Positioned]) -> None:
 def report(root: Path) -> dict[str, Any]:
     con = connect(root)
     try:
-        out = warehouse_report(con)
+        out = warehouse_report(con, history_period="week")
     finally:
         con.close()
     out["arena"] = []
@@ -64,7 +66,7 @@ def load_interleaved(root: Path, events: list[Event], partitions: int, rnd: rand
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    events=st.lists(events_(), max_size=25),
+    events=st.lists(st.one_of(events_(), session_events_()), max_size=25),
     partitions=st.sampled_from([1, 3]),
     seed=st.integers(0, 2**32 - 1),
     compact_all=st.booleans(),
@@ -79,7 +81,7 @@ def test_rollups_and_tail_equal_the_oracle(
             compact(root)
         got = report(root)
     log = [row[0] for row in position(events, partitions=partitions, per_record=3)]
-    assert got == oracle_report(log)
+    assert got == oracle_report(log) | oracle_history(log)
 
 
 def test_copies_across_days_and_in_the_tail(tmp_path: Path) -> None:
@@ -100,12 +102,12 @@ def test_copies_across_days_and_in_the_tail(tmp_path: Path) -> None:
     )
     shared = pq.read_table(p.rollups["shared"][-1]).to_pylist()
     assert [(str(r["day"]), str(r["other_day"])) for r in shared] == [("2026-08-11", "2026-08-03")]
-    assert report(root) == oracle_report(first)
+    assert report(root) == oracle_report(first) | oracle_history(first)
     # a later record repeats e3 (ignored) and brings erin to day 1
     later = [(ev("e3", "carol", 1, model="m-2"), 0, 2, 0), (ev("e4", "erin", 1), 0, 2, 1)]
     write(root, later)
     got = report(root)
-    assert got == oracle_report([*first, later[1][0]])
+    assert got == oracle_report([*first, later[1][0]]) | oracle_history([*first, later[1][0]])
     assert got["events_by_day"] == [
         {"day": "2026-08-03", "events": 2, "complete": True},
         {"day": "2026-08-04", "events": 2, "complete": False},
