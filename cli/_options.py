@@ -12,6 +12,7 @@ from usersignals.config import Settings
 
 __all__ = [
     "bootstrap_option",
+    "calendar_options",
     "existing_warehouse",
     "kafka_timeout_option",
     "output_file",
@@ -80,3 +81,21 @@ def warehouse_option(f: F) -> F:
 def settings_from(**flags: Any) -> Settings:
     """Settings from the given flags (``None`` = not given), then environment, then defaults."""
     return Settings.load(**flags)
+
+
+def calendar_options(f: F) -> F:
+    """``--tz`` and ``--week-start``: the calendar of a warehouse reader's days and weeks."""
+    f = click.option(
+        "--week-start",
+        type=click.Choice(["monday", "sunday"]),
+        default="monday",
+        show_default=True,
+        help="First day of the weeks of retention, lifecycle and the weekly keys.",
+    )(f)
+    return click.option(
+        "--tz",
+        default="UTC",
+        show_default=True,
+        metavar="AREA/CITY",
+        help="Time zone of days and weeks (any zone but UTC reads every row raw).",
+    )(f)

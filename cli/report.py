@@ -10,7 +10,12 @@ from typing import Any
 
 import click
 
-from usersignals.cli._options import output_file, settings_from, warehouse_option
+from usersignals.cli._options import (
+    calendar_options,
+    output_file,
+    settings_from,
+    warehouse_option,
+)
 
 __all__ = ["command", "html_report"]
 
@@ -225,9 +230,10 @@ def html_report(report: dict[str, Any], source: str) -> str:
 
 def _range_line(report: dict[str, Any]) -> str:
     from usersignals.metrics.periods import DayRange
+    from usersignals.warehouse.report import calendar_line
 
     rng = report.get("range") or {}
-    return DayRange.parse(rng.get("from"), rng.get("to")).describe()
+    return DayRange.parse(rng.get("from"), rng.get("to")).describe() + " " + calendar_line(report)
 
 
 @click.command("report")
@@ -254,6 +260,7 @@ def _range_line(report: dict[str, Any]) -> str:
 @click.option(
     "--retention", "retention_only", is_flag=True, help="Print only the retention triangle."
 )
+@calendar_options
 def command(
     warehouse: str | None,
     as_json: bool,
@@ -264,13 +271,17 @@ def command(
     worker_url: str | None,
     period: str,
     retention_only: bool,
+    tz: str,
+    week_start: str,
 ) -> None:
     """Print the metric tables (metrics.md) from the warehouse, or live from a worker.
 
     --from/--to choose the days shown; WAU, MAU and weekly windows still count the days
     before --from. From the warehouse the report also has retention and lifecycle (by
     --period), days active per week, sessions per day, the weekly flagged share and flagged
-    users by usage band; their cohorts count the whole history.
+    users by usage band; their cohorts count the whole history. Days are UTC days and weeks
+    start on Monday unless --tz and --week-start say otherwise (the warehouse only: the
+    worker keeps UTC days).
 
     \b
     Example:
@@ -278,6 +289,7 @@ def command(
       usersignals report --json | jq '.active_users[-1]'
       usersignals report --live --html report.html
       usersignals report --retention --period day
+      usersignals report --tz Europe/Berlin --week-start sunday
     """
     from usersignals.metrics.periods import DayRange, DayRangeError
 
@@ -290,6 +302,11 @@ def command(
         raise click.BadParameter(str(exc), param_hint="'--from' / '--to'") from None
     if live and retention_only:
         raise click.UsageError("--retention reads the warehouse: it cannot go with --live")
+    if live and (tz != "UTC" or week_start != "monday"):
+        raise click.UsageError(
+            "the worker keeps UTC days and Monday weeks: --tz and "
+            "--week-start read the warehouse, without --live"
+        )
     if live:
         from usersignals.cli.live import fetch_live_report
 
@@ -300,7 +317,7 @@ def command(
         from usersignals.warehouse.db import connect
         from usersignals.warehouse.report import warehouse_report
 
-        con = connect(settings.warehouse)
+        con = connect(settings.warehouse, tz=tz, week_start=week_start)
         try:
             flattery = params_of(settings)
             report = warehouse_report(con, lo, hi, flattery=flattery, history_period=period)
@@ -311,10 +328,13 @@ def command(
         html_file.write_text(html_report(report, source), encoding="utf-8")
     if retention_only:
         if as_json:
-            click.echo(json.dumps({"retention": report["retention"]}, ensure_ascii=False))
+            shown = {k: report[k] for k in ("retention", "tz", "week_start")}
+            click.echo(json.dumps(shown, ensure_ascii=False))
         else:
             from usersignals.warehouse.history import render_retention
+            from usersignals.warehouse.report import calendar_line
 
+            click.echo(calendar_line(report))
             render_retention(report["retention"], period)
     elif as_json:
         click.echo(json.dumps(report, ensure_ascii=False))

@@ -19,7 +19,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import click
 
-from usersignals.cli._options import settings_from, warehouse_option
+from usersignals.cli._options import calendar_options, settings_from, warehouse_option
 
 if TYPE_CHECKING:
     import duckdb
@@ -178,12 +178,22 @@ def shell(con: duckdb.DuckDBPyConnection, stdin: IO[str], out: IO[str]) -> int:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the result to FILE instead of standard output (needed for parquet).",
 )
-def command(warehouse: str | None, query: str | None, fmt: str, out_file: Path | None) -> None:
+@calendar_options
+def command(
+    warehouse: str | None,
+    query: str | None,
+    fmt: str,
+    out_file: Path | None,
+    tz: str,
+    week_start: str,
+) -> None:
     """Run QUERY on the warehouse views, or open a DuckDB shell on them without QUERY.
 
     Views: events (each event_id once), sessions, active_users, feedback_latest,
     feedback_by_model, risk_flags_daily, users_at_risk_weekly, flattery_watch, deadletter,
-    rejected, events_by_day, user_days.
+    rejected, events_by_day, user_days, retention, lifecycle, stickiness_distribution,
+    sessions_daily, wellbeing_weekly, risk_concentration. Days are UTC days and weeks start
+    on Monday unless --tz and --week-start say otherwise.
 
     \b
     Example:
@@ -196,7 +206,7 @@ def command(warehouse: str | None, query: str | None, fmt: str, out_file: Path |
     settings = settings_from(warehouse=warehouse)
     if fmt == "parquet" and out_file is None:
         raise click.UsageError("--format parquet needs --out FILE")
-    con = connect(settings.warehouse)
+    con = connect(settings.warehouse, tz=tz, week_start=week_start)
     try:
         if query is None:
             errors = shell(con, sys.stdin, sys.stdout)

@@ -2,11 +2,11 @@
 -- stickiness distribution, from history only (the worker holds too few days for them).
 --
 -- Every relation here reads user_days alone, so a report over compacted days reads their
--- rollups, never their raw rows. A period is a UTC day or an ISO week (Monday start), named
--- by its first day; `p` is 'day' or 'week'.
+-- rollups, never their raw rows. A period is a day or a week (views.sql: the report's time
+-- zone, Monday start unless --week-start says), named by its first day; `p` is 'day' or 'week'.
 
 CREATE MACRO engagement_period(d, p) AS
-    CASE WHEN p = 'day' THEN CAST(d AS DATE) ELSE CAST(date_trunc('week', d) AS DATE) END;
+    CASE WHEN p = 'day' THEN CAST(d AS DATE) ELSE week_of(d) END;
 
 -- Days in a period.
 CREATE MACRO engagement_step(p) AS CASE WHEN p = 'day' THEN 1 ELSE 7 END;
@@ -96,11 +96,11 @@ CREATE VIEW retention AS SELECT * FROM retention_by('week');
 
 CREATE VIEW lifecycle AS SELECT period, status, users FROM lifecycle_by('week');
 
--- Per ISO week (its Monday), users active on exactly k distinct days of it, k = 1..7.
+-- Per week (its first day), users active on exactly k distinct days of it, k = 1..7.
 CREATE VIEW stickiness_distribution AS
 SELECT week, days_active, count(*) AS users
 FROM (
-    SELECT user_id, CAST(date_trunc('week', day) AS DATE) AS week,
+    SELECT user_id, week_of(day) AS week,
            count(DISTINCT day) AS days_active
     FROM user_days
     GROUP BY ALL

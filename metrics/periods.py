@@ -125,7 +125,8 @@ def select_range(report: dict[str, Any], rng: DayRange) -> dict[str, Any]:
     """The report with the rows of day- and week-keyed tables outside ``rng`` left out.
 
     ``arena`` and ``rejected`` are left as they are (they were computed for the range).
-    Sets ``report["range"]``.
+    Sets ``report["range"]``, and the calendar ``"tz"`` / ``"week_start"`` when the report has
+    none (UTC days, Monday weeks: the live calendar).
     """
     out: dict[str, Any] = {}
     for key, rows in report.items():
@@ -138,6 +139,8 @@ def select_range(report: dict[str, Any], rng: DayRange) -> dict[str, Any]:
         else:
             out[key] = rows
     out["range"] = rng.as_json()
+    out.setdefault("tz", "UTC")
+    out.setdefault("week_start", "monday")
     return out
 
 

@@ -1,4 +1,4 @@
--- Wellbeing (docs/metrics.md): the weekly flagged share, per ISO week, risk category and
+-- Wellbeing (docs/metrics.md): the weekly flagged share, per week, risk category and
 -- model version, from history. It reads risk_cells (flags under their attributed model),
 -- week_users and model_week_users (flattery.sql), so compacted days come from their rollups.
 
@@ -11,7 +11,26 @@ FROM (
            ('self_harm'), ('suicidal_ideation'), ('sycophancy')
 ) AS c(category);
 
--- Per ISO week (its Monday), category and model: distinct users with a risk flag of the
+-- Distinct users per week, all and per model (events carrying it): the ISO-week counts of
+-- flattery.sql when weeks start on Monday (a report over compacted days reads them from weekly
+-- rollups), counted from the days otherwise. The branch not taken is pruned when planned.
+CREATE VIEW wellbeing_week_users AS
+SELECT monday AS week, users FROM week_users WHERE week_start_dow() = 1
+UNION ALL
+SELECT week_of(day) AS week, count(DISTINCT user_id) AS users
+FROM user_days
+WHERE week_start_dow() <> 1
+GROUP BY ALL;
+
+CREATE VIEW wellbeing_model_week_users AS
+SELECT model, monday AS week, active_users FROM model_week_users WHERE week_start_dow() = 1
+UNION ALL
+SELECT model, week_of(day) AS week, count(DISTINCT user_id) AS active_users
+FROM model_user_days
+WHERE week_start_dow() <> 1
+GROUP BY ALL;
+
+-- Per week (its first day), category and model: distinct users with a risk flag of the
 -- category in the week (any severity; and of severity high or critical), over the week's
 -- active users. The all-models row (model NULL) counts every flag over every active user; a
 -- model's row counts the flags attributed to it over the users with an event carrying it.
@@ -20,7 +39,7 @@ FROM (
 -- active (a model with flags attributed, through their sessions, but no event of its own).
 CREATE VIEW wellbeing_weekly AS
 WITH flagged AS (
-    SELECT CAST(date_trunc('week', day) AS DATE) AS week, model, category, user_id,
+    SELECT week_of(day) AS week, model, category, user_id,
            bool_or(severity IN ('high', 'critical')) AS high
     FROM risk_cells
     GROUP BY ALL
@@ -38,14 +57,14 @@ counts AS (
     GROUP BY week, model, category
 ),
 model_weeks AS (
-    SELECT coalesce(a.monday, f.week) AS week, coalesce(a.model, f.model) AS model,
+    SELECT coalesce(a.week, f.week) AS week, coalesce(a.model, f.model) AS model,
            coalesce(a.active_users, 0) AS active_users
-    FROM model_week_users AS a
+    FROM wellbeing_model_week_users AS a
     FULL JOIN (SELECT DISTINCT week, model FROM flagged WHERE model IS NOT NULL) AS f
-        ON a.monday = f.week AND a.model = f.model
+        ON a.week = f.week AND a.model = f.model
 ),
 grid AS (
-    SELECT monday AS week, NULL AS model, users AS active_users FROM week_users
+    SELECT week, NULL AS model, users AS active_users FROM wellbeing_week_users
     UNION ALL
     SELECT week, model, active_users FROM model_weeks
 )
@@ -70,21 +89,21 @@ FROM events
 WHERE type = 'message' AND role = 'user'
 GROUP BY day, user_id;
 
--- Who carries the risk: per ISO week, the week's active users in ten usage bands by messages
+-- Who carries the risk: per week, the week's active users in ten usage bands by messages
 -- sent that week, and how many of each band have a risk flag in the week (any severity).
 -- A user's band is 1 + floor(10 * u / n), u the users of the week with fewer messages, n all
 -- of them: ties share a band, and band 10 holds the users that at least 90 % of the week's
 -- users sent fewer messages than. Every band of every week with data, zeros included.
 CREATE VIEW risk_concentration AS
 WITH usage AS (
-    SELECT CAST(date_trunc('week', d.day) AS DATE) AS week, d.user_id,
+    SELECT week_of(d.day) AS week, d.user_id,
            CAST(coalesce(sum(m.messages), 0) AS BIGINT) AS messages
     FROM user_days AS d
     LEFT JOIN user_messages AS m ON m.user_id = d.user_id AND m.day = d.day
     GROUP BY ALL
 ),
 flagged AS (
-    SELECT DISTINCT CAST(date_trunc('week', day) AS DATE) AS week, user_id FROM risk_cells
+    SELECT DISTINCT week_of(day) AS week, user_id FROM risk_cells
 ),
 banded AS (
     SELECT u.week,

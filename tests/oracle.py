@@ -8,21 +8,51 @@ and obviously correct. "arena" is always [] (the arena has its own tests).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, date, timedelta
 from fractions import Fraction
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from scipy.stats import chi2, norm
 
 from usersignals.ingest.contract import Event
 
-__all__ = ["attributed_models", "dedupe", "event_day", "oracle_report"]
+__all__ = [
+    "attributed_models",
+    "calendar",
+    "dedupe",
+    "event_day",
+    "oracle_report",
+    "week_start_of",
+]
+
+
+_CALENDAR: dict[str, Any] = {"zone": UTC, "week_start": 0}
+"""The oracle's calendar: the zone of its days and the weekday its weeks start on (Monday 0)."""
+
+
+@contextmanager
+def calendar(tz: str = "UTC", week_start: str = "monday") -> Iterator[None]:
+    """Days in zone ``tz`` and weeks starting on ``week_start`` inside the block (``--tz``,
+    ``--week-start``); UTC days and Monday weeks otherwise."""
+    before = dict(_CALENDAR)
+    _CALENDAR.update(zone=ZoneInfo(tz), week_start={"monday": 0, "sunday": 6}[week_start])
+    try:
+        yield
+    finally:
+        _CALENDAR.update(before)
+
+
+def week_start_of(day: date) -> date:
+    """The first day of the calendar week (Monday unless :func:`calendar` says) of ``day``."""
+    return day - timedelta(days=(day.weekday() - _CALENDAR["week_start"]) % 7)
 
 
 def event_day(event: Event) -> date:
-    """The UTC calendar day of the event's ts."""
-    return event.ts.astimezone(UTC).date()
+    """The calendar day of the event's ts: UTC unless :func:`calendar` says otherwise."""
+    return event.ts.astimezone(_CALENDAR["zone"]).date()
 
 
 def dedupe(events_in_log_order: Iterable[Event]) -> list[Event]:
@@ -246,6 +276,8 @@ def _in_range(report: dict[str, Any], day_from: date | None, day_to: date | None
         "from": day_from.isoformat() if day_from else None,
         "to": day_to.isoformat() if day_to else None,
     }
+    report["tz"] = str(_CALENDAR["zone"])
+    report["week_start"] = "monday" if _CALENDAR["week_start"] == 0 else "sunday"
     return report
 
 

@@ -8,14 +8,15 @@ from collections.abc import Iterable
 from datetime import date, timedelta
 from typing import Any
 
-from tests.oracle import attributed_models, dedupe, event_day
+from tests.oracle import attributed_models, dedupe, event_day, week_start_of
 from usersignals.ingest.contract import Event
 from usersignals.ingest.rules import CHOICES
 
 
 def period_of(day: date, period: str) -> date:
-    """The first day of the UTC day or ISO week (Monday) holding ``day``."""
-    return day if period == "day" else day - timedelta(days=day.weekday())
+    """The first day of the day or week holding ``day`` (weeks start on Monday unless
+    :func:`tests.oracle.calendar` says otherwise)."""
+    return day if period == "day" else week_start_of(day)
 
 
 def _periods(first: date, last: date, step: int) -> list[date]:

@@ -27,6 +27,8 @@ EMPTY = {
     "arena": [],
     "flattery_watch": [],
     "range": {"from": None, "to": None},
+    "tz": "UTC",
+    "week_start": "monday",
 }
 
 

@@ -24,7 +24,7 @@ import duckdb
 import pyarrow as pa
 
 from usersignals.config import Settings
-from usersignals.errors import WarehouseNotFoundError
+from usersignals.errors import ConfigError, WarehouseNotFoundError
 from usersignals.warehouse.layout import (
     DEADLETTER_DIR,
     DEADLETTER_SCHEMA,
@@ -43,6 +43,7 @@ from usersignals.warehouse.plan import (
 
 __all__ = [
     "VIEWS",
+    "WEEK_STARTS",
     "WarehouseNotFoundError",
     "connect",
     "views_script",
@@ -77,6 +78,8 @@ VIEWS = (
     "risk_flags_daily",
     "users_at_risk_weekly",
     "risk_categories",
+    "wellbeing_week_users",
+    "wellbeing_model_week_users",
     "wellbeing_weekly",
     "user_messages",
     "risk_concentration",
@@ -113,13 +116,31 @@ def _sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _source(name: str, files: Sequence[str], where: str | None = None) -> str:
+def _source(
+    name: str, files: Sequence[str], where: str | None = None, *, tz: str | None = None
+) -> str:
     listed = ", ".join(_sql_string(f) for f in files)
     filtered = f" WHERE {where}" if where else ""
+    # in zone tz: the calendar day of ts there instead of the stored UTC day
+    columns = "*"
+    if tz is not None:
+        columns = f"* REPLACE (CAST(timezone({_sql_string(tz)}, ts) AS DATE) AS day)"
     return (
-        f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet([{listed}], "
+        f"CREATE OR REPLACE VIEW {name} AS SELECT {columns} FROM read_parquet([{listed}], "
         f"hive_partitioning = false){filtered};\n"
     )
+
+
+WEEK_STARTS = {"monday": 1, "sunday": 0}
+"""The first day of a week (``--week-start``) -> its DuckDB ``dayofweek`` (Sunday 0)."""
+
+
+def _time_zone(con: duckdb.DuckDBPyConnection, tz: str) -> None:
+    """Sets the time zone of every cursor of ``con`` (casts of ts to DATE give its days)."""
+    try:
+        con.execute(f"SET GLOBAL TimeZone = {_sql_string(tz)}")
+    except duckdb.Error:
+        raise ConfigError("tz", tz, "not a time zone name such as Europe/Berlin") from None
 
 
 _QUOTE = "''''"
@@ -187,7 +208,12 @@ def _epoch_filter(m: Manifest) -> str | None:
 
 
 def connect(
-    path: Path | str | None = None, *, read_only: bool = True, current_epoch: bool = False
+    path: Path | str | None = None,
+    *,
+    read_only: bool = True,
+    current_epoch: bool = False,
+    tz: str = "UTC",
+    week_start: str = "monday",
 ) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with the metric views over the warehouse at ``path``.
 
@@ -200,13 +226,22 @@ def connect(
         current_epoch: Only the rows loaded from the current incarnation of the events topic
             (see :mod:`usersignals.warehouse.manifest`), all read raw: what live metrics of
             the same records must equal (``usersignals run`` checks it).
+        tz: The time zone of days (an IANA name, ``--tz``): each event's day is the calendar
+            day of its ``ts`` there. Rollups hold UTC days, so in any other zone every row is
+            read raw (exact, slower).
+        week_start: ``monday`` (ISO weeks) or ``sunday`` (``--week-start``): the first day of
+            the weeks of retention, lifecycle, the stickiness distribution, the weekly flagged
+            share and the usage bands (the flattery watch keeps ISO weeks).
 
     Returns:
         The connection; its views are listed in :data:`VIEWS`.
 
     Raises:
         WarehouseNotFoundError: ``path`` is not a directory.
+        ConfigError: ``tz`` is not a time zone, or ``week_start`` not monday or sunday.
     """
+    if week_start not in WEEK_STARTS:
+        raise ConfigError("week_start", week_start, "must be monday or sunday")
     root = Path(path) if path is not None else Settings.load().warehouse
     if not root.is_dir():
         raise WarehouseNotFoundError(root)
@@ -214,13 +249,18 @@ def connect(
     events = [str(root / f) for f in m.events()]
     dead = [str(root / f) for f in m.deadletter()]
     where = _epoch_filter(m) if current_epoch else None
-    if current_epoch:
+    zoned = tz != "UTC"  # rollups and the stored day column hold UTC days
+    if current_epoch or zoned:
         layout = Plan(rollups={k: [] for k in ROLLUP_SCHEMAS}, tail=[Path(f) for f in events])
     else:
         layout = plan(root, m)
     con = duckdb.connect(":memory:")
     con.execute("SET parquet_metadata_cache = true")
-    con.execute("SET TimeZone = 'UTC'")  # casts of ts to DATE give the UTC day, as metrics do
+    try:
+        _time_zone(con, tz)  # UTC by default: the days of the live metrics
+    except ConfigError:
+        con.close()
+        raise
     sources: list[tuple[str, Sequence[Path | str], pa.Schema]] = [
         ("events_raw", events, EVENTS_SCHEMA),
         ("deadletter_raw", dead, DEADLETTER_SCHEMA),
@@ -235,10 +275,14 @@ def connect(
     for name, files, schema in sources:
         readable += [str(f) for f in files]
         if files:
-            con.execute(_source(name, [str(f) for f in files], where if name in raw else None))
+            filtered = where if name in raw else None
+            zone = tz if zoned and name in {"events_raw", "tail_raw", "compacted_raw"} else None
+            con.execute(_source(name, [str(f) for f in files], filtered, tz=zone))
         else:
             _empty(con, name, schema)
     con.execute(views_sql())
+    if WEEK_STARTS[week_start] != 1:
+        con.execute(f"CREATE OR REPLACE MACRO week_start_dow() AS {WEEK_STARTS[week_start]}")
     if read_only:
         con.execute("SET allowed_paths = $1", [sorted(set(readable))])
         con.execute("SET enable_external_access = false")

@@ -178,6 +178,10 @@ def merge_inputs(cur: duckdb.DuckDBPyConnection) -> None:
     ok_weeks -= {_monday(d) for d in excluded}
     served = set(_column(cur, "SELECT day FROM main.rollup_events_by_day"))
     needed = {d for d in served - excluded if _monday(d) not in ok_weeks}
+    if _column(cur, "SELECT week_start_dow()") != [1]:
+        # weeks not from Monday: the weekly rollups (ISO weeks) serve only the flattery watch,
+        # and the weekly flagged share counts its model users from every day
+        needed = served - excluded
 
     for kind, keys, combine in _MERGED:
         if kind == "model_user_days":  # only for weeks without a weekly count

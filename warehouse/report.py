@@ -24,6 +24,7 @@ from rich.table import Table
 from usersignals.metrics.flattery import FlatteryParams, WeekCounts, watch_rows
 from usersignals.metrics.periods import DayRange, select_range
 from usersignals.warehouse.arena import fit_arena
+from usersignals.warehouse.db import WEEK_STARTS
 from usersignals.warehouse.history import HISTORY_KEYS, HISTORY_TITLES, history_rows
 from usersignals.warehouse.merge import RAW_COLUMNS, merge_inputs
 
@@ -32,6 +33,8 @@ __all__ = [
     "REPORT_COLUMNS",
     "REPORT_KEYS",
     "TITLES",
+    "calendar_line",
+    "calendar_of",
     "flattery_rows",
     "render_report",
     "warehouse_report",
@@ -157,6 +160,21 @@ def flattery_rows(
     return watch_rows(counts, data_range, params or FlatteryParams())
 
 
+def calendar_of(cur: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """The calendar the report's days and weeks are in: ``{"tz": ..., "week_start": ...}``."""
+    row = cur.execute("SELECT current_setting('TimeZone'), week_start_dow()").fetchone()
+    row = row or ("UTC", 1)
+    starts = {n: name for name, n in WEEK_STARTS.items()}
+    return {"tz": str(row[0]), "week_start": starts[int(row[1])]}
+
+
+def calendar_line(report: dict[str, Any]) -> str:
+    """The line stating a report's calendar: ``Days in UTC, weeks from Monday.``"""
+    tz = report.get("tz", "UTC")
+    start = str(report.get("week_start", "monday")).capitalize()
+    return f"Days in {tz}, weeks from {start}."
+
+
 def warehouse_report(
     con: duckdb.DuckDBPyConnection,
     day_from: date | None = None,
@@ -183,7 +201,8 @@ def warehouse_report(
             that period) follow, from the same merged inputs: what ``report --json`` prints.
 
     Returns:
-        A dict with the keys of :data:`REPORT_KEYS` and ``range`` (and the history keys).
+        A dict with the keys of :data:`REPORT_KEYS`, ``range``, ``tz`` and ``week_start``
+        (the connection's calendar, :func:`calendar_of`), and the history keys.
 
     Raises:
         DayRangeError: ``day_from`` is after ``day_to``.
@@ -207,7 +226,7 @@ def warehouse_report(
         out = select_range(report, select)
         if history_period is not None:
             out |= history_rows(cur, day_from, day_to, period=history_period)
-        return out
+        return out | calendar_of(cur)
     finally:
         cur.close()
 
@@ -232,13 +251,15 @@ def render_report(report: dict[str, Any], console: Console | None = None) -> Non
     """Prints the report's tables (rich tables on a terminal, plain text when piped), those
     of :data:`~usersignals.warehouse.history.HISTORY_KEYS` too when it has them.
 
-    A header line states the day range; an incomplete day or window is marked "partial".
+    Header lines state the day range and the calendar (time zone, first day of the week);
+    an incomplete day or window is marked "partial".
     """
     out = console or Console()
     if console is None and not out.is_terminal:
         out = Console(width=240)  # piped: keep wide tables on one line each
     rng = report.get("range") or {}
-    out.print(DayRange.parse(rng.get("from"), rng.get("to")).describe() + "\n")
+    out.print(DayRange.parse(rng.get("from"), rng.get("to")).describe())
+    out.print(calendar_line(report) + "\n")
     titles = [(key, TITLES[key]) for key in REPORT_KEYS]
     titles += [(key, HISTORY_TITLES[key]) for key in HISTORY_KEYS if key in report]
     for key, title in titles:

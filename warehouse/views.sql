@@ -1,11 +1,21 @@
 -- The warehouse's base relations, over two sources that usersignals.warehouse.db creates from
 -- the files the manifest lists: events_raw (every loaded row, columns of layout.EVENTS_SCHEMA)
--- and deadletter_raw (layout.DEADLETTER_SCHEMA). Days are UTC calendar days of ts (the loader
--- stores them in column day).
+-- and deadletter_raw (layout.DEADLETTER_SCHEMA). Days are calendar days of ts (the loader
+-- stores the UTC day in column day; a report in another time zone replaces it).
 --
 -- Each metric's SQL lives beside its live fold, in metrics/<metric>.sql (attribution, activity,
 -- feedback, risk, rejected, flattery); usersignals.warehouse.db.views_sql runs this file, then
 -- those, in that order. Ratios are left unrounded; the report rounds them as the live path does.
+
+-- The calendar. A day is the calendar day of ts in the connection's time zone (UTC unless a
+-- report asks for another zone: usersignals.warehouse.db.connect); a week starts on the weekday
+-- week_start_dow() (DuckDB's dayofweek: 0 Sunday, 1 Monday; connect replaces the macro for
+-- weeks from Sunday) and is named by its first day.
+CREATE MACRO week_start_dow() AS 1;
+
+CREATE MACRO week_of(d) AS
+    CAST(CAST(d AS DATE) - CAST((dayofweek(CAST(d AS DATE)) - week_start_dow() + 7) % 7 AS INTEGER)
+         AS DATE);
 
 -- The log positions of every copy of an event_id but the first (source_partition,
 -- source_offset, batch_index): few rows. Ids are grouped by a 64-bit hash first (cheap); only

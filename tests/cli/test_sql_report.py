@@ -297,3 +297,47 @@ def test_report_html_renders_in_chromium(warehouse: Path, tmp_path: Path) -> Non
     low, high = image.getextrema()
     assert image.size == (1280, 2000)
     assert high - low > 100  # dark text and lines on a white page, not a blank one
+
+
+def test_report_and_sql_in_another_time_zone(warehouse: Path) -> None:
+    # every event is at 12:00 UTC: 02:00 the next day at UTC+14
+    got = json.loads(
+        usersignals(warehouse, "report", "--json", "--tz", "Pacific/Kiritimati").stdout
+    )
+    assert (got["tz"], got["week_start"]) == ("Pacific/Kiritimati", "monday")
+    assert [r["day"] for r in got["events_by_day"]] == ["2026-09-02", "2026-09-03", "2026-09-05"]
+    utc = json.loads(usersignals(warehouse, "report", "--json", "--week-start", "sunday").stdout)
+    assert (utc["tz"], utc["week_start"]) == ("UTC", "sunday")
+    assert [r["day"] for r in utc["events_by_day"]] == ["2026-09-01", "2026-09-02", "2026-09-04"]
+    assert [r["week"] for r in utc["stickiness_distribution"]] == ["2026-08-30", "2026-08-30"]
+    out = usersignals(
+        warehouse,
+        "sql",
+        "--tz",
+        "Pacific/Kiritimati",
+        "SELECT min(day) FROM events",
+        "--format",
+        "csv",
+    ).stdout
+    assert out.splitlines()[-1] == "2026-09-02"
+    retention = json.loads(usersignals(warehouse, "report", "--retention", "--json").stdout)
+    assert set(retention) == {"retention", "tz", "week_start"}
+
+
+def test_tables_state_their_calendar(warehouse: Path) -> None:
+    assert "Days in UTC, weeks from Monday." in usersignals(warehouse, "report").stdout
+    out = usersignals(
+        warehouse, "report", "--retention", "--tz", "Europe/Berlin", "--week-start", "sunday"
+    ).stdout
+    assert out.splitlines()[0] == "Days in Europe/Berlin, weeks from Sunday."
+
+
+def test_an_unknown_time_zone_is_one_line_and_exit_2(warehouse: Path) -> None:
+    proc = usersignals(warehouse, "report", "--tz", "Mars/Olympus", check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: Invalid tz: 'Mars/Olympus' (not a time zone name such as Europe/Berlin)"
+    ]
+    proc = usersignals(warehouse, "report", "--live", "--tz", "Europe/Berlin", check=False)
+    assert proc.returncode == 2
+    assert "the worker keeps UTC days" in proc.stderr

@@ -50,7 +50,9 @@ def test_empty_warehouse_gives_empty_tables(tmp_path: Path) -> None:
     (tmp_path / "wh").mkdir()
     con = connect(tmp_path / "wh")
     assert warehouse_report(con) == {key: [] for key in REPORT_KEYS} | {
-        "range": {"from": None, "to": None}
+        "range": {"from": None, "to": None},
+        "tz": "UTC",
+        "week_start": "monday",
     }
 
 
