@@ -224,6 +224,9 @@ def html_report(report: dict[str, Any], source: str) -> str:
 
         parts.append(retention_svg(report["retention"]))
         parts += [_html_table(HISTORY_TITLES[k], report.get(k, [])) for k in HISTORY_KEYS]
+    from usersignals.warehouse.report import breakdown_titles
+
+    parts += [_html_table(title, report[key]) for key, title in breakdown_titles(report)]
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -261,6 +264,20 @@ def _range_line(report: dict[str, Any]) -> str:
     "--retention", "retention_only", is_flag=True, help="Print only the retention triangle."
 )
 @calendar_options
+@click.option(
+    "--by",
+    default=None,
+    metavar="FIELD",
+    help="Also break DAU/WAU/MAU, thumbs and risk flags down by model, platform or "
+    "properties.KEY (history only).",
+)
+@click.option(
+    "--by-limit",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="Values of --by kept; the others are counted together as (other).",
+)
 def command(
     warehouse: str | None,
     as_json: bool,
@@ -273,6 +290,8 @@ def command(
     retention_only: bool,
     tz: str,
     week_start: str,
+    by: str | None,
+    by_limit: int,
 ) -> None:
     """Print the metric tables (metrics.md) from the warehouse, or live from a worker.
 
@@ -281,7 +300,8 @@ def command(
     --period), days active per week, sessions per day, the weekly flagged share and flagged
     users by usage band; their cohorts count the whole history. Days are UTC days and weeks
     start on Monday unless --tz and --week-start say otherwise (the warehouse only: the
-    worker keeps UTC days).
+    worker keeps UTC days). --by adds the same series per value of a field; the totals do
+    not change.
 
     \b
     Example:
@@ -290,6 +310,7 @@ def command(
       usersignals report --live --html report.html
       usersignals report --retention --period day
       usersignals report --tz Europe/Berlin --week-start sunday
+      usersignals report --by platform --json | jq '.active_users_by[-5:]'
     """
     from usersignals.metrics.periods import DayRange, DayRangeError
 
@@ -302,6 +323,8 @@ def command(
         raise click.BadParameter(str(exc), param_hint="'--from' / '--to'") from None
     if live and retention_only:
         raise click.UsageError("--retention reads the warehouse: it cannot go with --live")
+    if live and by is not None:
+        raise click.UsageError("--by reads the warehouse: it cannot go with --live")
     if live and (tz != "UTC" or week_start != "monday"):
         raise click.UsageError(
             "the worker keeps UTC days and Monday weeks: --tz and "
@@ -321,6 +344,10 @@ def command(
         try:
             flattery = params_of(settings)
             report = warehouse_report(con, lo, hi, flattery=flattery, history_period=period)
+            if by is not None:
+                from usersignals.warehouse.breakdown import breakdown_report
+
+                report |= breakdown_report(con, by, lo, hi, limit=by_limit)
         finally:
             con.close()
         source = f"warehouse {settings.warehouse}"

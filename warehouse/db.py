@@ -83,6 +83,12 @@ VIEWS = (
     "wellbeing_weekly",
     "user_messages",
     "risk_concentration",
+    "event_keys",
+    "breakdown_values",
+    "key_user_days",
+    "active_users_by",
+    "feedback_by_key",
+    "risk_flags_by_key",
     "sessions",
     "deadletter",
     "rejected_daily",
@@ -99,6 +105,7 @@ METRIC_SQL = (
     "rejected",
     "flattery",
     "wellbeing",
+    "breakdown",
 )
 """The metric SQL files of :mod:`usersignals.metrics` (``<name>.sql``), in the order they run
 after the base relations of ``views.sql``: each metric's SQL sits beside its live fold."""

@@ -24,6 +24,7 @@ from rich.table import Table
 from usersignals.metrics.flattery import FlatteryParams, WeekCounts, watch_rows
 from usersignals.metrics.periods import DayRange, select_range
 from usersignals.warehouse.arena import fit_arena
+from usersignals.warehouse.breakdown import BREAKDOWN_KEYS, BREAKDOWN_TITLES
 from usersignals.warehouse.db import WEEK_STARTS
 from usersignals.warehouse.history import HISTORY_KEYS, HISTORY_TITLES, history_rows
 from usersignals.warehouse.merge import RAW_COLUMNS, merge_inputs
@@ -33,6 +34,7 @@ __all__ = [
     "REPORT_COLUMNS",
     "REPORT_KEYS",
     "TITLES",
+    "breakdown_titles",
     "calendar_line",
     "calendar_of",
     "flattery_rows",
@@ -168,6 +170,14 @@ def calendar_of(cur: duckdb.DuckDBPyConnection) -> dict[str, str]:
     return {"tz": str(row[0]), "week_start": starts[int(row[1])]}
 
 
+def breakdown_titles(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """(key, heading) of the breakdown tables a report has (``report --by``)."""
+    if "breakdown" not in report:
+        return []
+    by = report["breakdown"]["by"]
+    return [(key, BREAKDOWN_TITLES[key].replace("by value", f"by {by}")) for key in BREAKDOWN_KEYS]
+
+
 def calendar_line(report: dict[str, Any]) -> str:
     """The line stating a report's calendar: ``Days in UTC, weeks from Monday.``"""
     tz = report.get("tz", "UTC")
@@ -262,6 +272,7 @@ def render_report(report: dict[str, Any], console: Console | None = None) -> Non
     out.print(calendar_line(report) + "\n")
     titles = [(key, TITLES[key]) for key in REPORT_KEYS]
     titles += [(key, HISTORY_TITLES[key]) for key in HISTORY_KEYS if key in report]
+    titles += breakdown_titles(report)
     for key, title in titles:
         rows = report.get(key, [])
         if not rows:

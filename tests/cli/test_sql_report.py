@@ -341,3 +341,26 @@ def test_an_unknown_time_zone_is_one_line_and_exit_2(warehouse: Path) -> None:
     proc = usersignals(warehouse, "report", "--live", "--tz", "Europe/Berlin", check=False)
     assert proc.returncode == 2
     assert "the worker keeps UTC days" in proc.stderr
+
+
+def test_report_by_a_field(warehouse: Path) -> None:
+    got = json.loads(usersignals(warehouse, "report", "--json", "--by", "model").stdout)
+    plain = json.loads(usersignals(warehouse, "report", "--json").stdout)
+    assert got["breakdown"] == {"by": "model", "limit": 20}
+    assert {k: v for k, v in got.items() if k not in plain} == {
+        k: got[k] for k in ("breakdown", "active_users_by", "feedback_by", "risk_flags_by")
+    }
+    assert all(got[k] == plain[k] for k in plain)  # the totals are unchanged by --by
+    first = [r for r in got["active_users_by"] if r["day"] == "2026-09-01"]
+    assert first == [{"day": "2026-09-01", "key": "m-1", "dau": 2, "wau": 2, "mau": 2}]
+    out = usersignals(warehouse, "report", "--by", "platform").stdout
+    assert "Active users by platform (DAU, WAU, MAU)" in out
+    proc = usersignals(warehouse, "report", "--by", "properties.a b", check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: Invalid --by: 'properties.a b' (a properties key has only letters, digits, "
+        "_, - and .)"
+    ]
+    proc = usersignals(warehouse, "report", "--live", "--by", "model", check=False)
+    assert proc.returncode == 2
+    assert "--by reads the warehouse" in proc.stderr
