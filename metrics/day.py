@@ -7,7 +7,7 @@ dropping its object). Each field belongs to one unit, which alone writes it:
 - activity (:mod:`usersignals.metrics.activity`): ``ids``, ``users``, ``types``, ``model_users``
 - feedback (:mod:`usersignals.metrics.feedback`): ``votes``, ``fb``
 - risk (:mod:`usersignals.metrics.risk`): ``risk_flags``, ``risk_users``, ``risk_high``,
-  ``model_risk``, ``model_risk_high``
+  ``model_risk``, ``model_risk_high``, ``model_flagged``, ``model_flagged_high``
 - attribution (:mod:`usersignals.metrics.attribution`): ``msg_refs``, ``sess_refs``
 - arena (preference counts): ``prefs``
 """
@@ -28,6 +28,8 @@ class DayState:
     __slots__ = (
         "fb",
         "ids",
+        "model_flagged",
+        "model_flagged_high",
         "model_risk",
         "model_risk_high",
         "model_users",
@@ -56,6 +58,11 @@ class DayState:
         self.model_risk: dict[str | None, int] = {}  # model -> flags
         # model -> {user: high/critical flags} (a multiset, so one flag can move exactly)
         self.model_risk_high: dict[str | None, dict[str, int]] = {}
+        # (model, category) -> {user: flags} and {user: high/critical flags}: the weekly
+        # flagged share (usersignals.metrics.wellbeing); multisets too, so one flag can move
+        # exactly (ints, not lists: containers the garbage collector need not track)
+        self.model_flagged: dict[tuple[str | None, str | None], dict[str, int]] = {}
+        self.model_flagged_high: dict[tuple[str | None, str | None], dict[str, int]] = {}
         # The day's earliest model-carrying event per (user_id, message_id) (``message``) and
         # per (user_id, session_id) (``session_start`` or ``message``): (ts, event_id, model)
         self.msg_refs: dict[tuple[str, str | None], tuple[Any, str, str]] = {}

@@ -16,6 +16,15 @@ and ISO week ``week``, the week's own counts (``of="this"``) and the previous IS
 several workers cannot be added, counts can: the recording rules of
 ``dashboards/prometheus/rules.yml`` sum them and apply the same tests.
 
+The weekly flagged share (:mod:`usersignals.metrics.wellbeing`) is exported for the latest
+complete ISO week the worker holds whole (the one before the newest event day's, Monday at
+``usersignals_wellbeing_week_start_timestamp_seconds``; no samples without one): per category
+the share and share high over all models, and per model version for the ``max_models`` named
+ones (a folded model has no series of its own; its users are in the all-models series), each
+next to its counts (flagged users, flagged users high, active users). A worker's shares are
+exact for the partitions it holds; with several workers, sum the counts over instances and
+divide (shares cannot be added).
+
 Label values are bounded: no user ids ever; model versions beyond ``max_models`` (the ones with
 the most votes win, then by name) fold into ``other``; an event without a model is ``none``.
 """
@@ -306,6 +315,7 @@ class WorkerCollector(Collector):
         yield lag
         yield self._event_lag.metric()
         yield from self._flattery_metrics(states, counts, labels)
+        yield from _wellbeing_metrics(g["wellbeing_week"], g["wellbeing"], labels)
 
     def _flattery_metrics(
         self,
@@ -379,6 +389,76 @@ class WorkerCollector(Collector):
         yield votes
         yield users
         yield flags
+
+
+_WELLBEING = (
+    ("share", "flagged_share", "Share of the week's active users with a risk flag of the category"),
+    (
+        "share_high",
+        "flagged_share_high",
+        "Share of the week's active users with a high or critical risk flag of the category",
+    ),
+    ("flagged_users", "flagged_users", "Distinct users with a risk flag of the category"),
+    (
+        "flagged_users_high",
+        "flagged_users_high",
+        "Distinct users with a high or critical risk flag of the category",
+    ),
+)
+
+
+def _wellbeing_metrics(
+    week: date | None, rows: list[dict[str, Any]], labels: dict[str | None, str]
+) -> Iterable[Metric]:
+    """The weekly flagged share of the latest complete ISO week: all models, and per named
+    model (``labels[m] == m``); a share that is None (no active user) has no sample."""
+    start = GaugeMetricFamily(
+        "usersignals_wellbeing_week_start_timestamp_seconds",
+        "Midnight UTC of the Monday of the latest complete ISO week the flagged share is of "
+        "(no sample: no such week held whole).",
+    )
+    if week is not None:
+        start.add_metric([], _midnight(week))
+    yield start
+    every = GaugeMetricFamily(
+        "usersignals_wellbeing_active_users",
+        "Distinct users active in the latest complete ISO week (the flagged share's denominator).",
+    )
+    by_model = GaugeMetricFamily(
+        "usersignals_wellbeing_active_users_by_model",
+        "Distinct users with an event carrying the model in the latest complete ISO week.",
+        labels=["model"],
+    )
+    for r in rows:
+        if r["category"] != rows[0]["category"]:
+            continue  # one row per (week, model) is enough for the active users
+        if r["model"] is None:
+            every.add_metric([], r["active_users"])
+        elif labels.get(r["model"]) == r["model"]:
+            by_model.add_metric([r["model"]], r["active_users"])
+    yield every
+    yield by_model
+    for key, name, what in _WELLBEING:
+        total = GaugeMetricFamily(
+            f"usersignals_wellbeing_{name}",
+            f"{what}, in the latest complete ISO week, over all models.",
+            labels=["category"],
+        )
+        per_model = GaugeMetricFamily(
+            f"usersignals_wellbeing_{name}_by_model",
+            f"{what} attributed to the model, in the latest complete ISO week.",
+            labels=["model", "category"],
+        )
+        for r in rows:
+            value = r[key]
+            if value is None:
+                continue
+            if r["model"] is None:
+                total.add_metric([r["category"]], value)
+            elif labels.get(r["model"]) == r["model"]:
+                per_model.add_metric([r["model"], r["category"]], value)
+        yield total
+        yield per_model
 
 
 def _none_first(item: tuple[tuple[Any, ...], int]) -> tuple[str, ...]:

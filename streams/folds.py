@@ -12,7 +12,9 @@ returns (the events that were new) and rebuilds a state with :meth:`PartitionSta
 Retention is measured in event time: days more than ``retention_days`` before the newest day
 seen are no longer folded (counted in :attr:`PartitionState.late`) and :meth:`prune` drops
 them. After pruning, DAU, events, feedback and risk rows of the kept days are unchanged;
-WAU/MAU of a kept day are exact once the day is 29 days (WAU: 6) past the horizon.
+WAU/MAU of a kept day are exact once the day is 29 days (WAU: 6) past the horizon. The weekly
+flagged share is given only for ISO weeks held whole, none starting before the horizon
+(:mod:`usersignals.metrics.wellbeing`).
 
 Decisions the spec leaves open, taken here:
 
@@ -42,6 +44,7 @@ from usersignals.metrics.feedback import Feedback, feedback_rows
 from usersignals.metrics.flattery import day_counts
 from usersignals.metrics.periods import WEEK_DAYS, iso_week
 from usersignals.metrics.risk import Risk
+from usersignals.metrics.wellbeing import served_weeks, week_flags
 
 if TYPE_CHECKING:
     from usersignals.ingest.contract import Event
@@ -260,7 +263,8 @@ class PartitionState:
 
         Rows cover the days of ``day_range`` (None: no days); trailing windows (WAU, MAU,
         users at risk weekly) also look at held days before it. Distinct counts are this
-        partition's own: partials of disjoint partitions add up (``livereport.merge_partials``).
+        partition's own: partials of disjoint partitions add up (``livereport.merge_partials``);
+        the weekly ones (flattery, ``week_users``, ``wellbeing``) are distinct per week here.
         """
         days = self._days
         lo, hi = (day_range[0].toordinal(), day_range[1].toordinal()) if day_range else (1, 0)
@@ -287,19 +291,28 @@ class PartitionState:
             "types": types,
             "feedback": feedback,
             "risk": risk,
-            **self.weekly(day_range),
+            **self.weekly(day_range, wellbeing=True),
             "preferences": preferences,
             "rejected": self.rejected_by_day(),
             "late": self.late,
         }
 
-    def weekly(self, day_range: tuple[date, date] | None) -> dict[str, Any]:
-        """The flattery-watch part of :meth:`partial` alone (cheap enough for every scrape).
+    def weekly(
+        self, day_range: tuple[date, date] | None, *, wellbeing: bool = False
+    ) -> dict[str, Any]:
+        """The weekly parts of :meth:`partial` alone (the flattery watch is cheap enough for
+        every scrape).
 
         Returns:
             ``flattery``: [model, week, thumbs up, thumbs down, active users, risk flags, users
             at risk] rows; ``week_users``: {week: distinct users active in it} (the shares'
-            denominator). Only days of ``day_range`` count.
+            denominator). Only days of ``day_range`` count. With ``wellbeing``, also
+            ``horizon`` (:attr:`horizon`, ``YYYY-MM-DD`` or None) and ``wellbeing``: [week,
+            model (None: all models), category, flagged users, flagged users high] rows with a
+            flagged user (:func:`usersignals.metrics.wellbeing.week_flags`), for the weeks of
+            ``day_range`` this partition holds whole: seven days in the range, none before the
+            horizon (:func:`~usersignals.metrics.wellbeing.served_weeks`; the merge takes the
+            latest horizon of all partitions).
         """
         lo, hi = (day_range[0].toordinal(), day_range[1].toordinal()) if day_range else (1, 0)
         weeks: dict[str, list[DayState]] = {}
@@ -310,7 +323,17 @@ class PartitionState:
         for week, wdays in weeks.items():
             week_users[week] = len(set().union(*(d.users for d in wdays)))
             flattery.extend(day_counts(week, wdays))
-        return {"flattery": flattery, "week_users": week_users}
+        out: dict[str, Any] = {"flattery": flattery, "week_users": week_users}
+        if wellbeing:
+            horizon = self.horizon
+            rows: list[list[Any]] = []
+            if day_range is not None:
+                for week in served_weeks(day_range[0], day_range[1], horizon):
+                    if week in weeks:
+                        rows.extend(week_flags(week, weeks[week]))
+            out["horizon"] = horizon.isoformat() if horizon else None
+            out["wellbeing"] = rows
+        return out
 
     def gauges(self, day: date | None = None) -> dict[str, Any]:
         """What the Prometheus exposition needs, at ``day`` (default: the newest day).

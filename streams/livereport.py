@@ -12,6 +12,13 @@ answers of every worker is exact because users are disjoint across partitions:
    partials up and derives the ratios.
 
 :func:`live_report` runs both phases in process. Partials are plain JSON.
+
+The weekly flagged share (``wellbeing_weekly``, :mod:`usersignals.metrics.wellbeing`) is counted
+per week inside each partition (a user flagged on two days of a week counts once) and the
+counts added. It is served for the weeks whose seven days lie within the global range and on
+or after the latest retention horizon of the partitions (each partial carries its
+``horizon``): those weeks equal history's. A partial without these keys (an older worker)
+leaves ``wellbeing_weekly`` empty rather than short.
 """
 
 from __future__ import annotations
@@ -23,7 +30,15 @@ from typing import Any
 from usersignals.errors import PartialMismatchError
 from usersignals.metrics.activity import stickiness
 from usersignals.metrics.flattery import FlatteryParams, WeekCounts, watch_rows
-from usersignals.metrics.periods import MONTH_DAYS, WEEK_DAYS, DayRange, completeness, select_range
+from usersignals.metrics.periods import (
+    MONTH_DAYS,
+    WEEK_DAYS,
+    DayRange,
+    completeness,
+    iso_week,
+    select_range,
+)
+from usersignals.metrics.wellbeing import served_weeks, wellbeing_rows
 from usersignals.streams.folds import PartitionState
 
 __all__ = [
@@ -58,6 +73,8 @@ def partial_of(
     total = _sum_partials([empty, *(s.partial(day_range) for s in states)])
     for name in ("feedback", "risk", "flattery", "preferences", "rejected"):
         total[name] = [[*k, *v] for k, v in total[name].items()]
+    if total["wellbeing"] is not None:
+        total["wellbeing"] = [[*k, *v] for k, v in total["wellbeing"].items()]
     return total
 
 
@@ -84,9 +101,11 @@ def live_gauges(
 ) -> dict[str, Any]:
     """The gauges of several partitions at their common newest day, summed.
 
-    Same keys as :meth:`PartitionState.gauges`, plus ``stickiness`` and ``flattery`` (the
+    Same keys as :meth:`PartitionState.gauges`, plus ``stickiness``, ``flattery`` (the
     flattery watch rows of the newest day's ISO week and the one before it, with ``params``,
-    complete or not by the days held).
+    complete or not by the days held), ``wellbeing_week`` (the Monday of the latest complete
+    ISO week, the one before the newest day's, when the states hold all of it; else None) and
+    ``wellbeing`` (that week's ``wellbeing_weekly`` rows; [] without such a week).
     """
     newest = max((s.newest_day for s in states if s.newest_day is not None), default=None)
     total = PartitionState().gauges(newest)
@@ -99,17 +118,29 @@ def live_gauges(
     mau = total["mau"]
     total["stickiness"] = stickiness(total["dau"], mau)
     flattery: list[dict[str, Any]] = []
+    wellbeing: list[dict[str, Any]] = []
+    wellbeing_week: date | None = None
     if newest is not None:
         start = newest - timedelta(days=newest.weekday() + 7)
         counts: dict[tuple[Any, ...], list[int]] = {}
         week_users: dict[str, int] = {}
+        flagged: dict[tuple[Any, ...], list[int]] = {}
+        horizons: list[str | None] = []
         for s in states:
-            part = s.weekly((start, newest))
+            part = s.weekly((start, newest), wellbeing=True)
             _add_rows(counts, part["flattery"], 2)
             _add(week_users, part["week_users"].items())
+            _add_rows(flagged, part["wellbeing"], 3)
+            horizons.append(part["horizon"])
         first = min(r[0] for r in (s.day_range() for s in states) if r is not None)
         flattery = _flattery(counts, week_users, (first, newest), params)
+        week = iso_week(start)
+        if week in served_weeks(first, newest - timedelta(days=1), _day(_latest(horizons))):
+            wellbeing_week = start
+            wellbeing = _wellbeing([week], counts, week_users, flagged)
     total["flattery"] = flattery
+    total["wellbeing_week"] = wellbeing_week
+    total["wellbeing"] = wellbeing
     return total
 
 
@@ -153,6 +184,11 @@ def merge_partials(
         flattery: Significance level and minimum volume of the flattery watch (default
             :class:`FlatteryParams`); its weeks are complete or not by the global range.
 
+    Returns:
+        The report (the keys of the warehouse report, ``range``), then ``wellbeing_weekly``:
+        the rows of the ISO weeks whose seven days all lie within the global range and on or
+        after every partition's retention horizon, those touching ``select``.
+
     Raises:
         PartialMismatchError: the partials cover different day ranges.
     """
@@ -169,7 +205,7 @@ def merge_partials(
         "flattery_watch": [],
     }
     if total["range"] is None:
-        return select_range(report, rng)
+        return select_range(report, rng) | {"wellbeing_weekly": []}
     first = date.fromisoformat(total["range"][0])
     last = date.fromisoformat(total["range"][1])
     days = [(first + timedelta(days=i)).isoformat() for i in range(len(total["active"]))]
@@ -206,7 +242,14 @@ def merge_partials(
     report["flattery_watch"] = _flattery(
         total["flattery"], total["week_users"], (first, last), flattery
     )
-    return select_range(report, rng)
+    wellbeing: list[dict[str, Any]] = []
+    if total["wellbeing"] is not None:
+        weeks = [
+            w for w in served_weeks(first, last, _day(total["horizon"])) if rng.overlaps_week(w)
+        ]
+        wellbeing = _wellbeing(weeks, total["flattery"], total["week_users"], total["wellbeing"])
+    # after select_range: its rows are named by their Monday, not YYYY-Www (weeks chosen above)
+    return select_range(report, rng) | {"wellbeing_weekly": wellbeing}
 
 
 def _null_last_key(item: tuple[tuple[Any, ...], Any]) -> tuple[Any, ...]:
@@ -230,7 +273,10 @@ def _sum_partials(partials: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "preferences": {},
         "rejected": {},
         "late": 0,
+        "horizon": None,
+        "wellbeing": {},
     }
+    horizons: list[str | None] = []
     for p in partials:
         active = p["active"]
         if total["active"] is None:
@@ -247,8 +293,24 @@ def _sum_partials(partials: Sequence[dict[str, Any]]) -> dict[str, Any]:
         _add_rows(total["preferences"], p["preferences"], 4)
         _add_rows(total["rejected"], p["rejected"], 2)
         total["late"] += p["late"]
+        rows = p.get("wellbeing")
+        if rows is None or total["wellbeing"] is None:  # an older worker: no wellbeing counts
+            total["wellbeing"] = None
+        else:
+            _add_rows(total["wellbeing"], rows, 3)
+            horizons.append(p.get("horizon"))
     total["active"] = total["active"] or []
+    total["horizon"] = _latest(horizons)
     return total
+
+
+def _latest(horizons: Iterable[str | None]) -> str | None:
+    """The latest of several retention horizons (``YYYY-MM-DD``; None: no horizon)."""
+    return max((h for h in horizons if h is not None), default=None)
+
+
+def _day(iso: str | None) -> date | None:
+    return date.fromisoformat(iso) if iso is not None else None
 
 
 def _add(into: dict[Any, Any], items: Iterable[tuple[Any, Any]]) -> None:
@@ -280,3 +342,16 @@ def _flattery(
         for (model, week), (up, down, users, flags, at_risk) in counts.items()
     ]
     return watch_rows(cells, data_range, params or FlatteryParams())
+
+
+def _wellbeing(
+    weeks: Iterable[str],
+    flattery: dict[tuple[Any, ...], list[int]],
+    week_users: dict[str, int],
+    flagged: dict[tuple[Any, ...], list[int]],
+) -> list[dict[str, Any]]:
+    """``wellbeing_weekly`` rows of ``weeks`` from the summed counts (a model's active users
+    are the flattery watch's)."""
+    model_users = {(m, w): counts[2] for (m, w), counts in flattery.items()}
+    cells = {(w, m, c): counts for (w, m, c), counts in flagged.items()}
+    return wellbeing_rows(weeks, week_users, model_users, cells)

@@ -26,8 +26,9 @@ from kafka import KafkaProducer
 
 from tests.arena_reference import reference_arena, same_arena
 from tests.conftest import Kafka
-from tests.oracle import dedupe, oracle_report
+from tests.oracle import dedupe, event_day, oracle_report
 from tests.oracle_history import oracle_history
+from tests.streams.test_wellbeing_live import served
 from tests.streams.workerproc import start_worker
 from tests.wire import read_record
 from usersignals.cli.status import committed_offsets, end_offsets
@@ -120,8 +121,15 @@ def test_live_equals_history_equals_oracle(kafka: Kafka, tmp_path: Path) -> None
     assert len(expected["active_users"]) == DATA.days  # every day of the range, none beyond
 
     assert len(arena) >= 3  # every model version has votes
-    # the live report has every key but the engagement ones, which need the whole history
-    assert live == {k: v for k, v in history.items() if k not in HISTORY_KEYS}
+    # the live report has every key but the history ones, which need the whole history, and of
+    # those the weekly flagged share of the weeks it holds whole (here 2026-09-21 .. 27)
+    days = sorted({event_day(e) for e in dedupe(events)})
+    wellbeing = served(history["wellbeing_weekly"], days[0], days[-1])
+    assert {r["week"] for r in wellbeing} == {"2026-09-21"}
+    assert sum(r["flagged_users"] for r in wellbeing) > 0
+    assert live == {k: v for k, v in history.items() if k not in HISTORY_KEYS} | {
+        "wellbeing_weekly": wellbeing
+    }
     assert {k: history[k] for k in HISTORY_KEYS} == oracle_history(events)
     assert same_arena(history["arena"], arena)
     assert {k: history[k] for k in expected if k != "arena"} == {

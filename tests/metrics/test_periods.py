@@ -84,6 +84,8 @@ def test_select_keeps_day_rows_in_range_whole_weeks_and_states_the_range() -> No
         "rejected": [{"reason": "empty", "count": 1}],
         "feedback_by_model": [],
         "range": {"from": "2026-03-02", "to": "2026-03-09"},
+        "tz": "UTC",  # the live calendar, when the report names none
+        "week_start": "monday",
     }
     assert select_range(report, DayRange())["range"] == {"from": None, "to": None}
 

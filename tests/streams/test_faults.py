@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Kafka
-from tests.oracle import oracle_report
+from tests.streams.test_wellbeing_live import oracle_live
 from tests.streams.workerproc import (
     Produced,
     WorkerProc,
@@ -110,7 +110,7 @@ def test_sigkill_mid_stream_and_restart_is_exact(
             [second], kafka.bootstrap, group(kafka), kafka.settings.events_topic, produced.ends, N
         )
         report = second.get("/v1/report")
-        assert no_arena(report) == no_arena(oracle_report(produced.events_in_log_order()))
+        assert no_arena(report) == no_arena(oracle_live(produced.events_in_log_order()))
         assert second.stop() == 0
     finally:
         first.stop()
@@ -138,7 +138,7 @@ def test_two_workers_one_killed_the_other_takes_over_exactly(kafka: Kafka, tmp_p
         held_b = (b.status() or {})["partitions"]
         assert held_a, "both workers should hold partitions"
         assert held_b, "both workers should hold partitions"
-        expected_half = no_arena(oracle_report(produced.events_in_log_order()))
+        expected_half = no_arena(oracle_live(produced.events_in_log_order()))
         merged = fetch_live_report(kafka.settings.with_(worker_url=f"{a.url},{b.url}"))
         assert no_arena(merged) == expected_half
         streamer = Streamer(kafka, records[half:], produced, pause=0.4)
@@ -157,7 +157,7 @@ def test_two_workers_one_killed_the_other_takes_over_exactly(kafka: Kafka, tmp_p
             timeout=120,
         )
         report = b.get("/v1/report")
-        assert no_arena(report) == no_arena(oracle_report(produced.events_in_log_order()))
+        assert no_arena(report) == no_arena(oracle_live(produced.events_in_log_order()))
         assert sorted(int(p) for p in (b.status() or {})["partitions"]) == list(range(N))
     finally:
         a.stop()

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.oracle import oracle_report
+from tests.streams.test_wellbeing_live import oracle_live
 from tests.test_oracle import CASES, EMPTY, ev, flag, vote
 from usersignals.config import ConfigError
 from usersignals.ingest.contract import Event
@@ -54,8 +54,8 @@ def test_live_table_in_batches(
 def test_empty_state_is_an_empty_report() -> None:
     state = PartitionState()
     assert state.apply([]) == []
-    assert live_report([state]) == EMPTY
-    assert live_report([]) == EMPTY
+    assert live_report([state]) == EMPTY | {"wellbeing_weekly": []}
+    assert live_report([]) == EMPTY | {"wellbeing_weekly": []}
     assert state.newest_day is None
     assert state.day_range() is None
 
@@ -266,6 +266,13 @@ def test_gauges_at_the_newest_day() -> None:
     state = folded(events)
     g = live_gauges([state, PartitionState()])
     flattery = g.pop("flattery")
+    # the latest complete ISO week is W10 (tests/streams/test_wellbeing_live.py has the rows)
+    assert g.pop("wellbeing_week") == date(2026, 3, 2)
+    assert [(r["model"], r["category"], r["flagged_users"]) for r in g.pop("wellbeing")][:3] == [
+        (None, "delusion", 0),
+        (None, "emotional_dependence", 0),
+        (None, "mania", 1),
+    ]
     assert g == {
         "day": date(2026, 3, 9),
         "dau": 2,
@@ -298,4 +305,4 @@ def test_gauges_of_nothing() -> None:
 
 def test_live_equals_oracle_on_the_whole_table() -> None:
     events = [e for _, evs, _, _ in CASES for e in evs]
-    assert live_report([folded(events, retention_days=400)]) == oracle_report(events)
+    assert live_report([folded(events, retention_days=400)]) == oracle_live(events)

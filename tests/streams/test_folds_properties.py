@@ -10,7 +10,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.oracle import dedupe, oracle_report
+from tests.oracle import dedupe
+from tests.streams.test_wellbeing_live import oracle_live
 from usersignals.ingest.contract import Event, partition_for
 from usersignals.streams.folds import PartitionState
 from usersignals.streams.livereport import global_range, live_report, merge_partials, partial_of
@@ -70,7 +71,7 @@ def exact_copy_logs(draw: st.DrawFn) -> list[Event]:
 @SETTINGS
 @given(LOGS)
 def test_live_equals_oracle(log: list[Event]) -> None:
-    assert report_of(log) == oracle_report(log)
+    assert report_of(log) == oracle_live(log)
 
 
 @SETTINGS

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.oracle import oracle_report
+from tests.streams.test_wellbeing_live import oracle_live
 from tests.streams.workerproc import (
     Produced,
     WorkerProc,
@@ -77,7 +77,7 @@ def wait_topics(bootstrap: str, topics: list[str], timeout: float) -> dict[str, 
 
 
 def wait_report(worker: WorkerProc, produced: Produced, timeout: float) -> dict[str, Any]:
-    expected = no_arena(oracle_report(produced.events_in_log_order()))
+    expected = no_arena(oracle_live(produced.events_in_log_order()))
     deadline = time.monotonic() + timeout
     report: dict[str, Any] = {}
     while time.monotonic() < deadline:

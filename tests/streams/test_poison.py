@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import Kafka
-from tests.oracle import oracle_report
+from tests.streams.test_wellbeing_live import oracle_live
 from tests.streams.test_worker import read_dead
 from tests.streams.workerproc import (
     batch_records,
@@ -83,7 +83,7 @@ def test_no_record_stops_the_worker(kafka: Kafka, tmp_path: Path) -> None:
         pid = worker.proc.pid
         produced = produce(kafka.bootstrap, topic, poison)
         produce(kafka.bootstrap, topic, good, produced)
-        expected = oracle_report(produced.events_in_log_order(), produced.rejected())
+        expected = oracle_live(produced.events_in_log_order(), produced.rejected())
         assert produced.rejected() == {"not_json": 1, "too_deep": 1, "too_large": 1}
         accepted = sum(r["events"] for r in expected["events_by_day"])
         status = wait_counted(worker, accepted, produced.rejected(), timeout=120)

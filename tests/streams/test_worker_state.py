@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.oracle import oracle_report
+from tests.streams.test_wellbeing_live import oracle_live
 from tests.test_oracle import ev, flag, vote
 from usersignals.ingest.contract import Event, Rejection, decode_record, encode_batch
 from usersignals.ingest.partitioner import partition_for
@@ -157,7 +157,7 @@ def test_crash_and_replay_from_any_commit_equals_the_oracle(picks: list[int], cu
     for off, rec in list(enumerate(records))[cut // 2 :]:
         second.fold(table, off, rec)
     flat = [e for rec in records for e in rec]
-    assert live_report([second.state]) | {"arena": []} == oracle_report(flat)
+    assert live_report([second.state]) | {"arena": []} == oracle_live(flat)
 
 
 def test_split_record_forwards_other_partitions_users_and_rejects_bad_elements() -> None:
