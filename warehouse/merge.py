@@ -111,6 +111,11 @@ _MERGED = (
 view is named after the kind's relation (``ROLLUP_RELATIONS``)."""
 
 
+_HELD = frozenset({"user_days", "user_messages"})
+"""Kinds read by several keys (active users, retention, lifecycle, the stickiness distribution,
+the weekly counts, the usage bands): made once as temporary tables."""
+
+
 def _among(column: str, days: Iterable[date], *, negate: bool = False) -> str:
     """``column IN (days)`` (or NOT IN) as SQL; an empty list gives false (or true)."""
     listed = ", ".join(f"DATE '{d.isoformat()}'" for d in sorted(days))
@@ -196,8 +201,10 @@ def merge_inputs(cur: duckdb.DuckDBPyConnection) -> None:
                 f"UNION ALL SELECT {keys} FROM _r_{kind}"
             )
             cur.execute(f"CREATE TEMP TABLE {merged} AS {combine.format(rows=rows)}")
+        # the relations several keys read are held in memory, the others read when needed
+        made = "TABLE" if kind in _HELD else "VIEW"
         cur.execute(
-            f"CREATE TEMP VIEW {ROLLUP_RELATIONS.get(kind, kind)} AS SELECT {keys} "
+            f"CREATE TEMP {made} {ROLLUP_RELATIONS.get(kind, kind)} AS SELECT {keys} "
             f"FROM main.rollup_{kind} WHERE {served_rows} UNION ALL SELECT {keys} FROM {merged}"
         )
     # read by feedback_by_model and flattery_watch: pick the latest votes once; attribute the
