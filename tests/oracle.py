@@ -24,6 +24,7 @@ __all__ = [
     "calendar",
     "dedupe",
     "event_day",
+    "latest_votes",
     "oracle_report",
     "week_start_of",
 ]
@@ -77,7 +78,7 @@ def _iso_week(day: date) -> str:
     return f"{year}-W{week:02d}"
 
 
-def _latest_votes(events: list[Event]) -> list[Event]:
+def latest_votes(events: list[Event]) -> list[Event]:
     """For each (user_id, message_id), the feedback event with the greatest (ts, event_id)."""
     latest: dict[tuple[str, str | None], Event] = {}
     for e in events:
@@ -158,7 +159,7 @@ def oracle_report(
     """
     events = dedupe(events_in_log_order)
     model_of = attributed_models(events)
-    votes = [v for v in _latest_votes(events) if v.rating in (1, -1)]
+    votes = [v for v in latest_votes(events) if v.rating in (1, -1)]
     report: dict[str, Any] = {
         "active_users": [],
         "events_by_day": [],

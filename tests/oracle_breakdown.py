@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from datetime import date, timedelta
 from typing import Any
 
-from tests.oracle import attributed_models, dedupe, event_day
+from tests.oracle import attributed_models, dedupe, event_day, latest_votes
 from usersignals.ingest.contract import Event
 
 __all__ = ["OTHER", "oracle_breakdown", "value_of"]
@@ -39,17 +39,6 @@ def _order(value: str | None) -> tuple[int, str]:
     if value is None:
         return (0, "")
     return (2, "") if value == OTHER else (1, value)
-
-
-def _latest_votes(events: list[Event]) -> list[Event]:
-    latest: dict[tuple[str, str | None], Event] = {}
-    for e in events:
-        if e.type != "feedback":
-            continue
-        key = (e.user_id, e.message_id)
-        if key not in latest or (e.ts, e.event_id) > (latest[key].ts, latest[key].event_id):
-            latest[key] = e
-    return list(latest.values())
 
 
 def oracle_breakdown(
@@ -118,7 +107,7 @@ def oracle_breakdown(
         return fold(model_of[e.event_id] if by == "model" else value_of(e, by))
 
     votes: dict[tuple[date, str | None], list[int]] = {}
-    for vote in _latest_votes(events):
+    for vote in latest_votes(events):
         if vote.rating in (1, -1) and shown(event_day(vote)):
             cell = votes.setdefault((event_day(vote), counted_under(vote)), [0, 0])
             cell[0 if vote.rating == 1 else 1] += 1

@@ -32,6 +32,7 @@ import duckdb
 
 from usersignals.errors import ConfigError
 from usersignals.metrics.periods import DayRange
+from usersignals.warehouse.history import json_rows
 from usersignals.warehouse.merge import RAW_COLUMNS
 
 __all__ = [
@@ -179,16 +180,6 @@ def _has_view(cur: duckdb.DuckDBPyConnection, name: str) -> bool:
     return bool(found and found[0])
 
 
-def _value(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, date) else value
-
-
-def _rows(cur: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-    rel = cur.execute(sql, params)
-    names = [d[0] for d in rel.description or ()]
-    return [{k: _value(v) for k, v in zip(names, values, strict=True)} for values in rel.fetchall()]
-
-
 def breakdown_report(
     con: duckdb.DuckDBPyConnection,
     by: str | By,
@@ -251,7 +242,7 @@ def breakdown_report(
         ):
             cur.execute(sql, {"v": value})
         params = {"lo": day_from, "hi": day_to}
-        out: dict[str, Any] = {key: _rows(cur, _QUERIES[key], params) for key in BREAKDOWN_KEYS}
+        out: dict[str, Any] = {key: json_rows(cur, _QUERIES[key], params) for key in BREAKDOWN_KEYS}
         out["breakdown"] = {"by": field.name, "limit": kept}
         return out
     finally:

@@ -29,6 +29,7 @@ __all__ = [
     "PERIODS",
     "history_report",
     "history_rows",
+    "json_rows",
     "render_retention",
 ]
 
@@ -73,7 +74,10 @@ def _value(value: Any) -> Any:
     return value
 
 
-def _rows(cur: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+def json_rows(
+    cur: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The rows of ``sql`` as report JSON: dates ``YYYY-MM-DD``, floats ``round(x, 6)``."""
     rel = cur.execute(sql, params)
     names = [d[0] for d in rel.description or ()]
     return [{k: _value(v) for k, v in zip(names, values, strict=True)} for values in rel.fetchall()]
@@ -128,7 +132,7 @@ def history_rows(
         raise ValueError(f"period must be one of {', '.join(PERIODS)}, not {period!r}")
     step = _STEP[period]
     params = {"lo": day_from, "hi": day_to}
-    retention = _rows(
+    retention = json_rows(
         cur,
         "SELECT cohort, period, cohort_users, users, users_on_or_after "
         f"FROM retention_by('{period}') "
@@ -138,32 +142,32 @@ def history_rows(
         "ORDER BY cohort, period",
         params,
     )
-    lifecycle = _rows(
+    lifecycle = json_rows(
         cur,
         f"SELECT period, status, users FROM lifecycle_by('{period}') "
         f"WHERE {_overlaps('period', str(step))} ORDER BY period, rank",
         params,
     )
-    distribution = _rows(
+    distribution = json_rows(
         cur,
         "SELECT week, days_active, users FROM stickiness_distribution "
         f"WHERE {_overlaps('week', '7')} ORDER BY week, days_active",
         params,
     )
-    sessions = _rows(
+    sessions = json_rows(
         cur,
         "SELECT day, sessions, duration_p50_s, duration_p90_s, long_share, "
         f"messages_per_session FROM sessions_daily WHERE {_overlaps('day', '1')} "
         "ORDER BY day",
         params,
     )
-    concentration = _rows(
+    concentration = json_rows(
         cur,
         "SELECT week, band, users, flagged_users FROM risk_concentration "
         f"WHERE {_overlaps('week', '7')} ORDER BY week, band",
         params,
     )
-    wellbeing = _rows(
+    wellbeing = json_rows(
         cur,
         "SELECT week, model, category, flagged_users, flagged_users_high, active_users, "
         "share, share_high FROM wellbeing_weekly "
