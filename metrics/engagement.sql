@@ -119,10 +119,12 @@ WHERE session_id IS NOT NULL
 GROUP BY day, user_id, session_id;
 
 -- One row per session (user_id, session_id): the day of its first event, its length (the
--- session_end's duration_s, else last - first event, in seconds) and its messages.
+-- session_end's duration_s, else last - first event, in seconds: a difference of epochs, since
+-- subtracting TIMESTAMPTZ in a zone with summer time counts the zone's calendar days) and its
+-- messages.
 CREATE VIEW session_lengths AS
 SELECT user_id, session_id, min(day) AS day,
-       coalesce(max(end_duration_s), epoch(max(last_ts) - min(first_ts))) AS duration_s,
+       coalesce(max(end_duration_s), epoch(max(last_ts)) - epoch(min(first_ts))) AS duration_s,
        CAST(sum(messages) AS BIGINT) AS messages
 FROM session_parts
 GROUP BY user_id, session_id;

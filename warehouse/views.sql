@@ -46,6 +46,8 @@ QUALIFY row_number() OVER (
 
 -- Sessions: the events that carry a session_id, per (user_id, session_id). Start and end are
 -- the session_start / session_end events when present, else the first / last event seen.
+-- Lengths are differences of epochs: subtracting two TIMESTAMPTZ in a zone with summer time
+-- gives calendar days of the zone, not seconds.
 CREATE VIEW sessions AS
 SELECT user_id,
        session_id,
@@ -54,8 +56,8 @@ SELECT user_id,
        coalesce(max(ts) FILTER (WHERE type = 'session_end'), max(ts)) AS ended_at,
        coalesce(
            max(duration_s) FILTER (WHERE type = 'session_end'),
-           epoch(coalesce(max(ts) FILTER (WHERE type = 'session_end'), max(ts))
-                 - coalesce(min(ts) FILTER (WHERE type = 'session_start'), min(ts)))
+           epoch(coalesce(max(ts) FILTER (WHERE type = 'session_end'), max(ts)))
+           - epoch(coalesce(min(ts) FILTER (WHERE type = 'session_start'), min(ts)))
        ) AS duration_s,
        count(*) FILTER (WHERE type = 'message') AS messages,
        max_by(model, ts) FILTER (WHERE model IS NOT NULL) AS model,

@@ -114,6 +114,24 @@ def test_berlin_days_of_23_and_25_hours(tmp_path: Path) -> None:
     ]
 
 
+def test_a_session_over_days_lasts_its_real_seconds_in_any_zone(tmp_path: Path) -> None:
+    # 2026-10-24 12:00 UTC to 2026-10-26 12:00 UTC: 48 hours, though Berlin's clocks show 49
+    events = [
+        at("l1", "u1", "2026-10-24T12:00", "session_start", session_id="long"),
+        at("l2", "u1", "2026-10-26T12:00", "message", session_id="long"),
+    ]
+    for tz in ("UTC", "Europe/Berlin", "America/New_York"):
+        report = _report(tmp_path / tz.replace("/", "-"), events, tz=tz)
+        assert [(r["day"], r["duration_p50_s"]) for r in report["sessions_daily"]] == [
+            ("2026-10-24", 172_800.0)
+        ]
+        con = connect(tmp_path / tz.replace("/", "-"), tz=tz)
+        try:
+            assert con.execute("SELECT duration_s FROM sessions").fetchall() == [(172_800.0,)]
+        finally:
+            con.close()
+
+
 def test_the_same_events_in_utc(tmp_path: Path) -> None:
     report = _report(tmp_path / "wh", BERLIN)
     assert report["tz"] == "UTC"
