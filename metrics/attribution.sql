@@ -3,7 +3,8 @@
 
 -- Model references (docs/attribution.md), per day: the earliest (ts, event_id) message event
 -- carrying a model per (user_id, message_id) (kind 'message'), and the earliest session_start
--- or message event carrying a model per (user_id, session_id) (kind 'session').
+-- or message event carrying a model per (user_id, session_id) (kind 'session'). One row per
+-- (kind, user_id, ref, day): a report merging rollups keeps it so (warehouse/merge.py).
 CREATE VIEW model_refs AS
 SELECT * FROM (
     SELECT 'message' AS kind, user_id, message_id AS ref, day, ts, event_id, model
@@ -19,15 +20,19 @@ SELECT * FROM (
     QUALIFY row_number() OVER (PARTITION BY user_id, session_id, day ORDER BY ts, event_id) = 1
 );
 
--- The model of a message and of a session: that of the earliest (ts, event_id) reference.
+-- The model of a message and of a session: that of the earliest (ts, event_id) reference,
+-- which is the reference of its first day (a day is a range of ts, and has one reference),
+-- so the earliest is found without reading the times and event ids of every reference.
+CREATE MACRO first_model(model, day) AS arg_min(model, day);
+
 CREATE VIEW message_models AS
-SELECT user_id, ref AS message_id, model
+SELECT user_id, ref AS message_id, first_model(model, day) AS model
 FROM model_refs
 WHERE kind = 'message'
-QUALIFY row_number() OVER (PARTITION BY user_id, ref ORDER BY ts, event_id) = 1;
+GROUP BY user_id, ref;
 
 CREATE VIEW session_models AS
-SELECT user_id, ref AS session_id, model
+SELECT user_id, ref AS session_id, first_model(model, day) AS model
 FROM model_refs
 WHERE kind = 'session'
-QUALIFY row_number() OVER (PARTITION BY user_id, ref ORDER BY ts, event_id) = 1;
+GROUP BY user_id, ref;

@@ -20,18 +20,18 @@ WITH bare AS (
     SELECT user_id, message_id, session_id FROM feedback_candidates WHERE model IS NULL
 ),
 msg AS (
-    SELECT r.user_id, r.ref AS message_id, r.model
+    SELECT r.user_id, r.ref AS message_id, first_model(r.model, r.day) AS model
     FROM model_refs AS r
     SEMI JOIN bare AS b ON r.user_id = b.user_id AND r.ref = b.message_id
     WHERE r.kind = 'message'
-    QUALIFY row_number() OVER (PARTITION BY r.user_id, r.ref ORDER BY r.ts, r.event_id) = 1
+    GROUP BY r.user_id, r.ref
 ),
 ses AS (
-    SELECT r.user_id, r.ref AS session_id, r.model
+    SELECT r.user_id, r.ref AS session_id, first_model(r.model, r.day) AS model
     FROM model_refs AS r
     SEMI JOIN bare AS b ON r.user_id = b.user_id AND r.ref = b.session_id
     WHERE r.kind = 'session'
-    QUALIFY row_number() OVER (PARTITION BY r.user_id, r.ref ORDER BY r.ts, r.event_id) = 1
+    GROUP BY r.user_id, r.ref
 )
 SELECT f.user_id, f.message_id, f.day, f.ts,
        coalesce(f.model, m.model, s.model) AS model,

@@ -14,12 +14,12 @@ GROUP BY ALL;
 -- model, else its session's (NULL when none is known).
 CREATE VIEW risk_cells AS
 WITH ses AS (
-    SELECT r.user_id, r.ref AS session_id, r.model
+    SELECT r.user_id, r.ref AS session_id, first_model(r.model, r.day) AS model
     FROM model_refs AS r
     SEMI JOIN (SELECT user_id, session_id FROM flag_cells WHERE session_id IS NOT NULL) AS c
         ON r.user_id = c.user_id AND r.ref = c.session_id
     WHERE r.kind = 'session'
-    QUALIFY row_number() OVER (PARTITION BY r.user_id, r.ref ORDER BY r.ts, r.event_id) = 1
+    GROUP BY r.user_id, r.ref
 )
 SELECT c.day, c.user_id, coalesce(c.model, s.model) AS model, c.category, c.severity,
        CAST(sum(c.flags) AS BIGINT) AS flags

@@ -86,7 +86,12 @@ _MERGED = (
         "SELECT day, user_id, model, category, severity, CAST(sum(flags) AS BIGINT) AS flags, "
         "session_id FROM ({rows}) GROUP BY ALL",
     ),
-    ("model_refs", "kind, user_id, ref, day, ts, event_id, model", "{rows}"),
+    (
+        "model_refs",
+        "kind, user_id, ref, day, ts, event_id, model",
+        "SELECT * FROM ({rows}) QUALIFY row_number() OVER "
+        "(PARTITION BY kind, user_id, ref, day ORDER BY ts, event_id) = 1",
+    ),
     (
         "session_parts",
         "day, user_id, session_id, first_ts, last_ts, end_duration_s, messages",

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from tests.oracle import oracle_report
 from tests.streams.test_attribution import _events, flags_by_model
-from tests.test_oracle import ATTRIBUTION, MODEL_OF, ev, start
+from tests.test_oracle import ATTRIBUTION, MODEL_OF, ev, flag, start, vote
 from tests.warehouse.parquetfixtures import position
 from tests.warehouse.test_rollup import load_interleaved, report, write
 from usersignals.ingest.contract import Event
@@ -119,3 +119,22 @@ def test_any_load_and_compaction_order_equals_the_oracle(
     want = oracle_report(events)
     assert got["feedback_by_model"] == want["feedback_by_model"]
     assert flags == flags_by_model(events)
+
+
+def test_a_late_earlier_reference_on_a_compacted_day_names_the_model(tmp_path: Path) -> None:
+    """A day served by rollups that later gets raw rows (no shared ids): the day holds two
+    references of one message, and the earlier one (by ts) names the model of its bare vote."""
+    root = tmp_path / "wh"
+    root.mkdir()
+    write(root, position([ev("m1", "u1", "2026-03-01T11:00:00+00:00", message_id="x1", model="a")]))
+    compact(root)
+    late = [
+        ev("m0", "u1", "2026-03-01T10:00:00+00:00", message_id="x1", model="b"),
+        vote("v1", "u1", "03-02", "x1", 1, model=None),
+        flag("f1", "u1", "2026-03-01T12:00:00+00:00", "mania", "high", session_id="s1"),
+        start("s0", "u1", "2026-03-01T11:30:00+00:00", "s1", model="c"),
+    ]
+    write(root, position(late, per_record=1))
+    got = report(root)
+    assert [(r["model"], r["thumbs_up"]) for r in got["feedback_by_model"]] == [("b", 1)]
+    assert merged_flags(root) == {"c": 1}
