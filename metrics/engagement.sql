@@ -11,9 +11,29 @@ CREATE MACRO engagement_period(d, p) AS
 -- Days in a period.
 CREATE MACRO engagement_step(p) AS CASE WHEN p = 'day' THEN 1 ELSE 7 END;
 
+-- Weeks whose rows are read from week rollups instead of computed from their user days: the
+-- whole ISO weeks served by rollups, which a report merging them names (warehouse/merge.py),
+-- with their rows in the rolled_<kind> relations; compaction made those rows with the
+-- relations below over the week's days. None otherwise, and then every row is computed here.
+CREATE VIEW rolled_weeks AS SELECT CAST(NULL AS DATE) AS week WHERE false;
+
+CREATE VIEW rolled_user_weeks AS SELECT user_id, day AS week FROM user_days WHERE false;
+
+CREATE VIEW rolled_stickiness_distribution AS
+SELECT CAST(NULL AS DATE) AS week, CAST(NULL AS BIGINT) AS days_active,
+       CAST(NULL AS BIGINT) AS users
+WHERE false;
+
+-- True when the day's week is not read from week rollups.
+CREATE MACRO open_week(d) AS week_of(d) NOT IN (SELECT week FROM rolled_weeks);
+
 -- One row per (user, period) with any valid event.
 CREATE MACRO user_periods(p) AS TABLE
-SELECT DISTINCT user_id, engagement_period(day, p) AS period FROM user_days;
+SELECT user_id, week AS period FROM rolled_user_weeks WHERE p = 'week'
+UNION ALL
+SELECT DISTINCT user_id, engagement_period(day, p) AS period
+FROM user_days
+WHERE p = 'day' OR open_week(day);
 
 -- Retention of first-time cohorts. A user's cohort is the period of their first valid event
 -- in the whole history. For cohort c and offset n >= 0 (c + n not after the last period with
@@ -98,11 +118,14 @@ CREATE VIEW lifecycle AS SELECT period, status, users FROM lifecycle_by('week');
 
 -- Per week (its first day), users active on exactly k distinct days of it, k = 1..7.
 CREATE VIEW stickiness_distribution AS
+SELECT week, days_active, users FROM rolled_stickiness_distribution
+UNION ALL
 SELECT week, days_active, count(*) AS users
 FROM (
     SELECT user_id, week_of(day) AS week,
            count(DISTINCT day) AS days_active
     FROM user_days
+    WHERE open_week(day)
     GROUP BY ALL
 )
 GROUP BY ALL;

@@ -89,17 +89,25 @@ FROM events
 WHERE type = 'message' AND role = 'user'
 GROUP BY day, user_id;
 
--- Who carries the risk: per week, the week's active users in ten usage bands by messages
+-- Who carries the risk (rows of whole compacted ISO weeks read from their week rollup, as in
+-- engagement.sql): per week, the week's active users in ten usage bands by messages
 -- sent that week, and how many of each band have a risk flag in the week (any severity).
 -- A user's band is 1 + floor(10 * u / n), u the users of the week with fewer messages, n all
 -- of them: ties share a band, and band 10 holds the users that at least 90 % of the week's
 -- users sent fewer messages than. Every band of every week with data, zeros included.
+CREATE VIEW rolled_risk_concentration AS
+SELECT CAST(NULL AS DATE) AS week, CAST(NULL AS BIGINT) AS band, CAST(NULL AS BIGINT) AS users,
+       CAST(NULL AS BIGINT) AS flagged_users
+WHERE false;
+
 CREATE VIEW risk_concentration AS
 WITH usage AS (
     SELECT week_of(d.day) AS week, d.user_id,
            CAST(coalesce(sum(m.messages), 0) AS BIGINT) AS messages
     FROM user_days AS d
-    LEFT JOIN user_messages AS m ON m.user_id = d.user_id AND m.day = d.day
+    LEFT JOIN (SELECT * FROM user_messages WHERE open_week(day)) AS m
+        ON m.user_id = d.user_id AND m.day = d.day
+    WHERE open_week(d.day)
     GROUP BY ALL
 ),
 flagged AS (
@@ -118,6 +126,8 @@ counts AS (
     FROM banded
     GROUP BY ALL
 )
+SELECT week, band, users, flagged_users FROM rolled_risk_concentration
+UNION ALL
 SELECT w.week, CAST(b.band AS BIGINT) AS band, coalesce(c.users, 0) AS users,
        coalesce(c.flagged_users, 0) AS flagged_users
 FROM (SELECT DISTINCT week FROM usage) AS w

@@ -13,7 +13,7 @@ same answer. Then, in the order of :data:`STEPS`:
 3. ``manifest replaced``: one replace puts the merged file and the new rollups in and takes
    the inputs and the rollups they replace out — the commit point;
 4. ``inputs deleted``: the files the manifest no longer names;
-5. ``week written``: the weekly counts of the day's ISO week, over the days served now;
+5. ``week written``: the weekly rollups of the day's ISO week, over the days served now;
 6. ``week replaced``: a replace puts them in the manifest instead of the older version;
 7. ``old weeks deleted``.
 
@@ -270,13 +270,12 @@ def _week(root: Path, day: str, weekly: bool, note: Callable[[str], None]) -> No
 
 def _write_week(root: Path, monday: str, note: Callable[[str], None]) -> None:
     m = read_manifest(root)
-    path = write_week(root, monday, m)
+    new = [_rel(root, path) for path in write_week(root, monday, m)]
     note("week written")
-    new = [] if path is None else [_rel(root, path)]
     sync_dirs([root / f for f in new])
     prefix = f"{_rel(root, week_dir(root, monday))}/"
     old = [f for f in m.rollups() if f.startswith(prefix) and f not in new]
-    if not old and (not new or new[0] in m.files):
+    if not old and set(new) <= set(m.files):
         return
     replace_manifest(root, lambda cur: cur.with_files(add=new, remove=old))
     note("week replaced")

@@ -8,10 +8,10 @@ source relations ``events_raw`` and ``deadletter_raw`` over the files it names, 
 ``metrics/<metric>.sql``, where every metric is defined beside its live fold. It also makes
 the relations a report reads (:mod:`usersignals.warehouse.plan`): ``tail_raw`` and
 ``compacted_raw`` (live files not served / served by rollups) and ``rollup_<kind>``,
-``rollup_weeks``, ``rollup_users``. The connection sees the manifest that was current when it
-was made; call :func:`connect` again to see newer loads. :func:`views_script` is the same read
-path for DuckDB outside this package (Grafana's DuckDB datasource): SQL that reads the
-manifest itself.
+``rollup_weeks``, ``rollup_week_<kind>``, ``rollup_users``. The connection sees the manifest
+that was current when it was made; call :func:`connect` again to see newer loads.
+:func:`views_script` is the same read path for DuckDB outside this package (Grafana's DuckDB
+datasource): SQL that reads the manifest itself.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from usersignals.warehouse.manifest import MANIFEST, Manifest, read_manifest
 from usersignals.warehouse.plan import (
     ROLLUP_SCHEMAS,
     USERS_SCHEMA,
+    WEEK_ROLLUP_SCHEMAS,
     WEEK_SCHEMA,
     Plan,
     empty_sql,
@@ -277,6 +278,10 @@ def connect(
         ("rollup_users", [layout.users] if layout.users else [], USERS_SCHEMA),
     ]
     sources += [(f"rollup_{k}", layout.rollups[k], ROLLUP_SCHEMAS[k]) for k in ROLLUP_SCHEMAS]
+    sources += [
+        (f"rollup_week_{k}", layout.week_rollups[k], WEEK_ROLLUP_SCHEMAS[k])
+        for k in WEEK_ROLLUP_SCHEMAS
+    ]
     readable = list(dead)
     raw = {"events_raw", "deadletter_raw", "tail_raw"}
     for name, files, schema in sources:

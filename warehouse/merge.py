@@ -4,7 +4,8 @@
 connection, temporary views and tables named like the rollup-shaped views of the metric SQL
 (``user_days``, ``model_user_days``, ``events_by_day``, ``feedback_candidates``,
 ``flag_cells``, ``model_refs``, ``session_parts``, ``user_messages``, ``week_users``,
-``model_week_users``) plus ``arena_daily``, and
+``model_week_users``) plus ``arena_daily``, the ``rolled_<kind>`` rows of whole compacted ISO
+weeks (``rolled_weeks``, read instead of those weeks' user days), and
 ``feedback_latest`` and ``risk_cells`` once (attributed to models over every day's references,
 docs/attribution.md).
 Temporary names shadow the views, so every metric view then reads the merged tables, and the
@@ -27,7 +28,7 @@ from datetime import date, timedelta
 import duckdb
 
 from usersignals.warehouse.arena import ARENA_DAILY_SQL
-from usersignals.warehouse.plan import ROLLUP_RELATIONS
+from usersignals.warehouse.plan import ROLLUP_RELATIONS, WEEK_ROLLUP_SCHEMAS
 from usersignals.warehouse.rollup import UID_SQL
 
 __all__ = ["RAW_COLUMNS", "merge_inputs"]
@@ -188,10 +189,27 @@ def merge_inputs(cur: duckdb.DuckDBPyConnection) -> None:
     ok_weeks -= {_monday(d) for d in excluded}
     served = set(_column(cur, "SELECT day FROM main.rollup_events_by_day"))
     needed = {d for d in served - excluded if _monday(d) not in ok_weeks}
+    rolled = ok_weeks
     if _column(cur, "SELECT week_start_dow()") != [1]:
         # weeks not from Monday: the weekly rollups (ISO weeks) serve only the flattery watch,
         # and the weekly flagged share counts its model users from every day
         needed = served - excluded
+        rolled = set()
+    # the rows of whole compacted weeks come from their week rollups (a held table for the
+    # users of a week, read by retention and lifecycle)
+    listed = ", ".join(f"(DATE '{w.isoformat()}')" for w in sorted(rolled))
+    weeks = (
+        f"SELECT * FROM (VALUES {listed}) AS w(week)"
+        if listed
+        else ("SELECT CAST(NULL AS DATE) AS week WHERE false")
+    )
+    cur.execute(f"CREATE TEMP VIEW rolled_weeks AS {weeks}")
+    for kind, schema in WEEK_ROLLUP_SCHEMAS.items():
+        made = "TABLE" if kind == "user_weeks" else "VIEW"
+        cur.execute(
+            f"CREATE TEMP {made} rolled_{kind} AS SELECT {', '.join(schema.names)} "
+            f"FROM main.rollup_week_{kind} WHERE {_among('week', rolled)}"
+        )
 
     for kind, keys, combine in _MERGED:
         if kind == "model_user_days":  # only for weeks without a weekly count

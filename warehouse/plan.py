@@ -6,6 +6,7 @@ Compaction (:mod:`usersignals.warehouse.rollup`) writes next to each compacted f
     rollups/users-{n:012d}.parquet                 user_id -> uid, a dense dictionary of n users
     rollups/day=YYYY-MM-DD/{kind}-{digest}.parquet one file per kind of ROLLUP_SCHEMAS
     rollups/week=YYYY-MM-DD/w-{digest}.parquet     distinct users of an ISO week (Monday's date)
+    rollups/week=YYYY-MM-DD/{kind}-{digest}.parquet one file per kind of WEEK_ROLLUP_SCHEMAS
 
 Only files the manifest names count (:mod:`usersignals.warehouse.manifest`): compaction writes
 a day's rollups and merged file first and puts them in the manifest in one replace. A day is
@@ -13,7 +14,9 @@ a day's rollups and merged file first and puts them in the manifest in one repla
 then never read by a report, unless an ``event_id`` of the day also occurs in another day or in
 the tail (the report reads such *dirty* days raw, so the first-copy rule stays exact). The
 *tail* is every other live events file. A weekly file counts only when its footer (``covers``)
-names exactly the served days of its week, and no tail file falls in that week.
+names exactly the served days of its week, no tail file falls in that week, and the week's
+files of every kind of :data:`WEEK_ROLLUP_SCHEMAS` carry its digest (the digest of the covers):
+a week written by an older version without them is counted from its days instead.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ __all__ = [
     "ROLLUP_RELATIONS",
     "ROLLUP_SCHEMAS",
     "USERS_SCHEMA",
+    "WEEK_ROLLUP_SCHEMAS",
     "WEEK_SCHEMA",
     "Plan",
     "digest_of",
@@ -45,6 +49,7 @@ __all__ = [
     "rollup_path",
     "users_files",
     "week_dir",
+    "week_rollup_path",
 ]
 
 ROLLUPS_DIR = "rollups"
@@ -129,6 +134,20 @@ that a message or session on another day than its votes and flags still names th
 WEEK_SCHEMA = pa.schema([("monday", _DAY), ("model", _TEXT), ("users", pa.int64())])
 """A weekly file: distinct users per model (``model`` NULL: over all events) in the week."""
 
+WEEK_ROLLUP_SCHEMAS: dict[str, pa.Schema] = {
+    "user_weeks": pa.schema([("user_id", _KEY), ("week", _DAY)]),
+    "stickiness_distribution": pa.schema(
+        [("week", _DAY), ("days_active", pa.int64()), ("users", pa.int64())]
+    ),
+    "risk_concentration": pa.schema(
+        [("week", _DAY), ("band", pa.int64()), ("users", pa.int64()), ("flagged_users", pa.int64())]
+    ),
+}
+"""Columns of each kind of week rollup: the metric SQL's rows of a whole ISO week, computed at
+compaction from the week's day rollups (``user_weeks``: each user active in the week once), so
+that a report reads a compacted week's rows instead of its users' days (relations
+``rolled_<kind>`` of the metric SQL, empty unless a report merges rollups)."""
+
 USERS_SCHEMA = pa.schema([("user_id", _TEXT), ("uid", _KEY)])
 
 
@@ -142,6 +161,9 @@ class Plan:
     tail: list[Path] = field(default_factory=list)
     rollups: dict[str, list[Path]] = field(default_factory=dict)
     weeks: list[Path] = field(default_factory=list)
+    week_rollups: dict[str, list[Path]] = field(
+        default_factory=lambda: {kind: [] for kind in WEEK_ROLLUP_SCHEMAS}
+    )
     users: Path | None = None
 
 
@@ -189,6 +211,10 @@ def week_dir(root: Path, monday: str) -> Path:
     return Path(root) / ROLLUPS_DIR / f"week={monday}"
 
 
+def week_rollup_path(root: Path, monday: str, kind: str, digest: str) -> Path:
+    return week_dir(root, monday) / f"{kind}-{digest}.parquet"
+
+
 def users_files(root: Path, manifest: Manifest | None = None) -> list[Path]:
     """Live versions of the user dictionary, oldest first (the last is the newest)."""
     m = manifest or read_manifest(Path(root))
@@ -234,9 +260,17 @@ def plan(root: Path, manifest: Manifest | None = None) -> Plan:
             continue
         prefix = f"{ROLLUPS_DIR}/week={monday}/w-"
         for w in sorted(f for f in live if f.startswith(prefix)):
-            if set(week_covers(root / w)) == covers:
+            if set(week_covers(root / w)) != covers:
+                continue
+            digest = w.removeprefix(prefix).removesuffix(".parquet")
+            kinds = {
+                k: f"{ROLLUPS_DIR}/week={monday}/{k}-{digest}.parquet" for k in WEEK_ROLLUP_SCHEMAS
+            }
+            if set(kinds.values()) <= live:
                 out.weeks.append(root / w)
-                break
+                for kind, name in kinds.items():
+                    out.week_rollups[kind].append(root / name)
+            break
     users = users_files(root, m)
     out.users = users[-1] if users else None
     return out

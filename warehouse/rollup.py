@@ -1,7 +1,8 @@
 """Rollups of a compacted day: what a report needs of the day, computed once at compaction.
 
 Compaction calls :func:`write_day_rollups` (under its lock) with the day's deduplicated rows
-before it renames the compacted file in, then :func:`write_week` for the day's ISO week. They
+before it renames the compacted file in, then :func:`write_week` for the day's ISO week (from
+the week's day rollups, never its rows). They
 only write files and return their paths: compaction puts them in the manifest (and takes the
 versions they replace out) in its own replace, and deletes what the manifest no longer names.
 Every
@@ -23,13 +24,14 @@ import pyarrow as pa
 from usersignals.warehouse.arena import ARENA_DAILY_SQL
 from usersignals.warehouse.commit import temp_path, write_parquet
 from usersignals.warehouse.db import views_sql
-from usersignals.warehouse.layout import COVERS_KEY, DEADLETTER_SCHEMA
+from usersignals.warehouse.layout import COVERS_KEY, DEADLETTER_SCHEMA, EVENTS_SCHEMA
 from usersignals.warehouse.manifest import Manifest
 from usersignals.warehouse.plan import (
     ROLLUP_RELATIONS,
     ROLLUP_SCHEMAS,
     ROLLUPS_DIR,
     USERS_SCHEMA,
+    WEEK_ROLLUP_SCHEMAS,
     WEEK_SCHEMA,
     monday_of,
     parquet_sql,
@@ -37,6 +39,7 @@ from usersignals.warehouse.plan import (
     rollup_path,
     users_files,
     week_dir,
+    week_rollup_path,
 )
 
 __all__ = ["ROLLUP_SUFFIX", "write_day_rollups", "write_week"]
@@ -58,6 +61,18 @@ FROM known AS k LEFT JOIN fresh AS f ON f.user_id = k.user_id
 """
 """Rows of ``source`` with ``user_id`` replaced by its uid in ``users``; users not there yet get
 the next uids in ``user_id`` order (so a report maps the tail's new users the same way)."""
+
+_WEEK_SQL = {
+    "user_weeks": "SELECT user_id, period AS week FROM user_periods('week')",
+    "stickiness_distribution": "SELECT * FROM stickiness_distribution",
+    "risk_concentration": "SELECT * FROM risk_concentration",
+}
+"""The rows of each week rollup: relations of the metric SQL."""
+
+_EVENTS_BY_UID = EVENTS_SCHEMA.empty_table().set_column(
+    EVENTS_SCHEMA.get_field_index("user_id"), "user_id", pa.array([], pa.int64())
+)
+"""No raw rows, users as uids (as in the rollups)."""
 
 _KIND_SQL = {
     kind: ARENA_DAILY_SQL
@@ -158,35 +173,51 @@ def write_day_rollups(
     return written
 
 
-def write_week(root: Path, monday: str, manifest: Manifest) -> Path | None:
-    """Writes the weekly distinct-user counts of the ISO week starting on ``monday``.
+def write_week(root: Path, monday: str, manifest: Manifest) -> list[Path]:
+    """Writes the weekly rollups of the ISO week starting on ``monday``.
 
-    Covers the week's days served by rollups in ``manifest``; None when no day of the week
-    is served.
+    Covers the week's days served by rollups in ``manifest``: the distinct-user counts
+    (``w-{digest}``, the covered days in its footer), then one file per kind of
+    ``WEEK_ROLLUP_SCHEMAS``, all named after the digest of the covered days. None when no day
+    of the week is served.
     """
     root = Path(root)
     p = plan(root, manifest)
     days = sorted(d for d in p.served if monday_of(d) == monday)
-    d = week_dir(root, monday)
     if not days:
-        return None
+        return []
     covers = [f"{day}/{p.served[day]}" for day in days]
-    users = [f for f in p.rollups["user_days"] if f.parent.name[4:] in days]
-    models = [f for f in p.rollups["model_user_days"] if f.parent.name[4:] in days]
+
+    def of_week(kind: str) -> str:
+        files = [f for f in p.rollups[kind] if f.parent.name[4:] in days]
+        return parquet_sql(files, ROLLUP_SCHEMAS[kind])
+
     con = _connect()
     try:
-        table = con.sql(
+        counts = con.sql(
             "SELECT CAST($monday AS DATE) AS monday, NULL AS model, "
-            "count(DISTINCT user_id) AS users "
-            f"FROM {parquet_sql(users, ROLLUP_SCHEMAS['user_days'])} "
+            f"count(DISTINCT user_id) AS users FROM {of_week('user_days')} "
             "UNION ALL SELECT CAST($monday AS DATE), model, count(DISTINCT user_id) "
-            f"FROM {parquet_sql(models, ROLLUP_SCHEMAS['model_user_days'])} GROUP BY model",
+            f"FROM {of_week('model_user_days')} GROUP BY model",
             params={"monday": monday},
         ).to_arrow_table()
+        # the metric SQL over the week's day rollups (no rolled weeks: every row from the days)
+        con.register("events_raw", _EVENTS_BY_UID)
+        con.register("deadletter_raw", DEADLETTER_SCHEMA.empty_table())
+        con.execute(views_sql())
+        for kind in ("user_days", "user_messages"):
+            con.execute(f"CREATE TEMP TABLE {kind} AS SELECT * FROM {of_week(kind)}")
+        con.execute(f"CREATE TEMP TABLE flag_cells AS SELECT * FROM {of_week('risk_cells')}")
+        tables = {kind: con.sql(sql).to_arrow_table() for kind, sql in _WEEK_SQL.items()}
     finally:
         con.close()
     digest = hashlib.sha256("\n".join(covers).encode()).hexdigest()[:16]
-    final = d / f"w-{digest}.parquet"
-    table = table.rename_columns(WEEK_SCHEMA.names).cast(WEEK_SCHEMA)
-    _write(table, final, {COVERS_KEY: json.dumps(covers).encode()})
-    return final
+    final = week_dir(root, monday) / f"w-{digest}.parquet"
+    counts = counts.rename_columns(WEEK_SCHEMA.names).cast(WEEK_SCHEMA)
+    _write(counts, final, {COVERS_KEY: json.dumps(covers).encode()})
+    written = [final]
+    for kind, schema in WEEK_ROLLUP_SCHEMAS.items():
+        path = week_rollup_path(root, monday, kind, digest)
+        _write(tables[kind].select(schema.names).cast(schema), path)
+        written.append(path)
+    return written

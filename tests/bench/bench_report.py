@@ -318,8 +318,10 @@ def _series(report: dict[str, Any]) -> list[tuple[Any, ...]]:
 
 
 TARGET_EVENTS = 10_000_000
-TARGET_SECONDS = 2.0
-TARGET_SPEEDUP = 10.0
+TARGET_SECONDS = 3.0
+TARGET_SPEEDUP = 5.0
+"""The whole report, history keys included, over 10 M compacted events: under 3 s and at
+least 5x faster than DuckDB computing DAU/WAU/MAU alone from the raw JSON lines."""
 
 
 def run(

@@ -21,6 +21,8 @@ from usersignals.warehouse.commit import write_range
 from usersignals.warehouse.compact import compact, compact_day, days
 from usersignals.warehouse.db import connect
 from usersignals.warehouse.layout import DEADLETTER_SCHEMA, FileRange
+from usersignals.warehouse.manifest import replace_manifest
+from usersignals.warehouse.merge import merge_inputs
 from usersignals.warehouse.plan import ROLLUPS_DIR, plan
 from usersignals.warehouse.report import warehouse_report
 
@@ -117,3 +119,52 @@ def test_copies_across_days_and_in_the_tail(tmp_path: Path) -> None:
         "users-000000000003.parquet",
         "users-000000000004.parquet",
     ]
+
+
+def test_whole_compacted_weeks_are_read_from_their_week_rollups(tmp_path: Path) -> None:
+    """Compaction writes each week's rows (users of the week, stickiness distribution, usage
+    bands); a report reads them for whole compacted weeks, and counts a week from its days when
+    they are missing (a week written by an older version) or a day of it is in the tail."""
+    root = tmp_path / "wh"
+    events = [
+        ev("e1", "alice", 0),
+        ev("e2", "alice", 1),
+        ev("e3", "bob", 1),
+        ev("e4", "bob", 2, "risk_flag", severity="critical"),
+        ev("e5", "carol", 7),
+        ev("e6", "alice", 8),
+        ev("e7", "alice", 8, seconds=50_000),
+    ]
+    write(root, position(events, per_record=3))
+    compact(root)
+    want = oracle_report(events) | oracle_history(events)
+    p = plan(root)
+    assert {k: [f.parent.name for f in v] for k, v in p.week_rollups.items()} == {
+        k: ["week=2026-08-03", "week=2026-08-10"]
+        for k in ("user_weeks", "stickiness_distribution", "risk_concentration")
+    }
+    con = connect(root)
+    try:
+        cur = con.cursor()
+        merge_inputs(cur)
+        rolled = cur.execute("SELECT week FROM rolled_weeks ORDER BY week").fetchall()
+        rows = cur.execute("SELECT * FROM rolled_stickiness_distribution ORDER BY ALL").fetchall()
+    finally:
+        con.close()
+    assert [str(w) for (w,) in rolled] == ["2026-08-03", "2026-08-10"]
+    assert [(str(w), k, n) for w, k, n in rows] == [
+        ("2026-08-03", 2, 2),
+        ("2026-08-10", 1, 2),
+    ]
+    assert report(root) == want
+    # without the week rollups of the first week, its rows come from its days
+    kinds = [str(f.relative_to(root)) for f in p.week_rollups["user_weeks"][:1]]
+    replace_manifest(root, lambda cur: cur.with_files(remove=kinds))
+    assert [f.parent.name for f in plan(root).weeks] == ["week=2026-08-10"]
+    assert report(root) == want
+    # a late event of the second week: that week is counted from its days and the tail
+    late = [(ev("e8", "dan", 9, "risk_flag"), 0, 5, 0)]
+    write(root, late)
+    assert plan(root).weeks == []
+    log = [*events, late[0][0]]
+    assert report(root) == oracle_report(log) | oracle_history(log)
