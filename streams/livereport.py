@@ -353,5 +353,4 @@ def _wellbeing(
     """``wellbeing_weekly`` rows of ``weeks`` from the summed counts (a model's active users
     are the flattery watch's)."""
     model_users = {(m, w): counts[2] for (m, w), counts in flattery.items()}
-    cells = {(w, m, c): counts for (w, m, c), counts in flagged.items()}
-    return wellbeing_rows(weeks, week_users, model_users, cells)
+    return wellbeing_rows(weeks, week_users, model_users, flagged)
