@@ -19,28 +19,27 @@ CREATE VIEW feedback_votes AS
 WITH bare AS (
     SELECT user_id, message_id, session_id FROM feedback_candidates WHERE model IS NULL
 ),
-msg AS (
-    SELECT r.user_id, r.ref AS message_id, first_model(r.model, r.day) AS model
-    FROM model_refs AS r
-    SEMI JOIN bare AS b ON r.user_id = b.user_id AND r.ref = b.message_id
-    WHERE r.kind = 'message'
-    GROUP BY r.user_id, r.ref
+wanted AS (
+    SELECT 'message' AS kind, user_id, message_id AS ref FROM bare
+    UNION
+    SELECT 'session' AS kind, user_id, session_id AS ref FROM bare
 ),
-ses AS (
-    SELECT r.user_id, r.ref AS session_id, first_model(r.model, r.day) AS model
+refs AS MATERIALIZED (  -- one pass over the references for both kinds
+    SELECT r.kind, r.user_id, r.ref, first_model(r.model, r.day) AS model
     FROM model_refs AS r
-    SEMI JOIN bare AS b ON r.user_id = b.user_id AND r.ref = b.session_id
-    WHERE r.kind = 'session'
-    GROUP BY r.user_id, r.ref
+    SEMI JOIN wanted AS w ON r.kind = w.kind AND r.user_id = w.user_id AND r.ref = w.ref
+    GROUP BY r.kind, r.user_id, r.ref
 )
 SELECT f.user_id, f.message_id, f.day, f.ts,
        coalesce(f.model, m.model, s.model) AS model,
        f.rating, f.event_id
 FROM feedback_candidates AS f
-LEFT JOIN msg AS m
-    ON f.model IS NULL AND m.user_id = f.user_id AND m.message_id = f.message_id
-LEFT JOIN ses AS s
-    ON f.model IS NULL AND s.user_id = f.user_id AND s.session_id = f.session_id;
+LEFT JOIN refs AS m
+    ON f.model IS NULL AND m.kind = 'message' AND m.user_id = f.user_id
+    AND m.ref = f.message_id
+LEFT JOIN refs AS s
+    ON f.model IS NULL AND s.kind = 'session' AND s.user_id = f.user_id
+    AND s.ref = f.session_id;
 
 -- For each (user_id, message_id) the vote with the latest ts (ties: the greater event_id),
 -- on the day of that vote and under its model. A latest vote of 0 (withdrawn) stays here
