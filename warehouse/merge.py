@@ -201,7 +201,7 @@ def merge_inputs(cur: duckdb.DuckDBPyConnection) -> None:
     weeks = (
         f"SELECT * FROM (VALUES {listed}) AS w(week)"
         if listed
-        else ("SELECT CAST(NULL AS DATE) AS week WHERE false")
+        else "SELECT CAST(NULL AS DATE) AS week WHERE false"
     )
     cur.execute(f"CREATE TEMP VIEW rolled_weeks AS {weeks}")
     for kind, schema in WEEK_ROLLUP_SCHEMAS.items():

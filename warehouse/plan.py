@@ -263,13 +263,11 @@ def plan(root: Path, manifest: Manifest | None = None) -> Plan:
             if set(week_covers(root / w)) != covers:
                 continue
             digest = w.removeprefix(prefix).removesuffix(".parquet")
-            kinds = {
-                k: f"{ROLLUPS_DIR}/week={monday}/{k}-{digest}.parquet" for k in WEEK_ROLLUP_SCHEMAS
-            }
-            if set(kinds.values()) <= live:
+            kinds = {k: week_rollup_path(root, monday, k, digest) for k in WEEK_ROLLUP_SCHEMAS}
+            if all(str(f.relative_to(root)) in live for f in kinds.values()):
                 out.weeks.append(root / w)
-                for kind, name in kinds.items():
-                    out.week_rollups[kind].append(root / name)
+                for kind, f in kinds.items():
+                    out.week_rollups[kind].append(f)
             break
     users = users_files(root, m)
     out.users = users[-1] if users else None

@@ -91,6 +91,13 @@ def _connect() -> duckdb.DuckDBPyConnection:
     return con
 
 
+def _metric_views(con: duckdb.DuckDBPyConnection) -> None:
+    """The metric SQL over ``events_raw`` (made by the caller: rows with users as uids) and no
+    dead letters."""
+    con.register("deadletter_raw", DEADLETTER_SCHEMA.empty_table())
+    con.execute(views_sql())
+
+
 def _write(table: pa.Table, final: Path, metadata: dict[bytes, bytes] | None = None) -> None:
     final.parent.mkdir(parents=True, exist_ok=True)
     temp = temp_path(final, ROLLUP_SUFFIX)
@@ -148,8 +155,7 @@ def write_day_rollups(
         con.execute(
             f"CREATE TEMP TABLE events_raw AS {UID_SQL.format(source='day_rows', users='users')}"
         )
-        con.register("deadletter_raw", DEADLETTER_SCHEMA.empty_table())
-        con.execute(views_sql())
+        _metric_views(con)
         # the day's rows hold each event id once already: skip the views' deduplication
         con.execute("CREATE TEMP TABLE events AS SELECT * FROM events_raw")
         tables = {kind: con.sql(sql).to_arrow_table() for kind, sql in _KIND_SQL.items()}
@@ -178,8 +184,8 @@ def write_week(root: Path, monday: str, manifest: Manifest) -> list[Path]:
 
     Covers the week's days served by rollups in ``manifest``: the distinct-user counts
     (``w-{digest}``, the covered days in its footer), then one file per kind of
-    ``WEEK_ROLLUP_SCHEMAS``, all named after the digest of the covered days. None when no day
-    of the week is served.
+    ``WEEK_ROLLUP_SCHEMAS``, all named after the digest of the covered days. Returns the files
+    written; none when no day of the week is served.
     """
     root = Path(root)
     p = plan(root, manifest)
@@ -203,8 +209,7 @@ def write_week(root: Path, monday: str, manifest: Manifest) -> list[Path]:
         ).to_arrow_table()
         # the metric SQL over the week's day rollups (no rolled weeks: every row from the days)
         con.register("events_raw", _EVENTS_BY_UID)
-        con.register("deadletter_raw", DEADLETTER_SCHEMA.empty_table())
-        con.execute(views_sql())
+        _metric_views(con)
         for kind in ("user_days", "user_messages"):
             con.execute(f"CREATE TEMP TABLE {kind} AS SELECT * FROM {of_week(kind)}")
         con.execute(f"CREATE TEMP TABLE flag_cells AS SELECT * FROM {of_week('risk_cells')}")
