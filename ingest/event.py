@@ -104,6 +104,7 @@ if TYPE_CHECKING:
     _ModelA = str
     _ModelB = str
     _MessageId = str
+    _Name = str
     _Rating = int
     _Properties = dict[str, Any]
 else:
@@ -122,6 +123,7 @@ else:
     _ModelA = _text("model_a")
     _ModelB = _text("model_b")
     _MessageId = _text("message_id")
+    _Name = _text("name")
     _Rating = Literal[RATINGS]
     # the object itself plus MAX_PROPERTIES_DEPTH levels inside
     _Properties = dict[str, _json(MAX_PROPERTIES_DEPTH)]
@@ -156,6 +158,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     severity: _Severity | None = None
     source: _Source | None = None
     duration_s: _Duration | None = None
+    name: _Name | None = None
     received_at: _Moment | None = None
     extra: dict[str, Any] | None = None
 

@@ -44,7 +44,16 @@ MAX_PROPERTIES_DEPTH = 8
 MAX_FUTURE = timedelta(hours=24)
 MAX_TOKENS = (1 << 63) - 1
 
-EVENT_TYPES = ("session_start", "session_end", "message", "feedback", "preference", "risk_flag")
+EVENT_TYPES = (
+    "session_start",
+    "session_end",
+    "message",
+    "feedback",
+    "preference",
+    "risk_flag",
+    "custom",
+    "identify",
+)
 CHOICES: dict[str, tuple[str, ...]] = {
     "platform": ("web", "ios", "android", "desktop", "api"),
     "role": ("user", "assistant", "system", "tool"),
@@ -70,6 +79,7 @@ TEXT_LIMITS: dict[str, tuple[int, int]] = {
     "message_id": (1, 256),
     "model_a": (1, 128),
     "model_b": (1, 128),
+    "name": (1, 256),
 }
 REQUIRED_BY_TYPE: dict[str, tuple[str, ...]] = {
     "session_start": (),
@@ -78,6 +88,8 @@ REQUIRED_BY_TYPE: dict[str, tuple[str, ...]] = {
     "feedback": ("message_id", "rating"),
     "preference": ("model_a", "model_b", "winner"),
     "risk_flag": ("category", "severity"),
+    "custom": ("name",),
+    "identify": ("name",),
 }
 RATINGS = (1, -1, 0)
 

@@ -23,6 +23,7 @@ _MESSAGE = ("session_id", "model", "platform", "properties", "role", "tokens", "
 _FEEDBACK = ("session_id", "model", "platform", "properties", "message_id", "rating")
 _PREFERENCE = ("session_id", "model", "platform", "properties", "model_a", "model_b", "winner")
 _RISK_FLAG = ("session_id", "model", "platform", "properties", "category", "severity", "source")
+_NAMED = ("session_id", "model", "platform", "properties", "name")
 METHOD_FIELDS = {
     "session_start": _SESSION_START,
     "session_end": _SESSION_END,
@@ -30,14 +31,16 @@ METHOD_FIELDS = {
     "feedback": _FEEDBACK,
     "preference": _PREFERENCE,
     "risk_flag": _RISK_FLAG,
+    "custom": _NAMED,
+    "identify": _NAMED,
 }
 """Per typed method: the event fields it takes besides ``user_id``, ``event_id`` and ``ts``,
 in the contract's order (a test checks them against the signatures)."""
 
 
 class TypedEvents:
-    """``session_start``, ``session_end``, ``message``, ``feedback``, ``preference`` and
-    ``risk_flag``: keyword arguments in, the ``event_id`` out."""
+    """``session_start``, ``session_end``, ``message``, ``feedback``, ``preference``,
+    ``risk_flag``, ``custom`` and ``identify``: keyword arguments in, the ``event_id`` out."""
 
     def _enqueue(self, event_id: str, item: Item) -> str:
         raise NotImplementedError
@@ -177,3 +180,47 @@ class TypedEvents:
         """
         values = (session_id, model, platform, properties, category, severity, source)
         return self._enqueue(*encode_call("risk_flag", user_id, event_id, ts, _RISK_FLAG, values))
+
+    def custom(
+        self,
+        user_id: str,
+        name: str,
+        *,
+        session_id: str | None = None,
+        ts: datetime | str | int | None = None,
+        event_id: str | None = None,
+        model: str | None = None,
+        platform: str | None = None,
+        properties: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Records an app event that is not a signal (a page view, a screen, a click named
+        ``name``): the user counts as active, and nothing else is counted.
+
+        Raises:
+            EventError: the event breaks the contract (the message names the field).
+            TrackerClosedError: the tracker is closed.
+        """
+        values = (session_id, model, platform, properties, name)
+        return self._enqueue(*encode_call("custom", user_id, event_id, ts, _NAMED, values))
+
+    def identify(
+        self,
+        user_id: str,
+        name: str = "identify",
+        *,
+        session_id: str | None = None,
+        ts: datetime | str | int | None = None,
+        event_id: str | None = None,
+        model: str | None = None,
+        platform: str | None = None,
+        properties: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Records an identity call (``name``: identify, alias, group, ...; traits in
+        ``properties``): kept in the warehouse's ``identities`` table, not counted as activity.
+
+        Raises:
+            EventError: the event breaks the contract (the message names the field).
+            TrackerClosedError: the tracker is closed.
+        """
+        values = (session_id, model, platform, properties, name)
+        return self._enqueue(*encode_call("identify", user_id, event_id, ts, _NAMED, values))

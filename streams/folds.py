@@ -75,6 +75,7 @@ class PartitionState:
         self._days: dict[int, DayState] = {}
         self._seen: set[str] = set()
         self._users: dict[str, str] = {}  # one string per user held (shared by every day)
+        self._identity_ids: dict[int, list[str]] = {}  # day -> ids of its identity calls
         # the metric units that fold more than the day's sets (docs/metrics.md)
         self._refs = ModelRefs(self._days)
         self._feedback = Feedback(self._days, self._refs)
@@ -119,11 +120,21 @@ class PartitionState:
         refs_add = self._refs.add
         vote_add = self._feedback.add
         flag_add = self._risk.add
+        identity_ids = self._identity_ids
         for ev in events:
             eid = ev.event_id
             if eid in seen:
                 continue
             o = ev.ts.toordinal()
+            if ev.type == "identify":
+                # an identity call is no activity: only its id is held (one id is one event,
+                # whatever its type), until its day passes the horizon
+                if check_late and o < self._newest - self.retention_days:
+                    continue
+                seen_add(eid)
+                identity_ids.setdefault(o, []).append(eid)
+                new_append(ev)
+                continue
             if o != cur:
                 if o > self._newest:
                     self._newest = o
@@ -224,7 +235,11 @@ class PartitionState:
         if dropped:
             held: set[str] = set().union(*(d.users for d in self._days.values()))
             self._users = {u: u for u in held}
-        return [date.fromordinal(o) for o in dropped]
+        for o in [o for o in self._identity_ids if o < cutoff]:
+            self._seen.difference_update(self._identity_ids.pop(o))
+            if o not in dropped:
+                dropped.append(o)
+        return [date.fromordinal(o) for o in sorted(dropped)]
 
     # -- reading -----------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from usersignals.ingest.contract import Event
 __all__ = [
     "attributed_models",
     "calendar",
+    "counted",
     "dedupe",
     "event_day",
     "latest_votes",
@@ -63,6 +64,12 @@ def dedupe(events_in_log_order: Iterable[Event]) -> list[Event]:
         if event.event_id not in first:
             first[event.event_id] = event
     return list(first.values())
+
+
+def counted(events_in_log_order: Iterable[Event]) -> list[Event]:
+    """What the metrics count: :func:`dedupe`, then every event but identity calls
+    (``identify`` is no activity; ``custom`` is activity and nothing else)."""
+    return [e for e in dedupe(events_in_log_order) if e.type != "identify"]
 
 
 def _days_between(first: date, last: date) -> list[date]:
@@ -157,7 +164,7 @@ def oracle_report(
     ``rejected`` is taken as it is (already counted for the range); ``day_from``/``day_to``
     choose the days shown.
     """
-    events = dedupe(events_in_log_order)
+    events = counted(events_in_log_order)
     model_of = attributed_models(events)
     votes = [v for v in latest_votes(events) if v.rating in (1, -1)]
     report: dict[str, Any] = {

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from datetime import date, timedelta
 from typing import Any
 
-from tests.oracle import attributed_models, dedupe, event_day, latest_votes
+from tests.oracle import attributed_models, counted, event_day, latest_votes
 from usersignals.ingest.contract import Event
 
 __all__ = ["OTHER", "oracle_breakdown", "value_of"]
@@ -49,7 +49,7 @@ def oracle_breakdown(
     day_to: date | None = None,
 ) -> dict[str, Any]:
     """What ``breakdown_report(con, by, day_from, day_to, limit=limit)`` returns."""
-    events = dedupe(events_in_log_order)
+    events = counted(events_in_log_order)
 
     def shown(d: date) -> bool:
         return (day_from is None or d >= day_from) and (day_to is None or d <= day_to)

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from datetime import date, timedelta
 from typing import Any
 
-from tests.oracle import attributed_models, dedupe, event_day, week_start_of
+from tests.oracle import attributed_models, counted, event_day, week_start_of
 from usersignals.ingest.contract import Event
 from usersignals.ingest.rules import CHOICES
 
@@ -30,7 +30,7 @@ def oracle_engagement(events_in_log_order: Iterable[Event], period: str = "week"
     step = 1 if period == "day" else 7
     active: dict[date, set[str]] = {}  # period -> users active in it
     days: dict[tuple[date, str], set[date]] = {}  # (ISO week, user) -> days active
-    for e in dedupe(events_in_log_order):
+    for e in counted(events_in_log_order):
         d = event_day(e)
         active.setdefault(period_of(d, period), set()).add(e.user_id)
         days.setdefault((period_of(d, "week"), e.user_id), set()).add(d)
@@ -86,7 +86,7 @@ def oracle_engagement(events_in_log_order: Iterable[Event], period: str = "week"
 
 
 def oracle_wellbeing(events_in_log_order: Iterable[Event]) -> list[dict[str, Any]]:
-    events = dedupe(events_in_log_order)
+    events = counted(events_in_log_order)
     attributed = attributed_models(events)
     active: dict[date, set[str]] = {}
     with_model: dict[tuple[date, str], set[str]] = {}
@@ -141,7 +141,7 @@ def _quantile(values: list[float], q: float) -> float:
 
 def oracle_sessions(events_in_log_order: Iterable[Event]) -> list[dict[str, Any]]:
     sessions: dict[tuple[str, str], list[Event]] = {}
-    for e in dedupe(events_in_log_order):
+    for e in counted(events_in_log_order):
         if e.session_id is not None:
             sessions.setdefault((e.user_id, e.session_id), []).append(e)
     by_day: dict[date, list[tuple[float, int]]] = {}
@@ -170,7 +170,7 @@ def oracle_sessions(events_in_log_order: Iterable[Event]) -> list[dict[str, Any]
 def oracle_concentration(events_in_log_order: Iterable[Event]) -> list[dict[str, Any]]:
     sent: dict[date, dict[str, int]] = {}  # week -> user -> messages sent
     flagged: dict[date, set[str]] = {}
-    for e in dedupe(events_in_log_order):
+    for e in counted(events_in_log_order):
         week = period_of(event_day(e), "week")
         users = sent.setdefault(week, {})
         users[e.user_id] = users.get(e.user_id, 0) + (e.type == "message" and e.role == "user")

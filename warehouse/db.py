@@ -53,7 +53,9 @@ __all__ = [
 
 VIEWS = (
     "event_copies",
+    "unique_events",
     "events",
+    "identities",
     "user_days",
     "model_user_days",
     "feedback_candidates",

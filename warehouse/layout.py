@@ -78,6 +78,7 @@ EVENTS_SCHEMA = pa.schema(
         pa.field("severity", pa.string()),
         pa.field("source", pa.string()),
         pa.field("duration_s", pa.float64()),
+        pa.field("name", pa.string()),  # custom and identify events
         pa.field("properties", pa.string()),  # JSON text
         pa.field("extra", pa.string()),  # JSON text: unknown top-level fields
         pa.field("received_at", _UTC_US),

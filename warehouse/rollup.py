@@ -157,7 +157,7 @@ def write_day_rollups(
         )
         _metric_views(con)
         # the day's rows hold each event id once already: skip the views' deduplication
-        con.execute("CREATE TEMP TABLE events AS SELECT * FROM events_raw")
+        con.execute("CREATE TEMP TABLE unique_events AS SELECT * FROM events_raw")
         tables = {kind: con.sql(sql).to_arrow_table() for kind, sql in _KIND_SQL.items()}
         con.execute(
             "CREATE TEMP TABLE ids AS SELECT DISTINCT day, hash(event_id) AS h FROM events_raw"

@@ -47,6 +47,7 @@ _PLAIN = (
     "severity",
     "source",
     "duration_s",
+    "name",
 )
 _get_plain = operator.attrgetter(*_PLAIN)
 _encode_json = msgspec.json.Encoder(order="deterministic").encode

@@ -32,9 +32,21 @@ QUALIFY row_number() OVER (
 ) > 1;
 
 -- Each event_id once: the first copy in log order wins.
-CREATE VIEW events AS
+CREATE VIEW unique_events AS
 SELECT * FROM events_raw
 ANTI JOIN event_copies USING (source_partition, source_offset, batch_index);
+
+-- What the metrics read: every event but identity calls (type identify), which are not
+-- activity. A custom event (a page view, a screen) is activity and nothing else.
+CREATE VIEW events AS
+SELECT * FROM unique_events WHERE type <> 'identify';
+
+-- Identity calls ($identify, alias, group, ... from the capture endpoints, or identify from
+-- the SDK), each event_id once, as they came: name is the call, properties its fields.
+CREATE VIEW identities AS
+SELECT event_id, user_id, ts, day, name, session_id, platform, properties, extra, received_at,
+       source_partition, source_offset, batch_index
+FROM unique_events WHERE type = 'identify';
 
 -- Rejected input, one row per rejection (a range loaded twice is still counted once).
 CREATE VIEW deadletter AS

@@ -646,7 +646,7 @@ def test_mixed_batch_sends_the_valid_events_and_names_each_rejection(
              "message": "Not a JSON object: 12345 (an event is one)"},
             {"index": 4, "reason": "unknown_type", "field": "type",
              "message": "Invalid 'type': 'nope' (must be one of 'session_start', 'session_end', "
-             "'message', 'feedback', 'preference', 'risk_flag')"},
+             "'message', 'feedback', 'preference', 'risk_flag', 'custom', 'identify')"},
             {"index": 5, "reason": "bad_type", "field": "user_id",
              "message": "Invalid 'user_id': 12345 (must be a string of 1 to 512 characters)"},
             {"index": 6, "reason": "too_deep", "field": "properties",

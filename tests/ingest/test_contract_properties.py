@@ -163,6 +163,7 @@ def valid_events(draw: st.DrawFn) -> dict[str, Any]:
         "role": st.sampled_from(CHOICES["role"]),
         "tokens": st.integers(0, 2**63 - 1),
         "message_id": text_of(1, 256),
+        "name": text_of(1, 256),
         "rating": st.sampled_from((1, -1, 0)),
         "model_a": st.just("m-a"),
         "model_b": st.just("m-b"),

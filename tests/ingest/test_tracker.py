@@ -195,7 +195,7 @@ def test_fills_event_id_and_ts(kafka: Kafka, tmp_path: Path) -> None:
             lambda t: t.track({"type": "nope", "user_id": "u"}),
             "Invalid 'type': 'nope' (must be "
             "one of 'session_start', 'session_end', 'message', 'feedback', 'preference', "
-            "'risk_flag')",
+            "'risk_flag', 'custom', 'identify')",
         ),
     ],
 )
@@ -292,6 +292,7 @@ _FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "role": st.sampled_from(["user", "assistant", "tool", "bot"]) | _odd,
     "tokens": st.none() | st.integers(-5, 2**70) | _odd,
     "message_id": _text | _odd,
+    "name": _text | _odd,
     "rating": st.sampled_from([1, -1, 0, 2, True]) | _odd,
     "model_a": st.sampled_from(["m-a", "m-b", ""]) | _odd,
     "model_b": st.sampled_from(["m-a", "m-b", ""]) | _odd,
@@ -304,7 +305,10 @@ _FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
 
 
 _PLAIN_VALUES: dict[str, st.SearchStrategy[Any]] = {
-    **{name: st.text(min_size=1, max_size=20) for name in ("session_id", "model", "message_id")},
+    **{
+        name: st.text(min_size=1, max_size=20)
+        for name in ("session_id", "model", "message_id", "name")
+    },
     **{name: st.sampled_from(["m-a", "m-b", "m-c"]) for name in ("model_a", "model_b")},
     **{name: st.sampled_from(choices) for name, choices in CHOICES.items()},
     "tokens": st.integers(0, 2**63 - 1),

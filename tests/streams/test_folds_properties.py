@@ -27,7 +27,11 @@ TIME_OF_DAY = st.one_of(
 
 @st.composite
 def events(draw: st.DrawFn, span_days: int = 45) -> Event:
-    kind = draw(st.sampled_from(["message", "feedback", "feedback", "risk_flag", "preference"]))
+    kind = draw(
+        st.sampled_from(
+            ["message", "feedback", "feedback", "risk_flag", "preference", "custom", "identify"]
+        )
+    )
     ts = T0 + timedelta(days=draw(st.integers(0, span_days)), microseconds=draw(TIME_OF_DAY))
     fields: dict[str, Any] = {"model": draw(st.sampled_from([None, "m1", "m2"]))}
     if kind == "message":
@@ -38,6 +42,8 @@ def events(draw: st.DrawFn, span_days: int = 45) -> Event:
     elif kind == "risk_flag":
         fields["category"] = draw(st.sampled_from(["mania", "sycophancy"]))
         fields["severity"] = draw(st.sampled_from(["low", "medium", "high", "critical"]))
+    elif kind in ("custom", "identify"):
+        fields["name"] = draw(st.sampled_from(["$pageview", "$identify"]))
     else:
         fields["model_a"], fields["model_b"] = draw(st.permutations(["m1", "m2"]))
         fields["winner"] = draw(st.sampled_from(["a", "b", "tie", "both_bad"]))

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.oracle import dedupe, event_day, oracle_report
+from tests.oracle import counted, dedupe, event_day, oracle_report
 from tests.oracle_history import oracle_wellbeing
 from tests.test_oracle import ev, flag, start
 from usersignals.ingest.contract import Event, partition_for
@@ -55,7 +55,7 @@ def oracle_live(
     :func:`oracle_report` and the rows of :func:`oracle_wellbeing` of the weeks whose seven
     days lie within the log's first and last event day, those touching the range."""
     events = list(log)
-    days = [event_day(e) for e in dedupe(events)]
+    days = [event_day(e) for e in counted(events)]
     rows = served(oracle_wellbeing(events), min(days), max(days)) if days else []
     shown = DayRange(day_from, day_to)
     rows = [r for r in rows if shown.overlaps_week(iso_week(date.fromisoformat(r["week"])))]

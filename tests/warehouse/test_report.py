@@ -150,9 +150,21 @@ MODELS = st.sampled_from([None, "m-1", "m-2"])
 @st.composite
 def events_(draw: st.DrawFn) -> Event:
     kind = draw(
-        st.sampled_from(["message", "feedback", "risk_flag", "session_start", "preference"])
+        st.sampled_from(
+            [
+                "message",
+                "feedback",
+                "risk_flag",
+                "session_start",
+                "preference",
+                "custom",
+                "identify",
+            ]
+        )
     )
     fields: dict[str, Any] = {"model": draw(MODELS)}
+    if kind in ("custom", "identify"):
+        fields["name"] = draw(st.sampled_from(["$pageview", "identify"]))
     if kind == "feedback":
         fields["message_id"] = draw(st.sampled_from(["m1", "m2"]))
         fields["rating"] = draw(st.sampled_from([1, -1, 0]))
@@ -190,6 +202,27 @@ def test_first_copy_in_log_order_wins(tmp_path: Path, partitions: int) -> None:
         {"day": first.ts.date().isoformat(), "events": 1, "complete": False}
     ]
     assert report == oracle_report(log)
+
+
+def test_custom_events_are_activity_and_identity_calls_are_not(tmp_path: Path) -> None:
+    """A page view makes its user active and counts as an event; an identity call does
+    neither, and its id is still one event (a later copy of it under another type loses)."""
+    events = [
+        ev("e1", "alice", 0, "custom", name="$pageview"),
+        ev("e2", "bob", 0, "identify", name="$identify", properties={"$set": {"plan": "pro"}}),
+        ev("e2", "bob", 0, "message"),  # a copy of e2's id: the identity call came first
+        ev("e3", "carol", 1, "identify", name="alias"),
+    ]
+    report, log = report_of(tmp_path, events)
+    assert report == oracle_report(log)
+    assert [(r["day"], r["dau"]) for r in report["active_users"]] == [("2026-08-03", 1)]
+    assert [r["events"] for r in report["events_by_day"]] == [1]
+    con = connect(tmp_path / "wh")
+    try:
+        rows = con.sql("SELECT event_id, user_id, name FROM identities ORDER BY event_id")
+        assert rows.fetchall() == [("e2", "bob", "$identify"), ("e3", "carol", "alias")]
+    finally:
+        con.close()
 
 
 @st.composite
