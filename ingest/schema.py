@@ -35,7 +35,7 @@ from usersignals.ingest.timestamps import (
     show_moment,
 )
 
-__all__ = ["INEXPRESSIBLE", "SCHEMA_ID", "build_schema"]
+__all__ = ["INEXPRESSIBLE", "SCHEMA_ID", "build_schema", "field_schema", "json_value_schema"]
 
 SCHEMA_ID = "https://usersignals.dev/schemas/event/v1.json"
 
@@ -80,15 +80,23 @@ _DESCRIPTIONS = {
     "severity": "How severe the flag is.",
     "source": "Who raised the flag.",
     "duration_s": "Length of the session in seconds.",
+    "name": "What a custom event or an identity call is called ($pageview, Button Clicked, "
+    "$identify); required for custom and identify.",
     "received_at": "When the collector received the event (RFC 3339), stamped by the collector.",
 }
 
 
-def _json_value(levels: int) -> dict[str, Any]:
-    """Any JSON value with at most ``levels`` levels of arrays/objects."""
+def json_value_schema(levels: int, *, defs: str = "#/$defs/") -> dict[str, Any]:
+    """Any JSON value with at most ``levels`` levels of arrays/objects.
+
+    Args:
+        levels: How many levels of arrays/objects the value may have.
+        defs: Where the schema being built keeps this one for each lower ``levels``, as
+            ``json<levels>`` (``#/$defs/`` in draft 2020-12, ``#/definitions/`` in draft 4).
+    """
     if levels == 0:
         return {"type": ["null", "boolean", "number", "string"]}
-    inner = {"$ref": f"#/$defs/json{levels - 1}"}
+    inner = {"$ref": f"{defs}json{levels - 1}"}
     return {
         "anyOf": [
             {"type": ["null", "boolean", "number", "string"]},
@@ -98,7 +106,18 @@ def _json_value(levels: int) -> dict[str, Any]:
     }
 
 
-def _field(name: str, earliest: datetime) -> dict[str, Any]:
+def field_schema(
+    name: str, earliest: datetime | None = None, *, defs: str = "#/$defs/"
+) -> dict[str, Any]:
+    """The schema of one contract field's value, ``null`` left out (a fresh dict each call).
+
+    Args:
+        name: A field of the contract.
+        earliest: The lower bound of ``ts``, for its piece (default: the bound in force,
+            :func:`min_ts`; read only for ``ts``).
+        defs: Where :func:`json_value_schema`'s values are kept, for ``properties``.
+    """
+    description = _DESCRIPTIONS[name]
     nullable: dict[str, Any]
     if name in TEXT_LIMITS:
         low, high = TEXT_LIMITS[name]
@@ -108,6 +127,8 @@ def _field(name: str, earliest: datetime) -> dict[str, Any]:
     elif name in CHOICES:
         nullable = {"enum": list(CHOICES[name])}
     elif name == "ts":
+        earliest = min_ts() if earliest is None else earliest.astimezone(UTC)
+        description = description.replace("{min_ts}", show_moment(earliest))
         nullable = {
             "oneOf": [
                 {"type": "string", "pattern": RFC3339_PATTERN},
@@ -123,7 +144,7 @@ def _field(name: str, earliest: datetime) -> dict[str, Any]:
     elif name == "properties":
         nullable = {
             "type": "object",
-            "additionalProperties": {"$ref": f"#/$defs/json{MAX_PROPERTIES_DEPTH}"},
+            "additionalProperties": {"$ref": f"{defs}json{MAX_PROPERTIES_DEPTH}"},
         }
     elif name == "rating":
         nullable = {"enum": list(RATINGS)}
@@ -131,7 +152,6 @@ def _field(name: str, earliest: datetime) -> dict[str, Any]:
         nullable = {"type": "integer", "minimum": 0, "maximum": MAX_TOKENS}
     else:  # duration_s
         nullable = {"type": "number", "minimum": 0}
-    description = _DESCRIPTIONS[name].replace("{min_ts}", show_moment(earliest))
     return {"description": description, **nullable}
 
 
@@ -147,7 +167,7 @@ def build_schema(earliest: datetime | None = None) -> dict[str, Any]:
     common = ("event_id", "type", "user_id", "ts")
     properties: dict[str, Any] = {}
     for name in FIELDS:
-        field = _field(name, earliest)
+        field = field_schema(name, earliest)
         # null means absent, except for the fields every event needs
         properties[name] = field if name in common else {"anyOf": [field, {"type": "null"}]}
     per_type = [
@@ -155,7 +175,7 @@ def build_schema(earliest: datetime | None = None) -> dict[str, Any]:
             "if": {"properties": {"type": {"const": etype}}, "required": ["type"]},
             "then": {
                 "required": list(required),
-                "properties": {name: _field(name, earliest) for name in required},
+                "properties": {name: field_schema(name, earliest) for name in required},
             },
         }
         for etype, required in REQUIRED_BY_TYPE.items()
@@ -176,5 +196,5 @@ def build_schema(earliest: datetime | None = None) -> dict[str, Any]:
         "properties": properties,
         "additionalProperties": {"$ref": f"#/$defs/json{MAX_PROPERTIES_DEPTH + 1}"},
         "allOf": per_type,
-        "$defs": {f"json{n}": _json_value(n) for n in range(MAX_PROPERTIES_DEPTH + 2)},
+        "$defs": {f"json{n}": json_value_schema(n) for n in range(MAX_PROPERTIES_DEPTH + 2)},
     }
