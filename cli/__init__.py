@@ -27,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "collector": ("collector", "Run the HTTP collector (POST /v1/events)."),
     "send": ("send", "Send events from a JSON-lines file through the SDK."),
     "validate": ("validate", "Check a JSON-lines file against the event contract."),
-    "schema": ("schema", "Print the JSON Schema of the event contract (--iglu: Iglu schemas per type)."),
+    "schema": ("schema", "Print the JSON Schema of the event contract (or Iglu schemas)."),
     "status": ("status", "Topics, consumer lag per partition, accepted and rejected events."),
     "report": ("report", "Metric tables from the warehouse, or from a running worker."),
     "sql": ("sql", "DuckDB over the warehouse views."),
