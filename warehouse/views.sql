@@ -41,7 +41,7 @@ ANTI JOIN event_copies USING (source_partition, source_offset, batch_index);
 CREATE VIEW events AS
 SELECT * FROM unique_events WHERE type <> 'identify';
 
--- Identity calls ($identify, alias, group, ... from the capture endpoints, or identify from
+-- Identity calls (identify, alias, group, ... from the capture endpoints or from
 -- the SDK), each event_id once, as they came: name is the call, properties its fields.
 CREATE VIEW identities AS
 SELECT event_id, user_id, ts, day, name, session_id, platform, properties, extra, received_at,

@@ -206,6 +206,7 @@ def test_loads_every_record_once_typed_and_resumes(kafka: Kafka) -> None:
         "severity": None,
         "source": None,
         "duration_s": None,
+        "name": None,
         "properties": '{"k":[1,{"z":null}]}',
         "extra": None,
         "received_at": row["received_at"],
