@@ -8,7 +8,8 @@ expand to, so a gzip bomb (1 MB that inflates to 1 GiB) costs the inflation of 1
 event loop gets control back between steps.
 
 :class:`Inflater` is the pure core (bytes in, bytes out, a count); :func:`read_body` the thin
-shell over an aiohttp request.
+shell over an aiohttp request, and :func:`inflate` the same bounded steps over bytes already
+read (a body whose gzip is told by its first bytes rather than by a header).
 """
 
 from __future__ import annotations
@@ -20,11 +21,24 @@ from enum import Enum
 
 from aiohttp import StreamReader
 
-__all__ = ["ENCODINGS", "Body", "BodyProblem", "BodyStats", "Inflater", "read_body"]
+__all__ = [
+    "ENCODINGS",
+    "GZIP_MAGIC",
+    "Body",
+    "BodyProblem",
+    "BodyStats",
+    "Inflater",
+    "inflate",
+    "read_body",
+]
 
 ENCODINGS = {"gzip": 31, "x-gzip": 31, "deflate": 15}
 """Content codings the collector inflates, with their ``zlib`` window bits (``deflate`` is
 the zlib format, RFC 9110 section 8.4.1.2)."""
+
+GZIP_MAGIC = b"\x1f\x8b"
+"""The first two bytes of a gzip stream (RFC 1952): how a body gzipped with no
+``Content-Encoding`` (posthog-js sends one as ``text/plain``) is told."""
 
 INFLATE_STEP = 64 * 1024
 """Most bytes one inflation step produces before the event loop runs again."""
@@ -150,5 +164,36 @@ async def read_body(
     except TimeoutError:
         return Body(problem=BodyProblem.TIMEOUT)
     if inflater is not None and not inflater.finished():
+        return Body(problem=BodyProblem.BAD_ENCODING)
+    return Body(bytes(buffer))
+
+
+async def inflate(data: bytes, *, wbits: int, limit: int, stats: BodyStats) -> Body:
+    """Inflates ``data`` (a whole gzip or zlib stream) to at most ``limit`` bytes, in the
+    bounded steps of :func:`read_body`, giving the event loop control between steps.
+
+    Args:
+        data: The compressed bytes.
+        wbits: ``zlib`` window bits (31 for gzip, 15 for zlib).
+        limit: Bytes the inflated body may have.
+        stats: Counters to add to (``inflated_bytes``).
+
+    Returns:
+        The inflated bytes, or ``TOO_LARGE`` (one byte past ``limit`` was inflated, no more)
+        or ``BAD_ENCODING`` (not a valid stream, truncated, or bytes after its end).
+    """
+    inflater = Inflater(wbits, limit)
+    buffer = bytearray()
+    for start in range(0, max(len(data), 1), READ_CHUNK):
+        pieces = inflater.steps(data[start : start + READ_CHUNK])
+        if pieces is None:
+            return Body(problem=BodyProblem.BAD_ENCODING)
+        for piece in pieces:
+            stats.inflated_bytes += len(piece)
+            buffer += piece
+            await asyncio.sleep(0)
+        if inflater.over:
+            return Body(problem=BodyProblem.TOO_LARGE)
+    if not inflater.finished():
         return Body(problem=BodyProblem.BAD_ENCODING)
     return Body(bytes(buffer))

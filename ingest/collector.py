@@ -30,7 +30,10 @@ Every error body is the collector's own JSON ``{"error", "message"}`` (also for 
 paths, wrong methods and requests that are not HTTP), and no answer or log line quotes a key,
 a header value or any byte of a body. ``GET /healthz`` says whether Kafka can be written to
 and which broker it is (``tansu``, the embedded one, keeps nothing over a restart; ``kafka``);
-``GET /openapi.json`` documents every route. Connection guards (timeouts, a bound on
+``GET /openapi.json`` documents every route. The capture endpoints of the PostHog, Segment,
+RudderStack and Snowplow SDKs (their own paths, encodings and answers) are
+:mod:`usersignals.ingest.capture_http`'s; they share this producer, the rate limits and the
+keys. Connection guards (timeouts, a bound on
 connections) are :mod:`usersignals.ingest.httpguard`'s; what every ingest route checks first
 (rate limits, key, media type, encoding, size) and how it reads a body are
 :mod:`usersignals.ingest.collector_guards`'s; :attr:`Collector.routes` is the route table.
@@ -48,7 +51,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -66,6 +69,12 @@ from usersignals.errors import CollectorError
 from usersignals.ingest import contract
 from usersignals.ingest.batching import build_records
 from usersignals.ingest.brokerinfo import BrokerInfo, cluster_id_of
+from usersignals.ingest.capture_http import (
+    MAX_CAPTURE_BODY_BYTES,
+    CaptureEndpoints,
+    ExpectHandler,
+    Produce,
+)
 from usersignals.ingest.collector_auth import cors_headers, parse_origins
 from usersignals.ingest.collector_guards import IngestGuards
 from usersignals.ingest.event import MAX_MESSAGE_BYTES
@@ -146,12 +155,14 @@ def _error(status: int, error: str, message: str, **headers: str) -> web.Respons
 
 @dataclass(frozen=True)
 class Route:
-    """One endpoint: method, path, handler, and whether it takes events (the write gate)."""
+    """One endpoint: method, path, handler, and whether it takes events (the write gate), with
+    the handler of ``Expect: 100-continue`` when it is not the collector's own."""
 
     method: str
     path: str
     handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ingest: bool = False
+    expect: ExpectHandler | None = None
 
 
 class Collector:
@@ -175,8 +186,13 @@ class Collector:
         self.partitions = 0
         self.broker = BrokerInfo.from_cluster_id(None, settings.bootstrap)
         self.guards = IngestGuards(settings, max_body_bytes=MAX_BODY_BYTES, clock=clock)
+        self.capture = CaptureEndpoints(
+            settings, guards=self.guards, origins=self.origins, sink=self
+        )
         self.openapi = build_openapi(
-            max_body_bytes=MAX_BODY_BYTES, max_events=MAX_EVENTS_PER_REQUEST
+            max_body_bytes=MAX_BODY_BYTES,
+            max_events=MAX_EVENTS_PER_REQUEST,
+            max_capture_bytes=MAX_CAPTURE_BODY_BYTES,
         )
         self._producer: AIOKafkaProducer | None = None
         self._in_flight = 0
@@ -194,12 +210,17 @@ class Collector:
     @property
     def routes(self) -> tuple[Route, ...]:
         """Every endpoint; those with ``ingest=True`` are behind the write gate."""
-        return (
+        native = (
             Route("POST", "/v1/events", self.post_events, ingest=True),
             Route("OPTIONS", "/v1/events", self.preflight),
             Route("GET", "/healthz", self.healthz),
             Route("GET", "/openapi.json", self.openapi_json),
         )
+        captured = tuple(
+            Route(method, path, handler, ingest=expect is not None, expect=expect)
+            for method, path, handler, expect in self.capture.routes()
+        )
+        return native + captured
 
     async def start(self) -> None:
         """Connects the producer, learns the partition count and which broker it is.
@@ -267,7 +288,7 @@ class Collector:
         """The aiohttp application (routes, CORS, JSON errors)."""
         app = web.Application(middlewares=[self._errors, self._cors])
         for route in self.routes:
-            expect = self.expect if route.ingest else None
+            expect = route.expect or (self.expect if route.ingest else None)
             app.router.add_route(route.method, route.path, route.handler, expect_handler=expect)
         return app
 
@@ -319,10 +340,16 @@ class Collector:
 
     async def post_events(self, request: web.Request) -> web.Response:
         """``POST /v1/events``: validate, stamp, write to Kafka, answer (module docstring)."""
+        async with self.busy():
+            return await self._post_events(request)
+
+    @contextlib.asynccontextmanager
+    async def busy(self) -> AsyncIterator[None]:
+        """Marks a request in flight: :meth:`drain` waits for it."""
         self._in_flight += 1
         self._idle.clear()
         try:
-            return await self._post_events(request)
+            yield
         finally:
             self._in_flight -= 1
             if not self._in_flight:
@@ -376,6 +403,12 @@ class Collector:
 
     async def _send(self, events: Sequence[contract.Event]) -> str | None:
         """Writes the events and waits for every acknowledgement; a problem text on failure."""
+        records = build_records(events, self.partitions)
+        return await self.send_records([(r.partition, r.key, r.value) for r in records])
+
+    async def send_records(self, records: Sequence[Produce]) -> str | None:
+        """Writes ``(partition, key, value)`` records to the events topic and waits for every
+        acknowledgement (``acks=all``); a problem text (no record content) on failure."""
         producer = self._producer
         if producer is None or not await self.kafka_ready():
             return "no connection to the partition leaders"
@@ -383,8 +416,8 @@ class Collector:
         try:
             async with asyncio.timeout(SEND_TIMEOUT_S):
                 futures = [
-                    await producer.send(topic, r.value, key=r.key, partition=r.partition)
-                    for r in build_records(events, self.partitions)
+                    await producer.send(topic, value, key=key, partition=partition)
+                    for partition, key, value in records
                 ]
                 await asyncio.gather(*futures)
         except (KafkaError, OSError, TimeoutError) as exc:

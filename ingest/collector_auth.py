@@ -8,6 +8,8 @@ cases tests the policy without a server. No message here quotes a key or any par
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -16,14 +18,19 @@ from usersignals.ingest.bodies import ENCODINGS
 from usersignals.ingest.ratelimit import Buckets
 
 __all__ = [
+    "CAPTURE_ALLOW_HEADERS",
     "CORS_MAX_AGE_S",
     "Gate",
     "Refusal",
+    "basic_user",
     "bearer_token",
+    "capture_cors_headers",
     "check_content_encoding",
     "check_content_type",
     "check_write_key",
     "cors_headers",
+    "header_key",
+    "key_matches",
     "parse_origins",
 ]
 
@@ -32,6 +39,15 @@ CORS_MAX_AGE_S = 86_400
 
 _ALLOW_METHODS = "POST, OPTIONS"
 _ALLOW_HEADERS = "Authorization, Content-Type"
+
+CAPTURE_ALLOW_HEADERS = (
+    "Authorization, Content-Type, Content-Encoding, AnonymousId, SP-Anonymous, X-Retry-Count"
+)
+"""Request headers a browser may send to a capture endpoint: those the browser SDKs set
+(RudderStack's ``AnonymousId``, Snowplow's ``SP-Anonymous``, Segment's ``X-Retry-Count``)."""
+
+_CAPTURE_METHODS = "GET, POST, OPTIONS"
+_UNKNOWN_KEY = "unknown write key"
 
 
 def check_write_key(authorization: str | None, keys: Sequence[str]) -> str | None:
@@ -55,11 +71,17 @@ def check_write_key(authorization: str | None, keys: Sequence[str]) -> str | Non
     token = bearer_token(authorization)
     if token is None:
         return "Authorization header must be 'Bearer <write key>'"
-    given = token.encode("utf-8", "surrogateescape")
+    return None if key_matches(token, keys) else _UNKNOWN_KEY
+
+
+def key_matches(given: str, keys: Sequence[str]) -> bool:
+    """Whether ``given`` is one of ``keys``: every key compared in constant time, all of them
+    whatever the outcome, so the time taken tells nothing of which key or how much matched."""
+    data = given.encode("utf-8", "surrogateescape")
     matched = False
     for key in keys:
-        matched |= hmac.compare_digest(given, key.encode("utf-8"))
-    return None if matched else "unknown write key"
+        matched |= hmac.compare_digest(data, key.encode("utf-8"))
+    return matched
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -70,6 +92,28 @@ def bearer_token(authorization: str | None) -> str | None:
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
+
+
+def basic_user(authorization: str | None) -> str | None:
+    """The user of a ``Basic`` ``Authorization`` header (``base64("key:")`` as Segment and
+    RudderStack send their write key), ``None`` for any other form or an empty user."""
+    if authorization is None:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return None
+    user = decoded.partition(":")[0]
+    return user or None
+
+
+def header_key(authorization: str | None) -> str | None:
+    """The write key of an ``Authorization`` header: a ``Bearer`` token, else a ``Basic``
+    user; ``None`` for no header or any other form (the key may then be in the body)."""
+    return bearer_token(authorization) or basic_user(authorization)
 
 
 def check_content_encoding(encoding: str | None) -> str | None:
@@ -142,6 +186,45 @@ def cors_headers(
     return headers
 
 
+def capture_cors_headers(
+    origin: str | None,
+    allowed: Sequence[str],
+    *,
+    preflight: bool,
+    private_network: bool = False,
+) -> Mapping[str, str]:
+    """CORS headers of a capture endpoint's answer (the SDK wire formats).
+
+    The browser SDKs send with credentials (posthog-js's XHR, the Snowplow tracker), and a
+    browser refuses ``Access-Control-Allow-Origin: *`` on a request with credentials: so an
+    allowed ``origin`` (any, when ``*`` is configured) is echoed back with
+    ``Access-Control-Allow-Credentials: true``, and ``Vary: Origin`` is always set. No cookie
+    is read, so credentials allow nothing more than the request itself.
+
+    Args:
+        origin: The request's ``Origin`` header, ``None`` when absent.
+        allowed: Result of :func:`parse_origins`.
+        preflight: Whether this answers an ``OPTIONS`` preflight.
+        private_network: Whether the preflight asked for private network access (Chrome's
+            ``Access-Control-Request-Private-Network: true``, a public page posting to a
+            collector on a private address).
+    """
+    headers: dict[str, str] = {"Vary": "Origin"}
+    listed = origin is not None and ("*" in allowed or origin.rstrip("/") in allowed)
+    if listed and origin is not None:
+        headers["Access-Control-Allow-Origin"] = origin
+        headers["Access-Control-Allow-Credentials"] = "true"
+    if preflight:
+        headers["Access-Control-Allow-Methods"] = _CAPTURE_METHODS
+        headers["Access-Control-Allow-Headers"] = CAPTURE_ALLOW_HEADERS
+        headers["Access-Control-Max-Age"] = str(CORS_MAX_AGE_S)
+        if private_network and listed:
+            headers["Access-Control-Allow-Private-Network"] = "true"
+    else:
+        headers["Access-Control-Expose-Headers"] = "Retry-After"
+    return headers
+
+
 @dataclass(frozen=True)
 class Refusal:
     """Why a request may not go on: status, error code, message and extra headers."""
@@ -190,22 +273,66 @@ class Gate:
 
     def admit(self, client: str, authorization: str | None) -> Refusal | None:
         """``None`` when the request may go on, else the refusal to answer with."""
+        refusal = self.admit_client(client)
+        if refusal is not None or not self.keys:
+            return refusal
+        return self.admit_key(
+            client,
+            bearer_token(authorization) or "",
+            check_write_key(authorization, self.keys),
+            sent=authorization is not None,
+        )
+
+    def admit_client(self, client: str) -> Refusal | None:
+        """The client's own request rate only (the first check of every request)."""
         delay = self.clients.take(client)
         if delay:
             return _slow_down("rate_limited", "requests from this client", delay)
+        return None
+
+    def admit_capture(self, client: str, key: str | None, missing: str) -> Refusal | None:
+        """The write key of a capture request (:func:`header_key`, else the one in its body),
+        after :meth:`admit_client`: refused keys, the key itself, the key's rate.
+
+        Args:
+            client: The client address.
+            key: The key found, ``None`` when the request carries none.
+            missing: The message when there is none (it says where a key is looked for).
+        """
         if not self.keys:
             return None
+        problem = missing if key is None else None if key_matches(key, self.keys) else _UNKNOWN_KEY
+        return self.admit_key(client, key or "", problem, sent=key is not None)
+
+    def admit_key(
+        self, client: str, bucket: str, problem: str | None, *, sent: bool, forbidden: bool = False
+    ) -> Refusal | None:
+        """The part of the gate after the client rate, once the credential is judged.
+
+        A client with too many refused credentials is 429 before ``problem`` counts; a
+        ``problem`` is 401 and spends one of the client's refused-key tokens; a good
+        credential is then held to its own rate (the bucket named ``bucket``).
+
+        Args:
+            client: The client address.
+            bucket: The name of the credential's rate bucket (the key itself).
+            problem: Why the credential is refused, ``None`` when it is good.
+            sent: Whether the request carried a credential (for ``WWW-Authenticate``).
+            forbidden: Answer a ``problem`` with 403 ``forbidden`` rather than 401: the
+                request is not allowed whatever key it sent (Snowplow's allow-lists).
+        """
         delay = self.failed.wait(client)
         if delay:
             return _slow_down("too_many_failed_keys", "refused write keys from this client", delay)
-        problem = check_write_key(authorization, self.keys)
         if problem is not None:
             self.failed.take(client)
+            if forbidden:
+                return Refusal(403, "forbidden", problem, {})
             error = 'Bearer realm="usersignals"'
-            if authorization is not None:
+            if sent:
                 error += ', error="invalid_token"'
             return Refusal(401, "unauthorized", problem, {"WWW-Authenticate": error})
-        delay = self.per_key.take(bearer_token(authorization) or "")
+        delay = self.per_key.take(bucket)
         if delay:
             return _slow_down("rate_limited", "requests with this write key", delay)
         return None

@@ -1,10 +1,13 @@
 """The guards every ingest route of the collector shares: who may write, and reading the body.
 
-An ingest route (``POST /v1/events`` today; wire formats of other trackers later) first asks
-:meth:`IngestGuards.admit` — rate limits, write key, media type, encoding, declared size, all
-decided on the headers — and then reads its body with :meth:`IngestGuards.read`, within the
-body timeout and the size limit, inflating ``gzip``/``deflate`` in bounded steps. Both answer
-with the collector's JSON errors, so a new route gets the same refusals with no code of its own.
+An ingest route (``POST /v1/events``) first asks :meth:`IngestGuards.admit` — rate limits, write
+key, media type, encoding, declared size, all decided on the headers — and then reads its body
+with :meth:`IngestGuards.read`, within the body timeout and the size limit, inflating
+``gzip``/``deflate`` in bounded steps. Both answer with the collector's JSON errors, so a new
+route gets the same refusals with no code of its own. The capture endpoints of the SDK wire
+formats (:mod:`usersignals.ingest.capture_http`) find their key in the body too, so they share
+the :class:`~usersignals.ingest.collector_auth.Gate` and ask only :meth:`IngestGuards.admit_body`
+(encoding, declared size) and :meth:`IngestGuards.read` with their own, larger limit.
 """
 
 from __future__ import annotations
@@ -73,9 +76,7 @@ class IngestGuards:
             failed=(settings.collector_auth_fail_rate, settings.collector_auth_fail_burst),
             clock=clock,
         )
-        too_large = f"request body is larger than {max_body_bytes} bytes"
         self._problems = {
-            BodyProblem.TOO_LARGE: (413, "too_large", too_large),
             BodyProblem.TIMEOUT: (
                 408,
                 "request_timeout",
@@ -93,9 +94,31 @@ class IngestGuards:
             ),
         }
 
-    def _answer(self, problem: BodyProblem) -> web.Response:
+    def _answer(self, problem: BodyProblem, limit: int | None = None) -> web.Response:
+        if problem is BodyProblem.TOO_LARGE:
+            return self.too_large(limit)
         status, error, message = self._problems[problem]
         return _closing(error_response(status, error, message))
+
+    def too_large(self, limit: int | None = None) -> web.Response:
+        """The 413 of a body over ``limit`` bytes (default: ``max_body_bytes``); it closes
+        the connection."""
+        size = self.max_body_bytes if limit is None else limit
+        message = f"request body is larger than {size} bytes"
+        return _closing(error_response(413, "too_large", message))
+
+    def problem_answer(self, problem: BodyProblem, limit: int | None = None) -> web.Response:
+        """The answer to a body that could not be read or decoded (``problem``)."""
+        return self._answer(problem, limit)
+
+    def admit_body(self, request: web.Request, *, limit: int) -> web.Response | None:
+        """The answer for a request whose ``Content-Encoding`` cannot be read or whose declared
+        ``Content-Length`` is over ``limit``, else ``None``."""
+        if check_content_encoding(request.headers.get("Content-Encoding")):
+            return self._answer(BodyProblem.UNSUPPORTED_ENCODING)
+        if (request.content_length or 0) > limit:
+            return self.too_large(limit)
+        return None
 
     def admit(self, request: web.Request) -> web.Response | None:
         """The answer for a request refused on its headers alone (rate, key, media type,
@@ -117,13 +140,15 @@ class IngestGuards:
         request[_ADMISSION] = _Admission(answer)
         return answer
 
-    async def read(self, request: web.Request) -> Body | web.Response:
-        """The body within the body timeout and size limit, or the answer saying why not."""
+    async def read(self, request: web.Request, *, limit: int | None = None) -> Body | web.Response:
+        """The body within the body timeout and size limit (``limit``, default
+        ``max_body_bytes``), or the answer saying why not."""
+        size = self.max_body_bytes if limit is None else limit
         body = await read_body(
             request.content,
             encoding=request.headers.get("Content-Encoding"),
-            limit=self.max_body_bytes,
+            limit=size,
             timeout=self.body_timeout,
             stats=self.body_stats,
         )
-        return body if body.problem is None else self._answer(body.problem)
+        return body if body.problem is None else self._answer(body.problem, size)

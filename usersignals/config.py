@@ -39,6 +39,8 @@ ENV_VARS: Mapping[str, str] = {
     "warehouse": "USERSIGNALS_WAREHOUSE",
     "worker_url": "USERSIGNALS_WORKER_URL",
     "write_keys": "USERSIGNALS_WRITE_KEYS",
+    "snowplow_app_ids": "USERSIGNALS_SNOWPLOW_APP_IDS",
+    "snowplow_origins": "USERSIGNALS_SNOWPLOW_ORIGINS",
     "partitions": "USERSIGNALS_PARTITIONS",
     "retention_days": "USERSIGNALS_RETENTION_DAYS",
     "max_models": "USERSIGNALS_MAX_MODELS",
@@ -96,6 +98,10 @@ class Settings:
         worker_url: Web address of a running worker, for ``report --live`` and ``status``.
         write_keys: Keys the HTTP collector accepts as ``Authorization: Bearer <key>``;
             empty means the collector accepts every request.
+        snowplow_app_ids: App ids (``aid``) the Snowplow endpoints take events of (Snowplow
+            trackers send no key); empty means the app id is not checked.
+        snowplow_origins: Web origins (``https://host[:port]``) the Snowplow endpoints take
+            browser requests from; empty means the origin is not checked.
         partitions: Partitions of the project's topics when they are created.
         retention_days: How many days of event time live state keeps behind the newest event.
         max_models: Model versions that get their own Prometheus label value; the rest fold
@@ -147,6 +153,8 @@ class Settings:
     warehouse: Path = field(default_factory=lambda: Path("data", "warehouse"))
     worker_url: str = "http://127.0.0.1:6066"
     write_keys: tuple[str, ...] = ()
+    snowplow_app_ids: tuple[str, ...] = ()
+    snowplow_origins: tuple[str, ...] = ()
     partitions: int = 8
     retention_days: int = 35
     max_models: int = 20
@@ -274,10 +282,13 @@ class Settings:
 def _coerce(name: str, raw: Any) -> Any:
     if name in ("warehouse", "state_dir"):
         return Path(raw)
-    if name == "write_keys":
+    if name in ("write_keys", "snowplow_app_ids"):
         if isinstance(raw, str):
             return tuple(k.strip() for k in raw.split(",") if k.strip())
         return tuple(raw)
+    if name == "snowplow_origins":
+        items = raw.split(",") if isinstance(raw, str) else raw
+        return tuple(o.strip().rstrip("/") for o in items if o.strip())
     if name in (
         "flattery_level",
         "kafka_timeout_s",
