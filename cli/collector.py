@@ -37,7 +37,10 @@ def command(host: str, port: int | None, bootstrap: str | None, allow_origin: st
     Write keys come from USERSIGNALS_WRITE_KEYS (comma-separated); clients send
     'Authorization: Bearer <key>'. With no keys configured every request is accepted.
     GET /healthz answers 200 while Kafka is reachable and names the broker (embedded tansu or
-    Apache Kafka); GET /openapi.json documents every endpoint. Timeouts, the connection bound
+    Apache Kafka); GET /openapi.json documents every endpoint. The PostHog, Segment,
+    RudderStack and Snowplow SDKs can point their host here unchanged (/batch/, /v1/batch,
+    /com.snowplowanalytics.snowplow/tp2, ...: docs/capture.md; Snowplow's app ids and origins
+    in USERSIGNALS_SNOWPLOW_APP_IDS / _ORIGINS). Timeouts, the connection bound
     and rate limits are USERSIGNALS_COLLECTOR_* settings. SIGTERM or Ctrl-C stops accepting,
     flushes and exits.
 
