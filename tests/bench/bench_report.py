@@ -144,6 +144,7 @@ def generate(n_events: int, seed: int = 7) -> pa.Table:
         "duration_s": pa.array(
             np.where(is_type["session_end"], rng.random(n_orig) * 1800, None), pa.float64()
         ),
+        "name": pa.nulls(n_orig, pa.string()),
         "properties": where(rng.random(n_orig) < 0.2, '{"client":"web-2.3","ab":"b"}'),
         "extra": pa.nulls(n_orig, pa.string()),
     }
