@@ -10,15 +10,28 @@ PYTEST_ARGS ?=
 
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install system-deps test check-clean lint typecheck unit faults demo bench bench-quick notebook clean
+.PHONY: install node-sdks system-deps test check-clean lint typecheck unit faults demo bench bench-quick notebook clean
 
-install: $(STAMP) system-deps
+install: $(STAMP) system-deps node-sdks
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
+
+# The Node SDKs the capture tests drive when Node is here (tests/capture_script.py NODE_PACKAGES;
+# installed once from the npm registry, never by a test).
+NODE_SDKS := posthog-node@5.74.0 @segment/analytics-node@3.1.0
+NODE_DIR  := $(VENV)/capture-node
+NODE_STAMP := ["posthog-node@5.74.0", "@segment/analytics-node@3.1.0"]
+node-sdks: $(STAMP)
+	@if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 \
+	   && [ "$$(cat $(NODE_DIR)/installed.json 2>/dev/null)" != '$(NODE_STAMP)' ]; then \
+	  echo "installing the Node SDKs: $(NODE_SDKS)"; \
+	  npm install -s --prefix $(NODE_DIR) --no-audit --no-fund --no-save $(NODE_SDKS) && \
+	  printf '%s' '$(NODE_STAMP)' > $(NODE_DIR)/installed.json; \
+	fi
 
 # Debian's Prometheus (server + promtool) and Chromium (headless report checks).
 system-deps:
