@@ -31,6 +31,7 @@ from usersignals.broker import EmbeddedBroker  # noqa: E402
 FULL = {
     "decode": 1_000_000,
     "sdk": 200_000,
+    "capture": 200_000,
     "worker": 1_000_000,
     "loader": 1_000_000,
     "report": (1_000_000, 10_000_000),
@@ -39,6 +40,7 @@ FULL = {
 QUICK = {
     "decode": 100_000,
     "sdk": 50_000,
+    "capture": 50_000,
     "worker": 200_000,
     "loader": 100_000,
     "report": (100_000, 1_000_000),
@@ -95,6 +97,7 @@ def run(sizes: dict[str, Any]) -> tuple[list[Row], dict[str, Any]]:
 
         ensure_topics(bs, 8, ("bench.sdk.events",))
         raw["sdk"] = _bench("bench_sdk", f"run({sizes['sdk']}, {bs!r}, 'bench.sdk.events')")
+        raw["capture"] = _bench("bench_capture", f"run({sizes['capture']}, {bs!r})")
         raw["decode"] = _bench("bench_decode", f"run({sizes['decode']})")
         raw["worker"] = _bench("bench_worker", f"run({sizes['worker']}, {bs!r})")
         raw["loader"] = _bench("bench_loader", f"run({sizes['loader']}, {bs!r})")
@@ -114,6 +117,20 @@ def run(sizes: dict[str, Any]) -> tuple[list[Row], dict[str, Any]]:
             sdk["ratio"] >= 0.8,
         )
     )
+    cap = raw["capture"]
+    for name, label in (("posthog", "PostHog POST /batch/"), ("segment", "Segment POST /v1/batch")):
+        rows.append(
+            Row(
+                f"collector, {label} (gzip batches of 100, 4 clients)",
+                cap[f"{name}_events_per_s"],
+                "events/s",
+                "native POST /v1/events, same events",
+                cap["native_events_per_s"],
+                cap[f"{name}_ratio"],
+                "≥ 0.80",
+                cap[f"{name}_ratio"] >= 0.8,
+            )
+        )
     dec = raw["decode"]
     rows.append(
         Row(
