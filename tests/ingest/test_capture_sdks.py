@@ -22,8 +22,11 @@ The harness (pipeline, SDK runners, Node install) is :mod:`tests.capture_script`
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -517,6 +520,8 @@ class Day:
     stored: dict[str, list[contract.Event]]
     live: dict[str, Any]
     node_skip: str
+    warehouse: Path
+    history: dict[str, Any]
 
 
 def _corner(broker: EmbeddedBroker, tmp: Path, tag: str) -> Kafka:
@@ -557,7 +562,25 @@ def day(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Day
         p.caught_up()
         stored = p.stored()
         live = p.live()
-    return Day(ran, stored, live, node_skip)
+        # the real loader writes the topic into the warehouse
+        loaded = subprocess.run(
+            [sys.executable, "-m", "usersignals", "loader", "--drain"],
+            env=p.kafka.env(),
+            capture_output=True,
+            timeout=300,
+            check=False,
+        )
+        assert loaded.returncode == 0, loaded.stderr.decode()[-2000:]
+        report = subprocess.run(
+            [sys.executable, "-m", "usersignals", "report", "--json"],
+            env=p.kafka.env(),
+            capture_output=True,
+            timeout=300,
+            check=False,
+        )
+        assert report.returncode == 0, report.stderr.decode()[-2000:]
+    history = json.loads(report.stdout)
+    return Day(ran, stored, live, node_skip, p.kafka.settings.warehouse, history)
 
 
 @pytest.mark.parametrize("sdk", SDKS)
@@ -784,3 +807,24 @@ def _run_stalled(
     assert not failures, failures
     assert sorted(ran) == sorted(s.sdk for s in scripts)
     return ran
+
+
+def test_the_warehouse_keeps_identity_calls_and_counts_as_live(day: Day) -> None:
+    """Loaded by the real loader: every identity call the SDKs made is in ``identities``, as
+    sent, and nowhere in the metrics; the warehouse's report equals the live one."""
+    from usersignals.warehouse.db import connect
+
+    expected = [e for ran in day.ran.values() for e in _matched(ran, day.stored)]
+    identify = {e.event_id: e for e in expected if e.type == "identify"}
+    assert identify
+    con = connect(day.warehouse)
+    try:
+        rows = con.sql("SELECT event_id, user_id, name FROM identities").fetchall()
+    finally:
+        con.close()
+    assert {r[0]: (r[1], r[2]) for r in rows} == {
+        i: (e.user_id, e.name) for i, e in identify.items()
+    }
+    shared = (set(day.live) & set(day.history)) - {"wellbeing_weekly"}
+    assert {"active_users", "events_by_day", "arena"} <= shared
+    assert {k: day.history[k] for k in shared} == {k: day.live[k] for k in shared}
