@@ -39,6 +39,8 @@ TYPES = {
     "feedback": ("message_id", "rating"),
     "preference": ("model_a", "model_b", "winner"),
     "risk_flag": ("category", "severity"),
+    "custom": ("name",),
+    "identify": ("name",),
 }
 TEXT = {
     "event_id": (1, 128),
@@ -48,6 +50,7 @@ TEXT = {
     "message_id": (1, 256),
     "model_a": (1, 128),
     "model_b": (1, 128),
+    "name": (1, 256),
 }
 CHOICES = {
     "platform": {"web", "ios", "android", "desktop", "api"},
@@ -86,6 +89,7 @@ ORDER = (
     "severity",
     "source",
     "duration_s",
+    "name",
     "received_at",
 )
 
