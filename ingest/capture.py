@@ -18,6 +18,13 @@ the contract cannot see (an unknown Segment call, an undecodable Snowplow ``ue_p
 ``batch`` that is not an array) is worded here, with the contract's reason codes and no byte of
 the payload in the message.
 
+The work is done per request where it can be (the send time is read once), and each element
+is encoded once: a PostHog or Segment event is built in the contract's key order, so that the
+JSON the contract validated is, nearly always, the event's canonical JSON, kept as
+:attr:`Mapped.data` for the collector to send with ``received_at`` appended (:func:`stamp`)
+rather than encoded again. An element the contract does not take in a batch is judged again
+alone, in the key order it is documented and dead-lettered in.
+
 The mapping (``docs/capture.md`` has the tables):
 
 - ``event_id`` <- ``uuid`` / ``messageId`` / ``eid``; ``user_id`` <- ``distinct_id`` (else
@@ -55,8 +62,7 @@ import base64
 import binascii
 import functools
 import re
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -65,7 +71,12 @@ import msgspec
 from usersignals.ingest import contract
 from usersignals.ingest.iglu import FORMAT, FROM_SNOWPLOW, VENDOR
 from usersignals.ingest.rules import CHOICES
-from usersignals.ingest.timestamps import TimestampError, parse_epoch_ms, parse_rfc3339, to_utc
+from usersignals.ingest.timestamps import (
+    TimestampError,
+    format_ts,
+    parse_epoch_ms,
+    to_utc,
+)
 
 __all__ = [
     "CLIENT_TS",
@@ -82,6 +93,7 @@ __all__ = [
     "normalise_name",
     "payload_key",
     "snowplow_app_ids",
+    "stamp",
 ]
 
 PROTOCOLS = ("posthog", "segment", "snowplow")
@@ -137,6 +149,25 @@ _PLATFORMS = frozenset(CHOICES["platform"])
 _SIZE_MARGIN = 1024
 """A built event within this many bytes of the limit is measured again as the collector will
 send it (with ``received_at``), so that what is accepted here also fits downstream."""
+_JUDGE_BYTES = contract.MAX_EVENT_BYTES
+"""Most bytes of one batch read by the contract here: within the size of one event, the
+contract reads a batch without first scanning it for an element over that size (each element
+is measured here before it is batched)."""
+_CHECK_STAMPED = contract.MAX_EVENT_BYTES - _SIZE_MARGIN
+"""The size of a built event beyond which it is measured again as it will be sent."""
+_AS_BUILT = (
+    "event_id", "user_id", "ts", "type", "name",
+    "role", "tokens", "message_id", "rating", "model_a", "model_b", "winner",
+    "category", "severity", "source", "duration_s",
+    "session_id", "model", "platform", "properties",
+)  # fmt: skip
+"""The key order of a PostHog or Segment dict as documented and dead-lettered (its JSON is a
+rejection's ``raw``); an accepted one is built in the contract's order instead, so that its
+JSON is the event's canonical JSON. (Each type's fields, :data:`TYPE_FIELDS`, are in this
+relative order.)"""
+_POSTHOG_SESSION = ("$session_id", "session_id")
+_SEGMENT_SESSION = ("session_id", "sessionId")
+_NO_TIME = timedelta(0)
 _IGLU = re.compile(
     r"iglu:([A-Za-z0-9_.\-]+)/([A-Za-z0-9_\-]+)/([A-Za-z0-9_\-]+)/([0-9]+-[0-9]+-[0-9]+)"
 )
@@ -193,18 +224,21 @@ _SEGMENT_ENVELOPE = frozenset({
 })  # fmt: skip
 
 
-@dataclass(frozen=True)
-class Mapped:
+class Mapped(msgspec.Struct, frozen=True):
     """One element of an SDK batch, mapped.
 
     Attributes:
         index: The element's position in the SDK's batch (0 for a single event).
         doc: The contract-shaped dict built from it, or the element itself when it is not an
-            object (or the payload's ``batch``/``data`` when that is not an array).
+            object (or the payload's ``batch``/``data`` when that is not an array). The dict
+            of an accepted PostHog or Segment event has its keys in the contract's order.
         event: The contract's event (``received_at`` not set), ``None`` when rejected.
         rejection: The contract's rejection (``index`` = :attr:`index`, ``raw`` = the JSON of
             :attr:`doc` when it has one), ``None`` when accepted.
         user_id: The mapped ``user_id`` when it is a string, else ``""`` (for partitioning).
+        data: :func:`~usersignals.ingest.contract.encode_event` of :attr:`event` when the
+            mapping already has those bytes (the JSON it validated), else ``b""``; the
+            collector appends ``received_at`` to them rather than encoding the event again.
     """
 
     index: int
@@ -212,6 +246,7 @@ class Mapped:
     event: contract.Event | None
     rejection: contract.Rejection | None
     user_id: str
+    data: bytes = b""
 
 
 # ---------------------------------------------------------------------------------- PostHog
@@ -251,27 +286,36 @@ def map_posthog(
     sent: Any = container.get("sent_at") if container is not None else None
     if sent is None:
         sent = sent_at
-    built = [_guarded(_posthog_event, i, e, sent, received_at) for i, e in enumerate(elements)]
-    return _judge(built, received_at)
+    sent_moment = _moment(sent)  # once per request, not per event
+    built: list[Built] = []
+    for i, e in enumerate(elements):
+        try:
+            built.append(_posthog_event(i, e, sent_moment, received_at))
+        except Exception as exc:  # never raise on input, whatever it is
+            built.append(_unreadable(i, e, exc))
+    return _judge(built, received_at, ordered=True)
 
 
-def _posthog_event(index: int, element: Any, sent: Any, received_at: datetime) -> Built:
+def _posthog_event(
+    index: int, element: Any, sent_moment: datetime | None, received_at: datetime
+) -> Built:
     if not isinstance(element, dict):
         return _not_object(index, element, received_at)
-    props = _copy(element.get("properties"))
-    if isinstance(props, dict):
+    props: Any = element.get("properties")
+    is_dict = isinstance(props, dict)
+    if is_dict:
+        props = dict(props)
         props.pop("token", None)
     user: Any = element.get("distinct_id")
-    if _absent(user) and isinstance(props, dict) and not _absent(props.get("distinct_id")):
+    if (user is None or user == "") and is_dict and not _absent(props.get("distinct_id")):
         user = props.pop("distinct_id")
     event_time = element.get("timestamp")
     if event_time is None and type(element.get("offset")) is int:
         event_time = _offset_time(received_at, element["offset"])
-        sent = None
-    ts, client_ts = _event_ts(event_time, sent, received_at)
+        sent_moment = None
+    ts, client_ts = _event_ts(event_time, sent_moment, received_at)
     name = element.get("event")
-    doc: dict[str, Any] = {"event_id": element.get("uuid"), "user_id": user, "ts": ts}
-    explicit = _pop_explicit(props)
+    explicit = props.pop("usersignals_type", None) if is_dict else None
     if explicit is None and isinstance(name, str) and name in POSTHOG_IDENTITY:
         if props is None:
             props = {}
@@ -279,26 +323,28 @@ def _posthog_event(index: int, element: Any, sent: Any, received_at: datetime) -
             for key in _IDENTITY_TOP:
                 if key in element and key not in props:
                     props[key] = element[key]
-        _set_identity(doc, name, props, client_ts)
-        return doc
-    _set_type(doc, name, props, explicit)
-    _set_common(
-        doc,
+        return _identity(element.get("uuid"), user, ts, name, props, client_ts)
+    return _signal(
+        element.get("uuid"),
+        user,
+        ts,
+        name,
         props,
-        session_keys=("$session_id", "session_id"),
+        explicit,
+        client_ts,
+        session_keys=_POSTHOG_SESSION,
+        context_session=None,
         platform=_posthog_platform(props),
     )
-    _set_properties(doc, props, client_ts)
-    return doc
 
 
 def _posthog_platform(props: Any) -> str | None:
     if not isinstance(props, dict):
         return None
-    os_platform = _mobile_os(props.get("$os"))
     lib = props.get("$lib")
     if isinstance(lib, str) and lib in _POSTHOG_LIBS:
-        return _POSTHOG_LIBS[lib] or os_platform
+        return _POSTHOG_LIBS[lib] or _mobile_os(props.get("$os"))
+    os_platform = _mobile_os(props.get("$os"))
     if os_platform is not None:
         return os_platform
     return "api" if props.get("$is_server") is True else None
@@ -341,15 +387,23 @@ def map_segment(payload: Any, *, received_at: datetime, call: str | None = None)
         elements = [payload]
         if call == "batch":
             call = None
-    built = [
-        _guarded(_segment_message, i, e, call, sent, batch_context, received_at)
-        for i, e in enumerate(elements)
-    ]
-    return _judge(built, received_at)
+    sent_moment = _moment(sent)  # once per request, not per message
+    built: list[Built] = []
+    for i, e in enumerate(elements):
+        try:
+            built.append(_segment_message(i, e, call, sent_moment, batch_context, received_at))
+        except Exception as exc:  # never raise on input, whatever it is
+            built.append(_unreadable(i, e, exc))
+    return _judge(built, received_at, ordered=True)
 
 
 def _segment_message(
-    index: int, message: Any, call: str | None, sent: Any, batch_context: Any, received_at: datetime
+    index: int,
+    message: Any,
+    call: str | None,
+    sent_moment: datetime | None,
+    batch_context: Any,
+    received_at: datetime,
 ) -> Built:
     if not isinstance(message, dict):
         return _not_object(index, message, received_at)
@@ -360,21 +414,25 @@ def _segment_message(
         reason = "unknown_type" if isinstance(kind, str) else "bad_type"
         text = f"Invalid 'type': not a Segment call (must be one of {_SEGMENT_CHOICES})"
         return _rejected(index, message, reason, text, "type")
-    context = _merged_context(batch_context, message.get("context"))
-    user = _first(message.get("userId"), message.get("anonymousId"))
+    context = message.get("context")
+    if batch_context is not None:
+        context = _merged_context(batch_context, context)
+    user = message.get("userId")
+    if user is None or user == "":
+        user = _first(user, message.get("anonymousId"))
     event_time = message.get("originalTimestamp")
     if event_time is None:
         event_time = message.get("timestamp")
     own_sent = message.get("sentAt")
-    ts, client_ts = _event_ts(event_time, sent if own_sent is None else own_sent, received_at)
-    doc: dict[str, Any] = {"event_id": message.get("messageId"), "user_id": user, "ts": ts}
+    if own_sent is not None:
+        sent_moment = _moment(own_sent)
+    ts, client_ts = _event_ts(event_time, sent_moment, received_at)
     if kind in SEGMENT_IDENTITY:
         fields = {k: v for k, v in message.items() if k not in _SEGMENT_ENVELOPE and v is not None}
         traits = context.get("traits") if isinstance(context, dict) else None
         if "traits" not in fields and traits is not None:  # RudderStack: context.traits
             fields["traits"] = traits
-        _set_identity(doc, kind, fields, client_ts)
-        return doc
+        return _identity(message.get("messageId"), user, ts, kind, fields, client_ts)
     props = _copy(message.get("properties"))
     if kind == "track":
         name: Any = message.get("event")
@@ -386,16 +444,19 @@ def _segment_message(
             for key in ("name", "category"):
                 if message.get(key) is not None and key not in props:
                     props[key] = message[key]
-    _set_type(doc, name, props, _pop_explicit(props))
-    _set_common(
-        doc,
+    explicit = _pop_explicit(props)
+    return _signal(
+        message.get("messageId"),
+        user,
+        ts,
+        name,
         props,
-        session_keys=("session_id", "sessionId"),
+        explicit,
+        client_ts,
+        session_keys=_SEGMENT_SESSION,
         context_session=_context_value(context, "sessionId"),
         platform=_segment_platform(context, message.get("channel")),
     )
-    _set_properties(doc, props, client_ts)
-    return doc
 
 
 def _merged_context(batch_context: Any, context: Any) -> Any:
@@ -412,11 +473,14 @@ def _segment_platform(context: Any, channel: Any) -> str | None:
     if not isinstance(context, dict):
         context = {}
     device, os_info, library = context.get("device"), context.get("os"), context.get("library")
-    os_platform = _mobile_os(device.get("type") if isinstance(device, dict) else None)
-    if os_platform is None:
-        os_platform = _mobile_os(os_info.get("name") if isinstance(os_info, dict) else None)
-    if os_platform is not None:
-        return os_platform
+    if isinstance(device, dict):
+        os_platform = _mobile_os(device.get("type"))
+        if os_platform is not None:
+            return os_platform
+    if isinstance(os_info, dict):
+        os_platform = _mobile_os(os_info.get("name"))
+        if os_platform is not None:
+            return os_platform
     if isinstance(channel, str) and channel in _RUDDER_CHANNELS:
         return _RUDDER_CHANNELS[channel]
     lib = library.get("name") if isinstance(library, dict) else None
@@ -463,8 +527,13 @@ def map_snowplow(payload: Any, *, received_at: datetime) -> list[Mapped]:
         elements = payload
     else:
         elements = [payload]
-    built = [_guarded(_snowplow_event, i, e, received_at) for i, e in enumerate(elements)]
-    return _judge(built, received_at)
+    built: list[Built] = []
+    for i, e in enumerate(elements):
+        try:
+            built.append(_snowplow_event(i, e, received_at))
+        except Exception as exc:  # never raise on input, whatever it is
+            built.append(_unreadable(i, e, exc))
+    return _judge(built, received_at, ordered=False)
 
 
 def _snowplow_event(index: int, element: Any, received_at: datetime) -> Built:
@@ -560,7 +629,8 @@ def _snowplow_ts(element: Mapping[str, Any], received_at: datetime) -> tuple[Any
     true_ts = element.get("ttm")
     if true_ts is not None:  # the tracker's "true timestamp": taken as is
         return _epoch_ms(true_ts), None
-    return _event_ts(_epoch_ms(element.get("dtm")), _epoch_ms(element.get("stm")), received_at)
+    sent_moment = _moment(_epoch_ms(element.get("stm")))
+    return _event_ts(_epoch_ms(element.get("dtm")), sent_moment, received_at)
 
 
 def _epoch_ms(value: Any) -> Any:
@@ -683,6 +753,7 @@ def normalise_name(name: str) -> str:
 
 
 _CUSTOM: tuple[str, dict[str, Any], dict[str, Any]] = ("custom", {}, {})
+_NOTHING: dict[str, Any] = {}  # read only
 
 
 @functools.lru_cache(maxsize=4096)
@@ -691,62 +762,103 @@ def _named(name: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
     return EVENT_NAMES.get(normalise_name(name), _CUSTOM)
 
 
-def _set_type(doc: dict[str, Any], name: Any, props: Any, explicit: Any) -> None:
-    """Sets the type, ``name`` and the type's fields of a non-identity event."""
-    if explicit is not None:
-        etype: Any = explicit
-        defaults: dict[str, Any] = {}
-        fixed: dict[str, Any] = {}
-    else:
-        etype, defaults, fixed = _named(name) if isinstance(name, str) else _CUSTOM
-    doc["type"] = etype
-    if etype in ("custom", "identify") and name is not None:
-        doc["name"] = name
-    fields = TYPE_FIELDS.get(etype, ()) if isinstance(etype, str) else ()
-    for field in fields:
-        if field in fixed:
-            doc[field] = fixed[field]
-        elif isinstance(props, dict) and props.get(field) is not None:
-            doc[field] = props.pop(field)
-        elif field in defaults:
-            doc[field] = defaults[field]
-
-
-def _set_identity(doc: dict[str, Any], name: str, fields: Any, client_ts: str | None) -> None:
-    doc["type"] = "identify"
-    doc["name"] = name
-    _set_properties(doc, fields, client_ts)
-
-
-def _set_common(
-    doc: dict[str, Any],
+def _signal(
+    event_id: Any,
+    user: Any,
+    ts: Any,
+    name: Any,
     props: Any,
+    explicit: Any,
+    client_ts: str | None,
     *,
     session_keys: tuple[str, ...],
+    context_session: Any,
     platform: str | None,
-    context_session: Any = None,
-) -> None:
-    """Lifts ``session_id``, ``model`` and ``platform`` where they have the contract's shape;
-    ``platform`` is the one derived from the SDK's context unless the properties name one."""
-    session: Any = None
+) -> dict[str, Any]:
+    """The contract-shaped dict of a non-identity event (PostHog, Segment), in the contract's
+    key order (that of :func:`~usersignals.ingest.contract.encode_event`).
+
+    The type and ``name`` (``explicit``, else the name through :data:`EVENT_NAMES`), the
+    type's fields (lifted from the properties, else its fixed or default values), then
+    ``session_id``, ``model`` and ``platform`` where they have the contract's shape;
+    ``platform`` is the one derived from the SDK's context unless the properties name one.
+    What is lifted leaves the properties (each field is lifted by one rule only, so the order
+    of the lifting does not matter).
+    """
+    if explicit is not None:
+        etype: Any = explicit
+        defaults: dict[str, Any] = _NOTHING
+        fixed: dict[str, Any] = _NOTHING
+    else:
+        etype, defaults, fixed = _named(name) if isinstance(name, str) else _CUSTOM
+    fields = TYPE_FIELDS.get(etype, ()) if isinstance(etype, str) else ()
+    doc: dict[str, Any] = {"event_id": event_id, "type": etype, "user_id": user, "ts": ts}
     if isinstance(props, dict):
-        for key in session_keys:
-            session = _session_text(props.get(key))
-            if session is not None:
-                del props[key]
-                break
-    if session is None:
+        session: Any = None
+        for key in session_keys:  # _session_text, inline
+            value = props.get(key)
+            if isinstance(value, str):
+                session = value
+            elif type(value) is int:
+                session = str(value)
+            else:
+                continue
+            del props[key]
+            break
+        if session is None and context_session is not None:
+            session = _session_text(context_session)
+        if session is not None:
+            doc["session_id"] = session
+        if isinstance(props.get("model"), str):
+            doc["model"] = props.pop("model")
+        named = props.get("platform")
+        if isinstance(named, str):
+            lowered = named.lower()
+            if lowered in _PLATFORMS:
+                del props["platform"]
+                platform = lowered
+        if platform is not None:
+            doc["platform"] = platform
+        doc["properties"] = props  # left out below if nothing stays in it
+        for field in fields:
+            if field in fixed:
+                doc[field] = fixed[field]
+            elif props.get(field) is not None:
+                doc[field] = props.pop(field)
+            elif field in defaults:
+                doc[field] = defaults[field]
+        if client_ts is not None:
+            props[CLIENT_TS] = client_ts
+        elif not props:
+            del doc["properties"]
+    else:
         session = _session_text(context_session)
-    if session is not None:
-        doc["session_id"] = session
-    if isinstance(props, dict) and isinstance(props.get("model"), str):
-        doc["model"] = props.pop("model")
-    explicit = props.get("platform") if isinstance(props, dict) else None
-    if isinstance(explicit, str) and explicit.lower() in _PLATFORMS:
-        del props["platform"]
-        doc["platform"] = explicit.lower()
-    elif platform is not None:
-        doc["platform"] = platform
+        if session is not None:
+            doc["session_id"] = session
+        if platform is not None:
+            doc["platform"] = platform
+        if client_ts is not None and props is None:
+            props = {CLIENT_TS: client_ts}
+        if props is not None:
+            doc["properties"] = props  # not an object: the contract's bad_type
+        for field in fields:
+            if field in fixed:
+                doc[field] = fixed[field]
+            elif field in defaults:
+                doc[field] = defaults[field]
+    if name is not None and etype in ("custom", "identify"):
+        doc["name"] = name
+    return doc
+
+
+def _identity(
+    event_id: Any, user: Any, ts: Any, name: str, fields: Any, client_ts: str | None
+) -> dict[str, Any]:
+    """The contract-shaped dict of an identity call, in the contract's key order."""
+    doc: dict[str, Any] = {"event_id": event_id, "type": "identify", "user_id": user, "ts": ts}
+    _set_properties(doc, fields, client_ts)
+    doc["name"] = name
+    return doc
 
 
 def _session_text(value: Any) -> str | None:
@@ -795,17 +907,24 @@ def _copy(value: Any) -> Any:
 # ------------------------------------------------------------------------------------- time
 
 
-def _event_ts(event_time: Any, sent: Any, received_at: datetime) -> tuple[Any, str | None]:
-    """``ts`` for the built event and the client's own time to keep (when corrected)."""
+def _event_ts(
+    event_time: Any, sent_moment: datetime | None, received_at: datetime
+) -> tuple[Any, str | None]:
+    """``ts`` for the built event and the client's own time to keep (when corrected), given
+    the send time as :func:`_moment` reads it (``None``: none, or unreadable)."""
     if event_time is None:
         return _text(received_at), None
-    event = _moment(event_time)
-    sent_moment = _moment(sent) if sent is not None else None
-    if event is None or sent_moment is None:
+    if sent_moment is None:
         return event_time, None
-    elapsed = max(sent_moment - event, timedelta(0))
+    event = _moment(event_time)
+    if event is None:
+        return event_time, None
+    elapsed = sent_moment - event
     try:
-        return _text(received_at - elapsed), _text(event)
+        corrected = received_at - elapsed if elapsed > _NO_TIME else received_at
+        if corrected.tzinfo is not UTC:
+            corrected = to_utc(corrected)
+        return _ENCODER.encode(corrected)[1:-1].decode(), _ENCODER.encode(event)[1:-1].decode()
     except (OverflowError, ValueError, TimestampError):
         return event_time, None
 
@@ -828,13 +947,16 @@ def _text(moment: datetime) -> str:
 def _moment(value: Any) -> datetime | None:
     """An RFC 3339 string, integer epoch milliseconds or tz-aware datetime, as UTC; else None."""
     try:
-        if isinstance(value, str):
-            return parse_rfc3339(value)
+        if isinstance(value, str):  # parse_rfc3339, inline
+            moment = msgspec.convert(value, datetime)
+            if moment.tzinfo is None:
+                return None
+            return moment if moment.tzinfo is UTC else to_utc(moment)
         if type(value) is int:
             return parse_epoch_ms(value)
         if isinstance(value, datetime) and value.utcoffset() is not None:
             return to_utc(value)
-    except (TimestampError, OverflowError, ValueError):
+    except (TimestampError, OverflowError, ValueError, msgspec.ValidationError):
         return None
     return None
 
@@ -846,13 +968,16 @@ Built = Mapped | dict[str, Any]
 """What mapping one element gives: the contract-shaped dict to judge, or a finished verdict."""
 
 
-def _judge(built: list[Built], received_at: datetime) -> list[Mapped]:
+def _judge(built: list[Built], received_at: datetime, *, ordered: bool) -> list[Mapped]:
     """The contract's verdict on every built dict; ``built[i]`` is the element at index ``i``.
 
-    The dicts are encoded and read as batches by :func:`~usersignals.ingest.contract.decode_record`
-    (its fast path when all are valid), each within the contract's batch and record sizes; a
-    batch with a problem of the whole record (nesting beyond what it reads) is judged element by
-    element instead.
+    The dicts are encoded once and read as batches by
+    :func:`~usersignals.ingest.contract.decode_record` (its fast path, in C, when all are
+    valid), each batch within :data:`_JUDGE_BYTES`; an accepted event keeps the bytes it was
+    read from as :attr:`Mapped.data` when they are its canonical JSON (``ordered``: the dicts
+    are in the contract's key order, see :func:`_canonical`). An element the batch does not
+    accept is judged again alone, as the dict it was built as (:func:`_judge_alone`), so that
+    a rejection, its message and its ``raw`` are those of that dict whatever the batch.
     """
     out: list[Mapped | None] = [None] * len(built)
     pending: list[tuple[int, dict[str, Any], bytes]] = []
@@ -864,18 +989,17 @@ def _judge(built: list[Built], received_at: datetime) -> list[Mapped]:
         try:
             data = _ENCODER.encode(item)
         except Exception:  # a value JSON cannot carry: the precise path words it
-            result = contract.validate(item, now=received_at)
-            out[index] = _verdict(index, item, result, b"", received_at)
+            out[index] = _judge_alone(index, item, received_at, ordered)
             continue
         if len(data) > contract.MAX_EVENT_BYTES:
-            out[index] = _verdict(index, item, _too_large(len(data)), data, received_at)
+            out[index] = _judge_alone(index, item, received_at, ordered)
             continue
-        if len(pending) == contract.MAX_BATCH or size + len(data) > contract.MAX_RECORD_BYTES:
-            _judge_batch(pending, out, received_at)
+        if len(pending) == contract.MAX_BATCH or size + len(data) > _JUDGE_BYTES:
+            _judge_batch(pending, out, received_at, ordered)
             pending, size = [], 2
         pending.append((index, item, data))
         size += len(data) + 1
-    _judge_batch(pending, out, received_at)
+    _judge_batch(pending, out, received_at, ordered)
     return [m for m in out if m is not None]
 
 
@@ -883,22 +1007,109 @@ def _judge_batch(
     pending: list[tuple[int, dict[str, Any], bytes]],
     out: list[Mapped | None],
     received_at: datetime,
+    ordered: bool,
 ) -> None:
     if not pending:
         return
-    record = b"[" + b",".join(data for _, _, data in pending) + b"]"
+    record = b"[" + b",".join([data for _, _, data in pending]) + b"]"
     events, rejections = contract.decode_record(record, now=received_at)
+    if not rejections:
+        for (index, doc, data), event in zip(pending, events, strict=True):
+            if ordered and len(data) <= _CHECK_STAMPED:  # _accepted, inline: nearly every event
+                canonical = data if _canonical(doc) else b""
+                out[index] = Mapped(index, doc, event, None, event.user_id, canonical)
+            else:
+                out[index] = _accepted(index, doc, event, data, received_at, ordered)
+        return
     if any(r.index is None for r in rejections):  # a whole-record problem: one by one
-        if len(pending) > 1:
-            for one in pending:
-                _judge_batch([one], out, received_at)
-            return
-        rejections = [msgspec.structs.replace(rejections[0], index=0)]
-    bad = {r.index: r for r in rejections}
+        for index, doc, _ in pending:
+            out[index] = _judge_alone(index, doc, received_at, ordered)
+        return
+    bad = {r.index for r in rejections}
     found = iter(events)
     for at, (index, doc, data) in enumerate(pending):
-        result = bad[at] if at in bad else next(found)
-        out[index] = _verdict(index, doc, result, data, received_at)
+        if at in bad:
+            out[index] = _judge_alone(index, doc, received_at, ordered)
+        else:
+            out[index] = _accepted(index, doc, next(found), data, received_at, ordered)
+
+
+def _accepted(
+    index: int,
+    doc: dict[str, Any],
+    event: contract.Event,
+    data: bytes,
+    received_at: datetime,
+    ordered: bool,
+) -> Mapped:
+    """An element the contract accepted, unless its JSON stamped with ``received_at`` (as
+    the collector sends it) would be over the event size limit."""
+    canonical = data if ordered and _canonical(doc) else b""
+    if len(data) > _CHECK_STAMPED:
+        if canonical:
+            size = len(canonical) - 1 + len(stamp(received_at))
+        else:
+            stamped = msgspec.structs.replace(event, received_at=received_at)
+            size = len(contract.encode_event(stamped))
+        if size > contract.MAX_EVENT_BYTES:
+            doc = _as_built(doc) if ordered else doc
+            return _verdict(index, doc, _too_large(size), _ENCODER.encode(doc), received_at)
+    return Mapped(
+        index=index, doc=doc, event=event, rejection=None, user_id=event.user_id, data=canonical
+    )
+
+
+def _canonical(doc: dict[str, Any]) -> bool:
+    """Whether the JSON of an accepted dict built in the contract's key order is
+    :func:`~usersignals.ingest.contract.encode_event` of its event: its ``ts`` is in the
+    canonical form, ``YYYY-MM-DDThh:mm:ss.ffffffZ`` (a string the contract accepted, so its
+    length and those three characters tell: its grammar has digits everywhere else), and it
+    has no integer ``duration_s`` (the event holds a float). Its other values are JSON
+    already, which decoding and encoding again leave as they are."""
+    ts = doc["ts"]
+    duration = doc.get("duration_s")
+    return (
+        type(ts) is str
+        and len(ts) == 27
+        and ts[26] == "Z"
+        and ts[19] == "."
+        and ts[10] == "T"
+        and (duration is None or type(duration) is float)
+    )
+
+
+def _judge_alone(index: int, doc: Any, received_at: datetime, ordered: bool) -> Mapped:
+    """The verdict on one built dict, judged as the batch of one it makes (``ordered``: put
+    back in the key order it is documented and dead-lettered in first, :func:`_as_built`)."""
+    if ordered:
+        doc = _as_built(doc)
+    try:
+        data = _ENCODER.encode(doc)
+    except Exception:  # a value JSON cannot carry: the precise path words it
+        return _verdict(index, doc, contract.validate(doc, now=received_at), b"", received_at)
+    if len(data) > contract.MAX_EVENT_BYTES:
+        return _verdict(index, doc, _too_large(len(data)), data, received_at)
+    events, rejections = contract.decode_record(b"[" + data + b"]", now=received_at)
+    if rejections:
+        result: contract.Event | contract.Rejection = rejections[0]
+        if rejections[0].index is None:
+            result = msgspec.structs.replace(rejections[0], index=0)
+    else:
+        result = events[0]
+    return _verdict(index, doc, result, data, received_at)
+
+
+def _as_built(doc: dict[str, Any]) -> dict[str, Any]:
+    """A PostHog or Segment dict with its keys in the order :data:`_AS_BUILT`."""
+    built = {key: doc[key] for key in _AS_BUILT if key in doc}
+    return built if len(built) == len(doc) else doc
+
+
+def stamp(received_at: datetime) -> bytes:
+    """What turns the JSON of an event without ``received_at`` (:attr:`Mapped.data`) into that
+    of the event stamped with it: ``data[:-1] + stamp(received_at)`` is
+    :func:`~usersignals.ingest.contract.encode_event` of the stamped event."""
+    return b',"received_at":' + _ENCODER.encode(format_ts(received_at)) + b"}"
 
 
 def _verdict(
@@ -957,16 +1168,13 @@ def _bad_batch(key: str, value: Any) -> Mapped:
     return Mapped(index=0, doc=value, event=None, rejection=rejection, user_id="")
 
 
-def _guarded(step: Callable[..., Built], index: int, element: Any, *args: Any) -> Built:
-    """``step(index, element, *args)``, or a rejection should mapping fail in a way not foreseen."""
-    try:
-        return step(index, element, *args)
-    except Exception as exc:  # never raise on input, whatever it is
-        message = f"Unreadable event ({type(exc).__name__})"
-        rejection = contract.Rejection(
-            reason="bad_value", message=message, index=index, raw=_raw(element)
-        )
-        return Mapped(index=index, doc=element, event=None, rejection=rejection, user_id="")
+def _unreadable(index: int, element: Any, exc: Exception) -> Mapped:
+    """The rejection of an element whose mapping failed in a way not foreseen."""
+    message = f"Unreadable event ({type(exc).__name__})"
+    rejection = contract.Rejection(
+        reason="bad_value", message=message, index=index, raw=_raw(element)
+    )
+    return Mapped(index=index, doc=element, event=None, rejection=rejection, user_id="")
 
 
 def _raw(value: Any) -> bytes:

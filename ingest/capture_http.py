@@ -38,7 +38,8 @@ send time of a body without ``sent_at``. At most :data:`MAX_CAPTURE_BODY_BYTES` 
 inflating, inflated in bounded steps (a gzip bomb costs 5 MiB of inflation, then ``413``), and
 at most :data:`MAX_CAPTURE_EVENTS` events.
 
-Other answers, each the collector's JSON ``{"error", "message"}`` with CORS headers:
+Other answers, each the collector's JSON ``{"error", "message"}`` with ``code`` (the same as
+``error``, as the Segment wire format has it: :func:`with_code`) and CORS headers:
 
 ========  ==============================================================================
 status    when
@@ -97,13 +98,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import gc
 import hashlib
+import json
 import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -148,6 +151,7 @@ __all__ = [
     "segment_settings",
     "snowplow_problem",
     "stand_in",
+    "with_code",
 ]
 
 log = logging.getLogger("usersignals.ingest.collector")
@@ -361,7 +365,10 @@ def capture_records(
     """The Kafka records of a mapped request, and how many of its elements were accepted.
 
     The accepted events, stamped ``received_at``, go in records of their partition (those of
-    ``/v1/events``: :func:`~usersignals.ingest.batching.records_of`); each rejected element
+    ``/v1/events``: :func:`~usersignals.ingest.batching.records_of`), as the canonical JSON
+    of :func:`~usersignals.ingest.contract.encode_event`: the bytes the mapping validated
+    (:attr:`~usersignals.ingest.capture.Mapped.data`) with ``received_at`` appended
+    (:func:`~usersignals.ingest.capture.stamp`), or the event encoded; each rejected element
     goes alone, as the JSON the mapping built (:attr:`~usersignals.ingest.capture.Mapped.doc`),
     on its user's partition (0 with no user), for the worker to dead-letter with the contract's
     reason. An accepted event whose stamped JSON is over
@@ -370,12 +377,18 @@ def capture_records(
     """
     items: list[tuple[str, bytes]] = []
     dead: list[Produce] = []
+    suffix = b""
     for m in mapped:
         if m.event is not None:
-            event = msgspec.structs.replace(m.event, received_at=received_at)
-            data = contract.encode_event(event)
+            if m.data:  # the event's canonical JSON, from the mapping: stamp it
+                if not suffix:
+                    suffix = capture.stamp(received_at)
+                data = m.data[:-1] + suffix
+            else:
+                event = msgspec.structs.replace(m.event, received_at=received_at)
+                data = contract.encode_event(event)
             if len(data) <= contract.MAX_EVENT_BYTES:
-                items.append((event.user_id, data))
+                items.append((m.event.user_id, data))
                 continue
             dead.append(_dead(m.user_id, data, partitions))
             continue
@@ -592,7 +605,7 @@ class CaptureEndpoints:
             async with self.sink.busy():
                 response = await self._dispatch(endpoint, request)
             response.headers.update(self._cors(request, preflight=False))
-            return response
+            return with_code(response)
 
         return handle
 
@@ -604,7 +617,7 @@ class CaptureEndpoints:
                 await _default_expect_handler(request)
                 return None
             admission.answer.headers.update(self._cors(request, preflight=False))
-            return admission.answer
+            return with_code(admission.answer)
 
         return expect
 
@@ -704,26 +717,43 @@ class CaptureEndpoints:
         return web.json_response(body, headers={"Cache-Control": "no-store"})
 
     async def _events(self, endpoint: Endpoint, request: web.Request, key_ok: bool) -> web.Response:
-        protocol = endpoint.protocol
         if endpoint.kind == "pixel":
             query = {k: request.query[k] for k in request.query}
-            decoded = _Decoded(payload=query if query else None)
+            body: bytes | _Decoded = _Decoded(payload=query if query else None)
         else:
             read = await self.guards.read(request, limit=MAX_CAPTURE_BODY_BYTES)
             if isinstance(read, web.Response):
                 return read
-            decoded = await self._decode(read.data, request.headers.get("Content-Type"))
-            if decoded.answer is not None:
-                return decoded.answer
-        refusal = self._admit_payload(request, protocol, decoded.payload, key_ok)
+            body = await self._inflate(read.data)
+            if isinstance(body, _Decoded) and body.answer is not None:
+                return body.answer
+        with _collection_paused():
+            prepared = self._prepare(endpoint, request, key_ok, body)
+        if isinstance(prepared, web.Response):
+            return prepared
+        records, answer = prepared
+        if records:
+            problem = await self.sink.send_records(records)
+            if problem is not None:
+                return _unavailable(problem)
+        return answer
+
+    def _prepare(
+        self, endpoint: Endpoint, request: web.Request, key_ok: bool, body: bytes | _Decoded
+    ) -> web.Response | tuple[list[Produce], web.Response]:
+        """What a body comes to, without I/O: an answer now, or the records to send and the
+        answer once they are in Kafka. The decoded payload and its mapping (many small
+        objects) live only in here, never across the wait for Kafka."""
+        if isinstance(body, _Decoded):
+            decoded = body
+        else:
+            decoded = _decode(body, request.headers.get("Content-Type"))
+        refusal = self._admit_payload(request, endpoint.protocol, decoded.payload, key_ok)
         if refusal is not None:
             return refusal
         if decoded.error is not None:
-            problem = await self.sink.send_records([_raw_record(decoded.raw)])
-            if problem is not None:
-                return _unavailable(problem)
             message = _NOT_JSON if decoded.error == "not_json" else _BAD_ENCODING
-            return error_response(400, decoded.error, message)
+            return [_raw_record(decoded.raw)], error_response(400, decoded.error, message)
         if endpoint.kind == "pixel" and decoded.payload is None:
             return _accepted(endpoint)  # a bare GET /i (a probe): no event in it
         count = element_count(decoded.payload)
@@ -736,32 +766,70 @@ class CaptureEndpoints:
         now = datetime.now(UTC)
         mapped = _map(endpoint, decoded.payload, now, request.query)
         records, _ = capture_records(mapped, received_at=now, partitions=self.sink.partitions)
-        if records:
-            problem = await self.sink.send_records(records)
-            if problem is not None:
-                return _unavailable(problem)
-        return _accepted(endpoint)
+        return records, _accepted(endpoint)
 
-    async def _decode(self, data: bytes, content_type: str | None) -> _Decoded:
-        """The payload of a body (module docstring: gzip by its magic, form base64, JSON)."""
-        if data[:2] == GZIP_MAGIC:
-            body = await inflate(
-                data, wbits=31, limit=MAX_CAPTURE_BODY_BYTES, stats=self.guards.body_stats
-            )
-            if body.problem is BodyProblem.TOO_LARGE:
-                return _Decoded(answer=self.guards.too_large(MAX_CAPTURE_BODY_BYTES))
-            if body.problem is not None:
-                return _Decoded(raw=data, error="bad_encoding")
-            data = body.data
-        if _is_form(data, content_type):
-            form = decode_form(data)
-            if form is None:
-                return _Decoded(raw=data, error="bad_encoding")
-            data = form
-        try:
-            return _Decoded(payload=_JSON.decode(data))
-        except (msgspec.DecodeError, RecursionError):
-            return _Decoded(raw=data, error="not_json")
+    async def _inflate(self, data: bytes) -> bytes | _Decoded:
+        """A body gzipped with no ``Content-Encoding`` (told by its magic bytes), inflated."""
+        if data[:2] != GZIP_MAGIC:
+            return data
+        body = await inflate(
+            data, wbits=31, limit=MAX_CAPTURE_BODY_BYTES, stats=self.guards.body_stats
+        )
+        if body.problem is BodyProblem.TOO_LARGE:
+            return _Decoded(answer=self.guards.too_large(MAX_CAPTURE_BODY_BYTES))
+        if body.problem is not None:
+            return _Decoded(raw=data, error="bad_encoding")
+        return body.data
+
+
+def _decode(data: bytes, content_type: str | None) -> _Decoded:
+    """The payload of a body once inflated (module docstring: form base64, then JSON)."""
+    if _is_form(data, content_type):
+        form = decode_form(data)
+        if form is None:
+            return _Decoded(raw=data, error="bad_encoding")
+        data = form
+    try:
+        return _Decoded(payload=_JSON.decode(data))
+    except (msgspec.DecodeError, RecursionError):
+        return _Decoded(raw=data, error="not_json")
+
+
+@contextmanager
+def _collection_paused() -> Iterator[None]:
+    """The cyclic garbage collector held off while a request is decoded and mapped (no await
+    in between): the payload and its mapping are a few thousand small objects, all freed by
+    their reference counts before the request waits for Kafka, so a collection in the middle
+    would only move them to older generations and set off full collections of the heap. It
+    runs again as before afterwards (nothing is left for it to do), even on an exception."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def with_code(response: web.Response) -> web.Response:
+    """An error answer whose JSON ``{"error", "message"}`` also says ``code``, the same as
+    ``error``, as the Segment wire format has it: rudder-sdk-python reads ``code`` from any
+    answer but a 200 and catches only ``ValueError`` while it does, so without it every 4xx
+    would be a ``KeyError``, which its consumer retries as if the network had failed, rather
+    than the ``APIError`` it gives up on at once. Any other answer is returned as it is."""
+    if response.status < 400 or response.content_type != "application/json":
+        return response
+    body = response.body
+    if not isinstance(body, bytes):
+        return response
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return response
+    if isinstance(doc, dict) and isinstance(doc.get("error"), str) and "code" not in doc:
+        response.body = json.dumps({**doc, "code": doc["error"]}).encode()
+    return response
 
 
 def _first(forwarded: str | None) -> str:

@@ -2,11 +2,12 @@
 
 Built from the collector's own limits, so the document and the server cannot drift apart on
 a number. Every status a route can answer is listed with its body, and every error body has
-the one shape ``{"error", "message"}``; ``tests/ingest/test_collector_openapi.py`` runs
-``schemathesis`` against a real collector to hold the server to it. The capture endpoints of
-the SDK wire formats (tag ``capture``) are documented from their own table
-(:data:`~usersignals.ingest.capture_http.ENDPOINTS`), so a new one is documented by adding it
-there.
+the one shape ``{"error", "message"}`` (on the capture endpoints with ``code`` too, the same
+as ``error``, which the Segment and RudderStack SDKs read);
+``tests/ingest/test_collector_openapi.py`` runs ``schemathesis`` against a real collector to
+hold the server to it. The capture endpoints of the SDK wire formats (tag ``capture``) are
+documented from their own table (:data:`~usersignals.ingest.capture_http.ENDPOINTS`), so a new
+one is documented by adding it there.
 """
 
 from __future__ import annotations
@@ -160,7 +161,7 @@ def _errors(*statuses: str) -> dict[str, Any]:
         "429": ("Too many requests or refused keys", ("Retry-After",)),
         "503": ("Kafka unavailable; nothing was acknowledged", ("Retry-After",)),
     }
-    return {s: _answer(table[s][0], "Error", *table[s][1]) for s in statuses}
+    return {s: _answer(table[s][0], "CaptureError", *table[s][1]) for s in statuses}
 
 
 def _capture_operation(endpoint: Endpoint, max_bytes: int) -> dict[str, Any]:
@@ -230,12 +231,12 @@ def _capture_operation(endpoint: Endpoint, max_bytes: int) -> dict[str, Any]:
             }
             operation["parameters"] = [_CONTENT_ENCODING, _query("v"), _query("config")]
             errors = {
-                "400": _answer("A body not valid in its Content-Encoding", "Error"),
+                "400": _answer("A body not valid in its Content-Encoding", "CaptureError"),
                 **_errors("408", "413", "415", "429"),
             }
         elif kind == "settings":
             errors = {
-                "400": _answer("A Host header that is not a host name", "Error"),
+                "400": _answer("A Host header that is not a host name", "CaptureError"),
                 **_errors("429"),
             }
         else:
@@ -299,6 +300,16 @@ _SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["error", "message"],
         "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
+        "additionalProperties": False,
+    },
+    "CaptureError": {
+        "type": "object",
+        "required": ["error", "message", "code"],
+        "properties": {
+            "error": {"type": "string"},
+            "message": {"type": "string"},
+            "code": {"type": "string", "description": "The same as `error`"},
+        },
         "additionalProperties": False,
     },
     "Rejection": {

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import gzip
 import http.client
 import itertools
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
@@ -268,6 +270,47 @@ def test_rejected_elements_become_records_the_worker_dead_letters_with_the_same_
         (0, None),
         (contract.partition_for("carol", 8), b"carol"),
     ]
+
+
+def test_records_are_the_same_from_the_validated_bytes_as_from_the_events() -> None:
+    """The events' validated bytes (``Mapped.data``) stamped with ``received_at`` make the same
+    records, byte for byte, as the events encoded again (``encode_event``)."""
+    sent = "2026-12-04T18:59:00Z"
+    batch = [
+        {"event": "message_sent", "distinct_id": f"u{i % 7}", "uuid": f"e-{i}",
+         "timestamp": f"2026-12-04T18:58:{i % 60:02d}.{i:03d}Z",
+         "properties": {"$session_id": f"s{i % 3}", "role": "user", "tokens": i, "$lib": "web",
+                        "pad": "é" * (i * 97 % 900)}}
+        for i in range(300)
+    ]  # fmt: skip
+    batch[7] = {"event": "thumbs_up", "distinct_id": "u1", "uuid": "bad"}  # no message_id
+    at = datetime(2026, 12, 4, 19, 0, 0, 123456, tzinfo=UTC)
+    mapped = capture.map_posthog({"batch": batch, "sent_at": sent}, received_at=at)
+    assert sum(1 for m in mapped if m.data) == 299
+    again = [msgspec.structs.replace(m, data=b"") for m in mapped]
+    assert capture_records(mapped, received_at=at, partitions=8) == capture_records(
+        again, received_at=at, partitions=8
+    )
+
+
+def test_the_garbage_collector_is_held_off_only_while_a_request_is_mapped() -> None:
+    from usersignals.ingest.capture_http import _collection_paused
+
+    def fail() -> None:
+        assert not gc.isenabled()
+        raise RuntimeError
+
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), _collection_paused():
+        fail()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with _collection_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # left as it was found
+    finally:
+        gc.enable()
 
 
 def test_an_element_too_large_for_a_record_goes_as_a_stand_in() -> None:
@@ -719,7 +762,47 @@ def test_segment_and_rudderstack_python_send(served: Served, corner: Settings) -
         ]
     with pytest.raises(APIError) as refused:
         segment_request.post("nope", served.url, batch=_segment_batch(tag))
-    assert refused.value.status == 401
+    assert (refused.value.status, refused.value.code) == (401, "unauthorized")
+
+
+def test_rudderstack_python_gives_up_on_a_4xx_at_once(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """rudder-sdk-python's ``post`` reads ``code`` from the body of any answer but a 200 (and
+    catches only ``ValueError``): with it, a 401 is the ``APIError`` its consumer gives up on
+    at once (``fatal_exception``), not a ``KeyError`` retried like a network error."""
+    import queue
+
+    from rudderstack.analytics import consumer as rudder_consumer
+    from rudderstack.analytics.request import APIError
+
+    calls: list[int] = []
+    post = rudder_consumer.post
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return post(*args, **kwargs)
+
+    monkeypatch.setattr(rudder_consumer, "post", counted)
+    sender = rudder_consumer.Consumer(queue.Queue(), "nope", host=served.url, retries=3)
+    started = time.monotonic()
+    with pytest.raises(APIError) as refused:
+        sender.request(_segment_batch(_tag()))
+    assert (refused.value.status, refused.value.code) == (401, "unauthorized")
+    assert len(calls) == 1
+    assert time.monotonic() - started < 5  # no backoff: 1 s, 2 s, 4 s between retries
+    bad = call(served, "POST", "/v1/batch", b"{not json", {"Authorization": _basic(KEY)})
+    assert (bad.status, bad.body["code"]) == (400, bad.body["error"])
+
+
+def test_every_capture_error_answer_says_code_as_error(served: Served) -> None:
+    for path in ("/batch/", "/v1/batch", "/com.snowplowanalytics.snowplow/tp2"):
+        answer = call(served, "POST", path, b"{}", {"Authorization": "Bearer nope"})
+        assert answer.status in (401, 403)
+        assert set(answer.body) == {"error", "message", "code"}
+        assert answer.body["code"] == answer.body["error"]
+    answer = call(served, "POST", "/v1/batch", b"x", {"Content-Encoding": "br"})
+    assert (answer.status, answer.body["code"]) == (415, answer.body["error"])
 
 
 def test_analytics_js_short_paths_as_text_plain(served: Served, corner: Settings) -> None:
@@ -926,7 +1009,11 @@ def test_an_undecodable_body_without_a_header_key_is_401_and_not_written(
     assert read_back(corner, tag, 1, timeout=2.0) == []
 
 
-TOO_LARGE = {"error": "too_large", "message": f"request body is larger than {5 << 20} bytes"}
+TOO_LARGE = {
+    "error": "too_large",
+    "message": f"request body is larger than {5 << 20} bytes",
+    "code": "too_large",
+}
 
 
 def test_5_mib_is_the_limit_and_a_gzip_bomb_stops_there(served: Served) -> None:
@@ -961,6 +1048,7 @@ def test_expect_100_continue_refuses_a_declared_body_over_5_mib(served: Served) 
 def test_more_than_1000_events_is_413(served: Served) -> None:
     answer = call(served, "POST", "/batch/", _json({"api_key": KEY, "batch": [{}] * 1001}))
     assert (answer.status, answer.body["error"]) == (413, "too_many_events")
+    assert answer.body["code"] == "too_many_events"
 
 
 def test_preflight_on_every_path(served: Served) -> None:
@@ -1012,7 +1100,7 @@ def test_kafka_paused_is_503_with_retry_after(
             os.kill(broker.process.pid, signal.SIGCONT)
         assert answer.status == 503
         assert answer.headers["retry-after"] == "5"
-        assert answer.body["error"] == "kafka_unavailable"
+        assert answer.body["error"] == answer.body["code"] == "kafka_unavailable"
         deadline = time.monotonic() + 20
         while call(s, "POST", "/batch/", body).status != 200:  # the same batch, retried
             assert time.monotonic() < deadline, "Kafka did not come back"

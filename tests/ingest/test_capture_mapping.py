@@ -1279,6 +1279,8 @@ def _check(got: list[Mapped]) -> None:
             assert m.event is not None
             assert m.event.received_at is None
             assert contract.decode_record(contract.encode_event(m.event), now=AT) == ([m.event], [])
+            # the bytes the mapping validated, when it keeps them, are the event's canonical JSON
+            assert m.data in (b"", contract.encode_event(m.event))
 
 
 @SETTINGS
@@ -1324,6 +1326,86 @@ def test_deep_and_odd_values_never_raise() -> None:
     for element in odd:
         for run in (map_posthog, map_snowplow, map_segment):
             _check(run([element], received_at=AT))
+
+
+# ----------------------------------------------------------------- the validated bytes
+
+
+def test_the_sdks_events_keep_the_bytes_they_were_validated_as() -> None:
+    """A batch of posthog-python or segment-analytics-python (a send time, so a corrected
+    ``ts``) keeps each event's canonical JSON (``data``): the collector stamps it with
+    ``received_at`` rather than encoding the event again, and sends the same bytes."""
+    at = datetime(2026, 12, 4, 18, 30, 0, 498021, tzinfo=UTC)
+    for got in (
+        map_posthog(POSTHOG_PYTHON, received_at=at),
+        map_segment(SEGMENT_PYTHON, received_at=at),
+    ):
+        assert got
+        for m in got:
+            assert m.event is not None, m.rejection
+            assert m.data == contract.encode_event(m.event)
+            stamped = msgspec.structs.replace(m.event, received_at=at)
+            assert m.data[:-1] + capture.stamp(at) == contract.encode_event(stamped)
+    # no send time: ts as the client wrote it, not the canonical form, so no bytes are kept
+    [m] = map_posthog([_ph(timestamp="2026-12-04T18:59:00Z")], received_at=AT)
+    assert (m.event is not None, m.data) == (True, b"")
+    # a receipt on the whole second: ts without its fraction, encoded again downstream
+    [m] = map_posthog({"batch": [_ph()], "sent_at": "2026-12-04T18:59:00Z"}, received_at=AT)
+    assert (m.event is not None, m.data) == (True, b"")
+    # an integer duration_s is a float in the event
+    [m] = map_segment(
+        {"batch": [{"type": "track", "event": "Session Ended", "messageId": "e", "userId": "u",
+                    "timestamp": "2026-12-04T18:59:00Z", "properties": {"duration_s": 61}}],
+         "sentAt": "2026-12-04T18:59:00.5Z"},
+        received_at=at,
+    )  # fmt: skip
+    assert m.event is not None
+    assert m.event.duration_s == 61.0
+    assert m.data == b""
+
+
+def test_a_rejected_element_is_dead_lettered_in_the_key_order_it_was_built_in() -> None:
+    """Accepted PostHog and Segment events are built in the contract's key order (their
+    canonical JSON); a rejected one is dead-lettered in the documented order, as always."""
+    sent = {"sent_at": "2026-12-04T18:59:01Z"}
+    for got in (
+        map_posthog({"batch": [_ph(properties={"$session_id": "s", "model": "m", "x": 1})], **sent}, received_at=AT),
+        map_segment({"batch": [{"type": "track", "event": "thumbs up", "messageId": "e", "userId": "u",
+                                "properties": {"session_id": "s", "model": "m", "x": 1}}]}, received_at=AT),
+    ):  # fmt: skip
+        [m] = got
+        assert m.rejection is not None
+        assert m.rejection.reason == "missing_field"
+        keys = ["event_id", "user_id", "ts", "type", "rating", "session_id", "model", "properties"]
+        assert list(m.doc) == keys
+        assert list(msgspec.json.decode(m.rejection.raw)) == keys
+
+
+def _canonical_shaped(moment: datetime, at: int, char: str) -> str:
+    """``moment`` as format_ts writes it, one character (not the three that tell) replaced."""
+    text = format_ts(moment)
+    return text if at in (10, 19, 26) else text[:at] + char + text[at + 1 :]
+
+
+@SETTINGS
+@given(
+    st.builds(
+        _canonical_shaped,
+        st.datetimes(min_value=datetime(1999, 1, 1), max_value=datetime(2026, 12, 5)),
+        st.integers(0, 27),
+        st.sampled_from(list("0123456789 x+-:.TZtz\u0660")),
+    )
+)
+def test_a_ts_of_the_canonical_shape_that_the_contract_takes_is_written_back_the_same(
+    ts: str,
+) -> None:
+    """What lets the mapping tell canonical bytes by the length and three characters of a
+    ``ts`` the contract took (:func:`~usersignals.ingest.capture._canonical`)."""
+    doc = {"event_id": "e", "type": "custom", "user_id": "u", "ts": ts, "name": "x"}
+    events, _ = contract.decode_record(msgspec.json.encode(doc), now=AT)
+    if events and capture._canonical(doc):
+        assert format_ts(events[0].ts) == ts
+        assert msgspec.json.encode(doc) == contract.encode_event(events[0])
 
 
 # --------------------------------------------------------------- the installed SDKs' shapes
