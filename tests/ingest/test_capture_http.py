@@ -20,7 +20,6 @@ import itertools
 import json
 import os
 import signal
-import threading
 import time
 import uuid
 import zlib
@@ -34,6 +33,7 @@ import msgspec
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
+from tests.ingest.threaded import collector_thread
 from usersignals.broker import EmbeddedBroker, ensure_topics
 from usersignals.config import Settings
 from usersignals.ingest import capture, collector, contract
@@ -50,7 +50,7 @@ from usersignals.ingest.capture_http import (
     snowplow_problem,
     stand_in,
 )
-from usersignals.ingest.collector import Collector, serve
+from usersignals.ingest.collector import Collector
 from usersignals.ingest.collector_auth import (
     CAPTURE_ALLOW_HEADERS,
     basic_user,
@@ -391,41 +391,8 @@ def serving(
 ) -> Iterator[Served]:
     """A collector with these settings, served in a thread of this process."""
     served_collector = Collector(settings, allow_origin=allow_origin, clock=clock)
-    ready = threading.Event()
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        loop = asyncio.new_event_loop()
-        stop = asyncio.Event()
-        box.update(loop=loop, stop=stop)
-
-        def on_ready(url: str) -> None:
-            box["port"] = int(url.rsplit(":", 1)[1])
-            ready.set()
-
-        try:
-            loop.run_until_complete(
-                serve(settings, port=0, collector=served_collector, stop=stop, on_ready=on_ready)
-            )
-        except BaseException as exc:  # reported by the test thread
-            box["error"] = exc
-            ready.set()
-        finally:
-            loop.close()
-
-    thread = threading.Thread(target=run, name="capture-collector", daemon=True)
-    thread.start()
-    assert ready.wait(30), "the collector did not start"
-    if "error" in box:
-        raise box["error"]
-    served = Served(served_collector, box["port"], box["loop"], box["stop"])
-    try:
-        yield served
-    finally:
-        served.loop.call_soon_threadsafe(served.stop.set)
-        thread.join(30)
-    assert not thread.is_alive()
-    assert "error" not in box
+    with collector_thread(served_collector, settings, "capture-collector") as (port, loop, stop):
+        yield Served(served_collector, port, loop, stop)
 
 
 @dataclass(frozen=True)

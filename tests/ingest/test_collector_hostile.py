@@ -24,7 +24,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import Kafka
-from usersignals.ingest.collector import MAX_BODY_BYTES, Collector, serve
+from tests.ingest.threaded import collector_thread
+from usersignals.ingest.collector import MAX_BODY_BYTES, Collector
 
 KEY = "k-7f3a9c-secret"
 EMAIL = "alice.hostile@example.com"
@@ -71,41 +72,8 @@ def serving(
     """A collector with these settings; ``clock`` drives its rate limits."""
     settings = kafka.settings.with_(write_keys=(KEY, "k-other"), **changes)
     collector = Collector(settings, clock=clock)
-    ready = threading.Event()
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        loop = asyncio.new_event_loop()
-        stop = asyncio.Event()
-        box.update(loop=loop, stop=stop)
-
-        def on_ready(url: str) -> None:
-            box["port"] = int(url.rsplit(":", 1)[1])
-            ready.set()
-
-        try:
-            loop.run_until_complete(
-                serve(settings, port=0, collector=collector, stop=stop, on_ready=on_ready)
-            )
-        except BaseException as exc:  # reported by the test thread
-            box["error"] = exc
-            ready.set()
-        finally:
-            loop.close()
-
-    thread = threading.Thread(target=run, name="collector", daemon=True)
-    thread.start()
-    assert ready.wait(30), "the collector did not start"
-    if "error" in box:
-        raise box["error"]
-    served = Served(collector, box["port"], box["loop"], box["stop"])
-    try:
-        yield served
-    finally:
-        served.loop.call_soon_threadsafe(served.stop.set)
-        thread.join(30)
-    assert not thread.is_alive()
-    assert "error" not in box
+    with collector_thread(collector, settings, "collector") as (port, loop, stop):
+        yield Served(collector, port, loop, stop)
 
 
 def http(method: str, path: str, headers: dict[str, str], body: bytes = b"") -> bytes:
