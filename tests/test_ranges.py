@@ -9,7 +9,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.oracle import dedupe, event_day
+from tests.oracle import counted, event_day
 from tests.streams.test_wellbeing_live import oracle_live, served
 from tests.warehouse.parquetfixtures import write_warehouse
 from tests.warehouse.test_report import DAY0, events_
@@ -45,7 +45,7 @@ def test_live_history_and_oracle_apply_one_range_rule(
     votes = preference_counts([state.partial(state.day_range())], select)
     live = live_report([state], fit_arena(votes) if votes else [], select)
     # the live report has the history keys' weekly flagged share, of the weeks it holds whole
-    days = [event_day(e) for e in dedupe(log)]
+    days = [event_day(e) for e in counted(log)]
     wellbeing = served(history["wellbeing_weekly"], min(days), max(days)) if days else []
     history = {k: v for k, v in history.items() if k not in HISTORY_KEYS}
     assert live == history | {"wellbeing_weekly": wellbeing}
