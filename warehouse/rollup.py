@@ -201,8 +201,11 @@ def write_week(root: Path, monday: str, manifest: Manifest) -> list[Path]:
     con = _connect()
     try:
         counts = con.sql(
+            # no row for a week without active users (its days hold only identity calls):
+            # the week is then no week of the metrics, as when read from raw rows
             "SELECT CAST($monday AS DATE) AS monday, NULL AS model, "
             f"count(DISTINCT user_id) AS users FROM {of_week('user_days')} "
+            "HAVING count(DISTINCT user_id) > 0 "
             "UNION ALL SELECT CAST($monday AS DATE), model, count(DISTINCT user_id) "
             f"FROM {of_week('model_user_days')} GROUP BY model",
             params={"monday": monday},

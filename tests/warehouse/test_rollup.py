@@ -86,6 +86,20 @@ def test_rollups_and_tail_equal_the_oracle(
     assert got == oracle_report(log) | oracle_history(log)
 
 
+def test_a_compacted_week_of_identity_calls_only_is_no_week_of_the_metrics(
+    tmp_path: Path,
+) -> None:
+    """A week whose days hold only identity calls has no active users: compacted, it must not
+    appear in the weekly flagged share (its week rollup had a row of 0 users)."""
+    events = [ev("e1", "bob", 0, "identify", name="$identify"), ev("e2", "ann", 8, "message")]
+    load_interleaved(tmp_path / "wh", events, 1, random.Random(1))
+    compact(tmp_path / "wh")
+    got = report(tmp_path / "wh")
+    log = [row[0] for row in position(events, partitions=1, per_record=3)]
+    assert got == oracle_report(log) | oracle_history(log)
+    assert {r["week"] for r in got["wellbeing_weekly"]} == {"2026-08-10"}
+
+
 def test_copies_across_days_and_in_the_tail(tmp_path: Path) -> None:
     root = tmp_path / "wh"
     first = [
