@@ -6,7 +6,8 @@ with the contract, re-sends events of another partition's users to that partitio
 rejections to the dead-letter topic, and folds the local events into the partition's
 :class:`~usersignals.streams.folds.PartitionState`; what was new is written to a changelogged
 table (:mod:`usersignals.streams.changelog`). No await per event: sends are buffered
-(``send_soon``) and Faust flushes them, and the table's changelog, before committing offsets.
+(``send_soon``) and Faust flushes them, and the table's changelog, before committing offsets
+(:func:`flush_every_send` makes that flush wait for every delivery).
 
 Delivery is at least once (the embedded broker has no transactions): after a crash, records
 since the last commit are processed again, and the folds are idempotent, so numbers stay exact.
@@ -74,6 +75,7 @@ __all__ = [
     "LiveWorker",
     "Sidecar",
     "complete_recovery",
+    "flush_every_send",
     "rewind_uncommitted",
 ]
 
@@ -96,6 +98,8 @@ REBALANCE_TIMEOUT_S = 5.0
 SESSION_TIMEOUT_S = 10.0
 HEARTBEAT_S = 1.0
 RECOVERY_TAIL_TIMEOUT_S = 60.0
+FLUSH_CHECK_S = 1.0
+"""How often a flush waiting for deliveries looks whether the producer is stopping."""
 TABLE_NAME = "state"
 TOPICS_CHECK_S = 2.0
 """How often the worker checks that its topics exist (and creates those missing)."""
@@ -175,6 +179,7 @@ class LiveWorker:
         )
         self.table.on_recover(self._on_recovered)
         rewind_uncommitted(self.app.consumer, settings.events_topic)
+        flush_every_send(self.app.producer.buffer)
         self.process = ProcessCounters()
         self.collector = WorkerCollector(
             self.states,
@@ -445,3 +450,33 @@ async def in_daemon_thread(fn: Callable[[], _T], *, name: str) -> _T:
 
     threading.Thread(target=run, name=name, daemon=True).start()
     return await future
+
+
+def flush_every_send(buffer: Any) -> None:
+    """Makes a Faust producer buffer's ``flush`` wait until every message put is acknowledged.
+
+    Faust flushes the buffer before it commits offsets (the changelog writes, dead letters and
+    forwards of the records being committed are in it), but its flush returns as soon as no
+    message went out for 0.1 s: under load, offsets were committed while changelog writes
+    still sat in the buffer, and a crash then lost them for good (the records were not
+    processed again). Here ``flush`` waits for the delivery of each message put before it,
+    however slow (a failed one is done too: Faust logs it). Once the buffer is stopping, the
+    messages still unsent cannot go out: Faust's own flush says so.
+    """
+    outstanding: set[asyncio.Future[Any]] = set()
+    put, stopping_flush = buffer.put, buffer.flush
+
+    def tracked_put(fut: asyncio.Future[Any]) -> None:
+        outstanding.add(fut)
+        fut.add_done_callback(outstanding.discard)
+        put(fut)
+
+    async def flush() -> None:
+        while outstanding:
+            if buffer.state != "running":
+                await stopping_flush()
+                return
+            await asyncio.wait(list(outstanding), timeout=FLUSH_CHECK_S)
+
+    buffer.put = tracked_put
+    buffer.flush = flush
