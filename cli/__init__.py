@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "deadletter": ("deadletter", "Inspect and replay rejected records."),
     "generate": ("generate", "Write a realistic synthetic chat-traffic data set."),
     "run": ("run", "One shot: broker, worker, send FILE, drain, stop, print the report."),
+    "dashboards": ("dashboards", "Push the Grafana dashboards to a running Grafana."),
 }
 
 

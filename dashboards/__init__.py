@@ -16,9 +16,9 @@ if TYPE_CHECKING:
     from usersignals.dashboards.push import (
         PushError,
         PushRejectedError,
+        PushReport,
         PushUnavailableError,
         push_dashboards,
-        push_request,
     )
     from usersignals.dashboards.rules import (
         LIVE_SERIES,
@@ -35,9 +35,9 @@ _EXPORTS = {
         (
             "PushError",
             "PushRejectedError",
+            "PushReport",
             "PushUnavailableError",
             "push_dashboards",
-            "push_request",
         ),
         "push",
     ),
@@ -52,13 +52,13 @@ __all__ = [
     "RULES_FILE",
     "PushError",
     "PushRejectedError",
+    "PushReport",
     "PushUnavailableError",
     "RulesError",
     "build_dashboards",
     "promtool_check",
     "promtool_test",
     "push_dashboards",
-    "push_request",
     "rendered_files",
     "write_dashboards",
 ]
