@@ -83,8 +83,14 @@ bench: install
 bench-quick: install
 	$(BIN)/python tests/bench/run.py --quick
 
-notebook: install
-	$(BIN)/python -m pip install -q jupyterlab
+# JupyterLab is no project dependency (the tests execute the notebook with nbclient): installed
+# into the venv once, when the venv has no jupyter-lab yet; the stamp goes with the venv.
+JUPYTERLAB_STAMP := $(VENV)/.jupyterlab
+$(JUPYTERLAB_STAMP): | $(STAMP)
+	test -x $(BIN)/jupyter-lab || $(BIN)/python -m pip install -q jupyterlab
+	touch $@
+
+notebook: install $(JUPYTERLAB_STAMP)
 	USERSIGNALS_WAREHOUSE=$${USERSIGNALS_WAREHOUSE:-$(DEMO_DIR)/warehouse} $(BIN)/jupyter lab notebooks/analyst.ipynb
 
 clean:
