@@ -25,6 +25,16 @@ next to its counts (flagged users, flagged users high, active users). A worker's
 exact for the partitions it holds; with several workers, sum the counts over instances and
 divide (shares cannot be added).
 
+The counts of the flagged share are exported per ISO week too, over all models, for the alert
+on a risk-flag spike (``dashboards/prometheus/alerts.yml``): for every ISO week from the first
+Monday on or after the latest retention horizon of the partitions held to the newest event
+day's week, ``usersignals_wellbeing_by_week_active_users{week}`` and
+``usersignals_wellbeing_by_week_flagged_users{week, category}`` (every category of the
+contract, zeros included) next to the week's Monday,
+``usersignals_wellbeing_by_week_start_timestamp_seconds{week}``. Each partition counts only the
+weeks it holds whole after its horizon, so the counts of disjoint partitions and workers add up;
+which weeks are complete over all workers is the rules' to decide.
+
 Label values are bounded: no user ids ever; model versions beyond ``max_models`` (the ones with
 the most votes win, then by name) fold into ``other``; an event without a model is ``none``.
 """
@@ -48,6 +58,7 @@ from prometheus_client.registry import Collector
 from usersignals.ingest.contract import Event, Rejection
 from usersignals.metrics.flattery import FlatteryParams, previous_week, week_monday, z_critical
 from usersignals.metrics.periods import iso_week
+from usersignals.metrics.wellbeing import CATEGORIES, served_weeks
 from usersignals.streams.folds import PartitionState
 from usersignals.streams.livereport import live_gauges
 
@@ -316,6 +327,7 @@ class WorkerCollector(Collector):
         yield self._event_lag.metric()
         yield from self._flattery_metrics(states, counts, labels)
         yield from _wellbeing_metrics(g["wellbeing_week"], g["wellbeing"], labels)
+        yield from _wellbeing_by_week(states)
 
     def _flattery_metrics(
         self,
@@ -459,6 +471,51 @@ def _wellbeing_metrics(
                 per_model.add_metric([r["model"], r["category"]], value)
         yield total
         yield per_model
+
+
+def _wellbeing_by_week(states: Sequence[PartitionState]) -> Iterable[Metric]:
+    """The flagged share's counts over all models per ISO week: the weeks from the first Monday
+    on or after the latest horizon of ``states`` to the newest day's (no samples without
+    events). A partition counts the weeks it holds whole after its own horizon, which is at or
+    before the latest, so every partition counts every exported week and the counts add up."""
+    start = GaugeMetricFamily(
+        "usersignals_wellbeing_by_week_start_timestamp_seconds",
+        "Midnight UTC of the Monday of each ISO week of the weekly flagged-share counts.",
+        labels=["week"],
+    )
+    active = GaugeMetricFamily(
+        "usersignals_wellbeing_by_week_active_users",
+        "Distinct users active in the ISO week held (the flagged share's denominator).",
+        labels=["week"],
+    )
+    flagged = GaugeMetricFamily(
+        "usersignals_wellbeing_by_week_flagged_users",
+        "Distinct users with a risk flag of the category in the ISO week held, over all models.",
+        labels=["week", "category"],
+    )
+    ranges = [r for r in (s.day_range() for s in states) if r is not None]
+    if ranges:
+        horizons = [h for h in (s.horizon for s in states) if h is not None]
+        lo = max(horizons) if horizons else min(r[0] for r in ranges)
+        newest = max(r[1] for r in ranges)
+        sunday = newest + timedelta(days=6 - newest.weekday())
+        users: dict[str, int] = {}
+        flags: dict[tuple[str, str], int] = {}
+        for s in states:
+            part = s.weekly((lo, sunday), wellbeing=True)
+            for week, n in part["week_users"].items():
+                users[week] = users.get(week, 0) + n
+            for week, model, category, n, _ in part["wellbeing"]:
+                if model is None:
+                    flags[(week, category)] = flags.get((week, category), 0) + n
+        for week in served_weeks(lo, sunday):
+            start.add_metric([week], _midnight(week_monday(week)))
+            active.add_metric([week], users.get(week, 0))
+            for category in CATEGORIES:
+                flagged.add_metric([week, category], flags.get((week, category), 0))
+    yield start
+    yield active
+    yield flagged
 
 
 def _none_first(item: tuple[tuple[Any, ...], int]) -> tuple[str, ...]:

@@ -10,6 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.test_oracle import ev, flag, vote
 from usersignals.ingest.contract import Event, Rejection
+from usersignals.ingest.rules import CHOICES
 from usersignals.streams.exposition import EventTimeLag, ProcessCounters, WorkerCollector, render
 from usersignals.streams.folds import PartitionState
 
@@ -206,3 +207,82 @@ def test_only_process_counters_are_counters() -> None:
     assert got["usersignals_rejects_seen_total"] == [({"reason": "not_json"}, 1.0)]
     assert got["usersignals_events_rejected"] == [({"reason": "not_json"}, 1.0)]
     assert kinds["usersignals_events"] == "gauge"
+
+
+def by_week(states: list[PartitionState]) -> dict[str, Any]:
+    got = samples(states, WorkerCollector(lambda: states, dict, EventTimeLag(), 20))
+    flagged = {
+        (labels["week"], labels["category"]): value
+        for labels, value in got.get("usersignals_wellbeing_by_week_flagged_users", [])
+    }
+    return {
+        "start": [
+            (labels["week"], value)
+            for labels, value in got.get(
+                "usersignals_wellbeing_by_week_start_timestamp_seconds", []
+            )
+        ],
+        "active": [
+            (labels["week"], value)
+            for labels, value in got.get("usersignals_wellbeing_by_week_active_users", [])
+        ],
+        "categories": sorted({c for _, c in flagged}),
+        "flagged": {key: value for key, value in flagged.items() if value},
+    }
+
+
+def held(*partitions: list[Event], retention_days: int = 35) -> list[PartitionState]:
+    states = []
+    for evs in partitions:
+        state = PartitionState(retention_days)
+        state.apply(evs)
+        states.append(state)
+    return states
+
+
+def test_wellbeing_counts_per_week_add_up_across_workers() -> None:
+    # newest day 03-20 (W12), horizon 03-20 - 35 = 02-13: the weeks W08 (02-16) .. W12. Flagged
+    # (mania): u7 on 03-01 (W09); z2 on 03-15 (W11); u6 and u7 in W12 (r1 twice: once)
+    expected = {
+        "start": [
+            ("2026-W08", 1771200000.0),
+            ("2026-W09", 1771804800.0),
+            ("2026-W10", 1772409600.0),
+            ("2026-W11", 1773014400.0),
+            ("2026-W12", 1773619200.0),
+        ],
+        # W09 u7; W11 u2, u3, u7 and z2; W12 u1, u3, u4, u5, u6, u7 and z1
+        "active": [
+            ("2026-W08", 0.0),
+            ("2026-W09", 1.0),
+            ("2026-W10", 0.0),
+            ("2026-W11", 4.0),
+            ("2026-W12", 7.0),
+        ],
+        "categories": sorted(CHOICES["category"]),
+        "flagged": {
+            ("2026-W09", "mania"): 1.0,
+            ("2026-W11", "mania"): 1.0,
+            ("2026-W12", "mania"): 2.0,
+        },
+    }
+    assert by_week(held(P0, P1)) == expected
+    # two workers, one partition each: their counts add up to the one worker's
+    a, b = by_week(held(P0)), by_week(held(P1))
+    assert a["start"] == b["start"] == expected["start"]
+    assert [(w, n + m) for (w, n), (_, m) in zip(a["active"], b["active"], strict=True)] == (
+        expected["active"]
+    )
+    summed = {
+        k: a["flagged"].get(k, 0) + b["flagged"].get(k, 0) for k in {*a["flagged"], *b["flagged"]}
+    }
+    assert summed == expected["flagged"]
+
+
+def test_wellbeing_counts_per_week_start_at_the_horizon() -> None:
+    # 10 days kept behind 03-20: horizon 03-10, so W11 (03-09 ..) is cut and W12 alone is held
+    got = by_week(held(P0, P1, retention_days=10))
+    assert got["start"] == [("2026-W12", 1773619200.0)]
+    assert got["active"] == [("2026-W12", 7.0)]
+    assert got["flagged"] == {("2026-W12", "mania"): 2.0}
+    assert by_week(held([])) == {"start": [], "active": [], "categories": [], "flagged": {}}

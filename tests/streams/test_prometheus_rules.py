@@ -1,6 +1,8 @@
 """A real Prometheus scrapes two real workers through a rebalance and a retention prune: every
-``_total`` series only grows, and the flattery rules and alert give the metric definition's
-answer (``usersignals.metrics.flattery`` through the report) on the data held at each step."""
+``_total`` series only grows, the flattery rules and alert give the metric definition's
+answer (``usersignals.metrics.flattery`` through the report) on the data held at each step, and
+the weekly flagged-share rules of ``alerts.yml`` count each complete ISO week's flagged and
+active users exactly (metrics.md), summed over the workers."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.conftest import Kafka
 from tests.oracle import oracle_report
@@ -27,9 +30,11 @@ from tests.streams.workerproc import (
     start_worker,
     wait_caught_up,
 )
-from usersignals.dashboards.rules import RULES_FILE
+from usersignals.dashboards.rules import ALERT_SETTINGS_FILE, ALERTS_FILE, RULES_FILE
 from usersignals.ingest.contract import Event
 from usersignals.metrics.flattery import WeekCounts, previous_week, rise
+from usersignals.metrics.periods import iso_week
+from usersignals.metrics.wellbeing import CATEGORIES
 
 N = 8
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
@@ -121,12 +126,14 @@ def prometheus(tmp_path: Path, targets: list[int], binary: str) -> Iterator[int]
     text = RULES_FILE.read_text(encoding="utf-8")
     assert "    interval: 1m\n" in text
     assert "        for: 15m\n" in text
-    rules.write_text(
-        text.replace("    interval: 1m\n", "    interval: 1s\n").replace(
-            "        for: 15m\n", "        for: 0s\n"
-        ),
-        encoding="utf-8",
+    fast = text.replace("    interval: 1m\n", "    interval: 1s\n").replace(
+        "        for: 15m\n", "        for: 0s\n"
     )
+    groups = yaml.safe_load(fast)["groups"]
+    for path in (ALERTS_FILE, ALERT_SETTINGS_FILE):  # the alerts' rules, every second too
+        for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]:
+            groups.append({**group, "interval": "1s"})
+    rules.write_text(yaml.safe_dump({"groups": groups}), encoding="utf-8")
     with running_prometheus(binary, tmp_path, targets, rules) as port:
         yield port
 
@@ -186,6 +193,47 @@ def check_rules(port: int, rows: list[dict[str, Any]], alerts: set[Key], step: s
     assert firing == alerts, step
 
 
+COMPLETE = "week:usersignals_wellbeing_complete_week_start_timestamp_seconds"
+FLAGGED = f"week_category:usersignals_wellbeing_flagged_users:sum and on (week) {COMPLETE}"
+ACTIVE = f"week:usersignals_wellbeing_active_users:sum and on (week) {COMPLETE}"
+SPIKE = 'ALERTS{alertname="UsersignalsRiskFlagSpike"}'
+
+Weekly = tuple[dict[tuple[str, str], float], dict[str, float]]
+
+
+def weekly_share_counts(events: list[dict[str, Any]], newest: date) -> Weekly:
+    """The definition's flagged users per (ISO week, category) and active users per ISO week
+    (metrics.md) of the weeks whose Sunday is before ``newest``, from the events themselves."""
+    users: dict[str, set[str]] = {}
+    flagged: dict[tuple[str, str], set[str]] = {}
+    for e in events:
+        day = date.fromisoformat(e["ts"][:10])
+        if day + timedelta(days=7 - day.weekday()) > newest:
+            continue  # the week is not complete
+        week = iso_week(day)
+        users.setdefault(week, set()).add(e["user_id"])
+        if e["type"] == "risk_flag":
+            flagged.setdefault((week, e["category"]), set()).add(e["user_id"])
+    counts = {(w, c): float(len(flagged.get((w, c), ()))) for w in users for c in CATEGORIES}
+    return counts, {w: float(len(u)) for w, u in users.items()}
+
+
+def check_weekly_share(port: int, expected: Weekly, step: str) -> None:
+    def read() -> tuple[Weekly, list[Any]]:
+        flagged = {
+            (r["metric"]["week"], r["metric"]["category"]): float(r["value"][1])
+            for r in api(port, "query", query=FLAGGED)
+        }
+        active = {
+            r["metric"]["week"]: float(r["value"][1]) for r in api(port, "query", query=ACTIVE)
+        }
+        return (flagged, active), api(port, "query", query=SPIKE)
+
+    got, spikes = eventually(read, (expected, []), step)
+    assert got == expected, step
+    assert spikes == [], step  # two complete weeks: no trailing four to compare with
+
+
 def held(port: int, worker: WorkerProc) -> float:
     """Distinct valid events the worker holds, as Prometheus scraped them last."""
     promql = f'sum(usersignals_events{{instance="127.0.0.1:{worker.port}"}})'
@@ -211,11 +259,19 @@ def test_rules_and_counters_across_a_rebalance_and_a_prune(kafka: Kafka, tmp_pat
             rows = oracle_report(produced.events_in_log_order())["flattery_watch"]
             assert [(r["model"], r["week"]) for r in rows if r["flagged"]] == [("warm", "2026-W38")]
             check_rules(port, rows, {("warm", "2026-W38")}, "two workers")
+            weekly = weekly_share_counts(traffic(), MONDAY + timedelta(days=14))
+            assert weekly[1] == {"2026-W37": 200.0, "2026-W38": 200.0}
+            assert {k: v for k, v in weekly[0].items() if v} == {
+                ("2026-W37", "other"): 10.0,
+                ("2026-W38", "other"): 21.0,
+            }
+            check_weekly_share(port, weekly, "two workers")
 
             a.stop()  # its partitions move to b
             wait_caught_up([b], kafka.bootstrap, group, topic, produced.ends, N)
             assert sorted(int(p) for p in (b.status() or {})["partitions"]) == list(range(N))
             check_rules(port, rows, {("warm", "2026-W38")}, "after the rebalance")
+            check_weekly_share(port, weekly, "after the rebalance")
 
             everything = float(len(produced_events(produced)))
             held_before = eventually(lambda: held(port, b), everything, "held events")
@@ -226,6 +282,7 @@ def test_rules_and_counters_across_a_rebalance_and_a_prune(kafka: Kafka, tmp_pat
                 ("steady", "2026-W48", False)
             ]
             check_rules(port, pruned, set(), "after the prune")
+            check_weekly_share(port, ({}, {}), "after the prune")  # W48 runs: none complete
             held_after = eventually(lambda: held(port, b), 64.0, "held events after the prune")
             assert (held_before, held_after) == (everything, 64.0)
 
