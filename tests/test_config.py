@@ -13,7 +13,7 @@ def test_defaults() -> None:
     assert s.events_topic == "usersignals.events"
     assert s.dead_topic == "usersignals.events.dead"
     assert s.partitions == 8
-    assert s.retention_days == 35
+    assert s.retention_days == 42
 
 
 def test_flags_beat_environment_beat_defaults() -> None:

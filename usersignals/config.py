@@ -156,7 +156,7 @@ class Settings:
     snowplow_app_ids: tuple[str, ...] = ()
     snowplow_origins: tuple[str, ...] = ()
     partitions: int = 8
-    retention_days: int = 35
+    retention_days: int = 42
     max_models: int = 20
     worker_port: int = 6066
     collector_port: int = 8080

@@ -68,7 +68,7 @@ from usersignals.ingest import contract
 TODAY = datetime.now(UTC).date()
 SDKS = ("posthog", "segment", "rudder", "snowplow", "posthog-node", "segment-node")
 DAYS = {sdk: TODAY - timedelta(days=7 - i) for i, sdk in enumerate(SDKS)}
-"""One day per SDK, in the last week (the worker keeps 35 days behind the newest)."""
+"""One day per SDK, in the last week (the worker keeps 42 days behind the newest)."""
 
 
 def ids(tag: str) -> Callable[[int], str]:
