@@ -1,14 +1,20 @@
 """Grafana dashboards as data: a small typed builder and its JSON.
 
 Frozen dataclasses (:class:`Datasource`, :class:`PromQuery`, :class:`SqlQuery`, :class:`Panel`,
-:class:`Row`) let each panel say only what it shows; :func:`dashboard` lays them out on Grafana's
-24-column grid. The two dashboards themselves are declared in :mod:`.panels`:
+:class:`Row`, :class:`Variable`) let each panel say only what it shows; :func:`dashboard` lays
+them out on Grafana's 24-column grid, with the dashboard's variables and its links to the other
+dashboards. The four dashboards, one per audience, are declared in :mod:`.panels`; each mixes
+panels of two datasources:
 
-* ``usersignals-live``: the stream workers' series in Prometheus.
-* ``usersignals-history``: the warehouse views through Grafana's DuckDB datasource
-  (``motherduck-duckdb-datasource``), whose ``initSql`` creates the views over the Parquet files
-  (:func:`.provisioning.duckdb_init_sql`), so every panel's SQL is a query over the warehouse's
-  own views.
+* live: the stream workers' series in Prometheus (:data:`PROMETHEUS`);
+* history: the warehouse views through Grafana's DuckDB datasource
+  (``motherduck-duckdb-datasource``, :data:`DUCKDB`), whose ``initSql`` creates the views over the
+  Parquet files (:func:`.provisioning.duckdb_init_sql`), so every panel's SQL is a query over
+  the warehouse's own views.
+
+:func:`interpolate` is what Grafana does to a query's variables before the datasource sees it,
+and :func:`expand_macros` what the DuckDB plugin then does to its time macros: the tests run
+every query through both.
 
 :func:`build_dashboards` returns the dashboard JSON objects; :mod:`.provisioning` writes them
 with Grafana's provisioning files. The committed files under ``grafana/`` are its output.
@@ -24,6 +30,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 __all__ = [
+    "ALL",
     "DUCKDB",
     "GRAFANA_DIR",
     "INCOMPLETE",
@@ -33,9 +40,12 @@ __all__ = [
     "PromQuery",
     "Row",
     "SqlQuery",
+    "Variable",
     "build_dashboards",
     "dashboard",
     "expand_macros",
+    "interpolate",
+    "link",
     "panel_specs",
     "queries",
 ]
@@ -181,6 +191,75 @@ class Row:
     title: str
 
 
+ALL = "$__all"
+"""The value Grafana stores for a variable's *All* option."""
+
+
+@dataclass(frozen=True)
+class Variable:
+    """A multi-value query variable with an *All* option, read as a regex in the queries.
+
+    PromQL writes :attr:`promql` (``$name``, in ``label=~"$name"``): the Prometheus datasource
+    escapes each value for a regex inside a PromQL string and joins several as ``(a|b)``. SQL
+    writes :attr:`sql` (``${name:regex}``, in a quoted literal): Grafana's regex format, one
+    backslash per escape. *All* is :attr:`all_value` unformatted (``.*``: every value). The
+    options are the values :attr:`query` returns on the datasource :attr:`source`.
+    """
+
+    name: str
+    label: str
+    description: str
+    query: str
+    source: Datasource
+    all_value: str = ".*"
+
+    @property
+    def promql(self) -> str:
+        """How a PromQL query reads the variable."""
+        return "$" + self.name
+
+    @property
+    def sql(self) -> str:
+        """How a SQL query reads the variable."""
+        return "${" + self.name + ":regex}"
+
+    def json(self) -> dict[str, Any]:
+        return {
+            "type": "query",
+            "name": self.name,
+            "label": self.label,
+            "description": self.description,
+            "datasource": self.source.ref(),
+            "query": self.query,
+            "refresh": 1,
+            "sort": 1,
+            "multi": True,
+            "includeAll": True,
+            "allValue": self.all_value,
+            "current": {"selected": True, "text": ["All"], "value": [ALL]},
+            "options": [],
+            "regex": "",
+            "hide": 0,
+            "skipUrlSync": False,
+        }
+
+
+def link(uid: str, title: str, tooltip: str) -> dict[str, Any]:
+    """A dashboard link to the dashboard ``uid``, keeping the time range and the variables."""
+    return {
+        "title": title,
+        "type": "link",
+        "icon": "dashboard",
+        "tooltip": tooltip,
+        "url": f"/d/{uid}",
+        "tags": [],
+        "asDropdown": False,
+        "targetBlank": False,
+        "includeVars": True,
+        "keepTime": True,
+    }
+
+
 _OPTIONS: dict[str, dict[str, Any]] = {
     "timeseries": {
         "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True, "calcs": []},
@@ -209,6 +288,8 @@ def dashboard(
     *,
     time_from: str,
     refresh: str = "",
+    variables: Sequence[Variable] = (),
+    links: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """A classic dashboard JSON object; panels flow left to right, 24 grid columns a line."""
     panels: list[dict[str, Any]] = []
@@ -243,7 +324,8 @@ def dashboard(
         "time": {"from": time_from, "to": "now"},
         "schemaVersion": SCHEMA_VERSION,
         "version": 1,
-        "templating": {"list": []},
+        "templating": {"list": [v.json() for v in variables]},
+        "links": list(links),
         "annotations": {
             "list": [
                 {
@@ -275,13 +357,62 @@ def panel_specs() -> dict[str, list[Panel | Row]]:
 
 
 def build_dashboards() -> dict[str, dict[str, Any]]:
-    """The dashboards, by file name (``usersignals-live.json``, ``usersignals-history.json``)."""
+    """The dashboards, by file name (``usersignals-engagement.json`` and so on: the uid)."""
     from usersignals.dashboards import panels
 
     return panels.build_dashboards()
 
 
 # ---------------------------------------------------------------- DuckDB datasource plugin
+
+_VARIABLE = re.compile(r"\$\{(\w+)(?::(\w+))?\}|\$(?!__)(\w+)")
+_REGEX_SPECIAL = re.compile(r"[\\^$*+?.()|{}\[\]/]")
+"""What Grafana's regex format escapes (its ``escapeRegex``)."""
+_PROMQL_SPECIAL = re.compile(r"[$^*{}\[\]'+?.()|]")
+"""What the Prometheus datasource escapes in a regex value (``prometheusSpecialRegexEscape``)."""
+
+
+def _regex_format(value: str) -> str:
+    return _REGEX_SPECIAL.sub(lambda c: "\\" + c.group(0), value)
+
+
+def _promql_format(value: str) -> str:
+    # a backslash of the value is a regex escape inside a PromQL string: four of them; any
+    # other special character gets one escaped backslash (two in the PromQL string)
+    value = value.replace("\\", "\\" * 4)
+    return _PROMQL_SPECIAL.sub(lambda c: "\\\\" + c.group(0), value)
+
+
+def interpolate(text: str, variables: Sequence[Variable], chosen: dict[str, list[str]]) -> str:
+    """``text`` as Grafana hands it to the datasource, the variables set to ``chosen``.
+
+    A variable missing from ``chosen``, or chosen as ``[ALL]``, is *All*: its
+    :attr:`Variable.all_value`, unformatted (Grafana does not format a custom all value).
+    Otherwise ``${name:regex}`` is Grafana's regex format and ``$name`` the Prometheus
+    datasource's own (:attr:`Variable.promql`, :attr:`Variable.sql`): each value escaped,
+    several as ``(a|b)``. Names that are no variable are left as they are (``$__timeFrom()``
+    is the plugin's, :func:`expand_macros`).
+
+    Raises:
+        ValueError: A variable is read with another format than ``regex``.
+    """
+    by_name = {v.name: v for v in variables}
+
+    def one(m: re.Match[str]) -> str:
+        name, fmt = m.group(1) or m.group(3), m.group(2)
+        if name not in by_name:
+            return m.group(0)
+        if fmt not in (None, "regex"):
+            raise ValueError(f"{m.group(0)}: only the regex format is emulated")
+        values = chosen.get(name, [ALL])
+        if values == [ALL]:
+            return by_name[name].all_value
+        escape = _regex_format if fmt == "regex" else _promql_format
+        escaped = [escape(v) for v in values]
+        return escaped[0] if len(escaped) == 1 else "(" + "|".join(escaped) + ")"
+
+    return _VARIABLE.sub(one, text)
+
 
 _MACRO = re.compile(r"\$__(timeFilter|timeFrom|timeTo)\b(?:\(([^()]*)\))?")
 
