@@ -262,40 +262,78 @@ def test_report_prints_tables(warehouse: Path) -> None:
     assert "2026-09-04" in out
 
 
-def test_report_html_renders_in_chromium(warehouse: Path, tmp_path: Path) -> None:
-    page = tmp_path / "report.html"
-    usersignals(warehouse, "report", "--html", str(page))
-    text = page.read_text(encoding="utf-8")
-    assert text.count("<svg") == 3  # active users, risk flags, retention
-    assert "Retention of first-time cohorts" in text
-    assert "http" not in text.replace('xmlns="http://www.w3.org/2000/svg"', "")
-    chromium = require_tool("chromium", CHROMIUM)  # skips, or fails under make test
-    shot = tmp_path / "report.png"
-    subprocess.run(
-        [
-            chromium,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            f"--screenshot={shot}",
-            "--window-size=1280,2000",
-            page.as_uri(),
-        ],
-        capture_output=True,
-        timeout=120,
-        check=True,
-    )
+def test_report_html_renders_in_chromium(tmp_path: Path) -> None:
     from PIL import Image
 
-    image = Image.open(shot).convert("L")
+    from tests.dashboards.test_html_report import PageNumbers, demo_warehouse, open_in_chromium
+    from usersignals.dashboards import formats
+    from usersignals.dashboards.htmlreport import CHARTS
+
+    chromium = require_tool("chromium", CHROMIUM)  # skips, or fails under make test
+    warehouse = demo_warehouse(tmp_path / "warehouse")
+    page = tmp_path / "report.html"
+    shown = json.loads(usersignals(warehouse, "report", "--json", "--html", str(page)).stdout)
+    # without --by, the page breaks risk flags (and the rest) down by model
+    by_model = json.loads(usersignals(warehouse, "report", "--json", "--by", "model").stdout)
+    assert {k: v for k, v in by_model.items() if k in shown} == shown
+    rendered = open_in_chromium(chromium, page, tmp_path)
+    assert rendered.console == []  # no error, no warning, nothing fetched
+    numbers = PageNumbers.of(rendered.dom)
+
+    assert set(numbers.charts) == set(CHARTS)
+    for name, chart in numbers.charts.items():
+        assert chart["rendered"] == "true", name
+        assert chart["svg"] >= 1, name
+        assert chart["marks"] > 0, name
+        assert chart["drawn"] > chart["marks"] // 2, name
+    incomplete = [r["day"] for r in shown["active_users"] if not r["complete"]]
+    assert incomplete == ["2026-12-01"]
+    assert numbers.charts["active_users"]["text"].count("incomplete") == 1
+    flagged = [r for r in shown["flattery_watch"] if r["flagged"]]
+    assert [(r["model"], r["week"]) for r in flagged] == [("m-5.2-warm", "2026-W48")]
+    label = f"p {formats.p_value(flagged[0]['p_thumbs_up_rise'])} / "
+    label += formats.p_value(flagged[0]["p_risk_rise"])
+    assert numbers.charts["flattery_watch"]["text"].count(label) == 2  # one on each panel
+
+    tables = {k for k, v in by_model.items() if isinstance(v, list) and v}
+    assert set(numbers.tables) == tables
+    for key in tables:
+        assert numbers.tables[key] == by_model[key], key
+
+    rows = {r["day"]: r for r in shown["active_users"]}
+    day = "2026-11-30"  # the newest complete day
+    at_risk = {r["day"]: r["users"] for r in shown["users_at_risk_weekly"]}
+    week = [r for r in shown["wellbeing_weekly"] if r["model"] is None]
+    top = max((r for r in week if r["week"] == "2026-11-23"), key=lambda r: r["share"])
+    (before,) = (
+        r["share"] for r in week if r["week"] == "2026-11-16" and r["category"] == top["category"]
+    )
+    assert numbers.tiles == {
+        "dau": {"value": rows[day]["dau"], "change": 386 - 379, "day": day},
+        "wau": {"value": rows[day]["wau"], "change": 1361 - 1372, "day": day},
+        "mau": {"value": rows[day]["mau"], "change": None, "day": day},  # 21 days of data
+        "stickiness": {
+            "value": rows[day]["stickiness"],
+            "change": round(rows[day]["stickiness"] - rows["2026-11-29"]["stickiness"], 6),
+            "day": day,
+        },
+        "users_at_risk": {
+            "value": at_risk[day],
+            "change": at_risk[day] - at_risk["2026-11-23"],
+            "day": day,
+        },
+        "flagged_share": {
+            "value": top["share"],
+            "change": round(top["share"] - before, 6),
+            "day": "2026-11-23",
+        },
+    }
+    assert (rows[day]["dau"], rows["2026-11-29"]["dau"]) == (386, 379)
+    assert (rows[day]["wau"], rows["2026-11-23"]["wau"]) == (1361, 1372)
+
+    image = Image.open(rendered.screenshot).convert("L")
     low, high = image.getextrema()
-    assert image.size == (1280, 2000)
+    assert image.size == (1400, 900)
     assert high - low > 100  # dark text and lines on a white page, not a blank one
 
 
