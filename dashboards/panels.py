@@ -3,8 +3,8 @@
 
 * ``usersignals-engagement`` (product): DAU, WAU, MAU, stickiness, retention, lifecycle,
   sessions; per model version and per platform.
-* ``usersignals-feedback`` (model teams): thumbs-up rate per model, the arena's votes, feedback
-  votes.
+* ``usersignals-feedback`` (model teams): thumbs-up rate per model, the arena's ratings with
+  their intervals (the loader's ratings file) and votes, feedback votes.
 * ``usersignals-wellbeing`` (safety): flagged share per category and model, users at risk, the
   flattery watch, risk concentration.
 * ``usersignals-pipeline`` (operators): events per second, rejections by reason, consumer lag,
@@ -487,13 +487,34 @@ def _feedback() -> list[Panel | Row]:
             marks_incomplete=True,
         ),
         Panel(
+            "Arena ratings (Elo scale, 95 % interval, whole warehouse)",
+            "table",
+            (
+                SqlQuery(
+                    "SELECT model, rating, ci_low, ci_high, rank, votes\n"
+                    f"FROM arena_ratings\nWHERE {_model_is()}\n"
+                    "ORDER BY rank, rating DESC, model",
+                    ("model", "rating", "ci_low", "ci_high", "rank", "votes"),
+                ),
+            ),
+            description="Bradley-Terry ratings of every preference vote in the warehouse (mean "
+            "1000), their 95 % bootstrap intervals and ranks (1 + the models whose interval lies "
+            "wholly above): report --json, key arena, exactly, whatever the time range. The fit "
+            "runs in Python, not SQL: the loader writes it to derived/arena_ratings.parquet "
+            "(view arena_ratings, column generation: the manifest it was fitted at) after a "
+            "commit that changed the vote counts, checking at most every 10 s and when it "
+            "stops. Ranks are among all models; the model variable only picks rows. History "
+            "only.",
+            width=24,
+        ),
+        Panel(
             "Arena votes (the count table the ratings are fitted to)",
             "table",
             (SqlQuery(_arena_sql(), ("model_a", "model_b", "winner", "votes")),),
             description="Preference votes per pair and winner from the range's first day, "
-            "one per user and day as the fit counts them, where either side matches the model "
-            "variable. The ratings with their 95 % intervals are a Bradley-Terry fit, not SQL: "
-            "report --json, key arena, or usersignals arena. History only.",
+            "every vote as the fit counts them (no cap per user), where either side matches "
+            "the model variable; over the whole warehouse they are the table the ratings above "
+            "are fitted to. History only.",
             width=24,
         ),
     ]

@@ -39,9 +39,14 @@ def duckdb_init_sql(warehouse: str | Path = PROVISIONED_WAREHOUSE) -> str:
     """The datasource's ``initSql``: the warehouse views over the files of its manifest.
 
     The plugin runs it on every new connection of one in-memory database, so every view and
-    macro is created with ``CREATE OR REPLACE``; each run reads the manifest as it is then.
+    macro is created with ``CREATE OR REPLACE`` (but a ``CREATE VIEW IF NOT EXISTS``, a
+    fallback for a source the script already made); each run reads the manifest as it is then.
     """
-    script = re.sub(r"\bCREATE (VIEW|MACRO)\b", r"CREATE OR REPLACE \1", views_script(warehouse))
+    script = re.sub(
+        r"\bCREATE (VIEW|MACRO)\b(?! IF NOT EXISTS)",
+        r"CREATE OR REPLACE \1",
+        views_script(warehouse),
+    )
     return "\n".join(line.rstrip() for line in script.strip().splitlines()) + "\n"
 
 

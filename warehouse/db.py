@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from usersignals.config import Settings
 from usersignals.errors import ConfigError, WarehouseNotFoundError
+from usersignals.warehouse.derived import ARENA_RATINGS, ARENA_RATINGS_SCHEMA
 from usersignals.warehouse.layout import (
     DEADLETTER_DIR,
     DEADLETTER_SCHEMA,
@@ -96,8 +97,9 @@ VIEWS = (
     "deadletter",
     "rejected_daily",
     "rejected",
+    "arena_ratings",
 )
-"""The views :func:`connect` creates from ``views.sql`` (besides the two ``*_raw`` sources)."""
+"""The views :func:`connect` creates from ``views.sql`` (besides the ``*_raw`` sources)."""
 
 METRIC_SQL = (
     "attribution",
@@ -180,13 +182,30 @@ def _manifest_source(name: str, root: Path, folder: str, schema: pa.Schema) -> s
     )
 
 
+def _derived_source(name: str, path: Path, schema: pa.Schema) -> str:
+    """SQL making view ``name`` over the derived file at ``path``, or a typed empty relation
+    while there is none (whether it exists is looked at when the script runs)."""
+    quoted = _sql_string(str(path))
+    read = f"SELECT * FROM read_parquet({quoted})"
+    variable = f"usersignals_{name}"
+    return (
+        f"SET VARIABLE {variable} = (\n"
+        f"    SELECT CASE WHEN count(*) = 0 THEN {_sql_string(empty_sql(schema))}\n"
+        f"    ELSE {_sql_string(read)} END FROM glob({quoted})\n"
+        ");\n"
+        f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM query(getvariable('{variable}'));\n"
+    )
+
+
 def views_script(root: Path | str) -> str:
     """A self-contained SQL script that creates the views over the warehouse's manifest.
 
     For DuckDB outside this package (the DuckDB CLI, Grafana's DuckDB datasource, which runs
     it as ``initSql`` on its connections): it reads ``manifest.json`` at ``root`` when it runs
     and makes ``events_raw`` and ``deadletter_raw`` over exactly the files listed there, the
-    files :func:`connect` reads. Run it again to see a newer manifest.
+    files :func:`connect` reads, and ``arena_ratings_raw`` over the derived ratings file
+    (:mod:`usersignals.warehouse.derived`; empty if there was none when it ran, read afresh by
+    every query once there was). Run it again to see a newer manifest.
     """
     root = Path(root)
     manifest = _sql_string(str(root / MANIFEST))
@@ -197,6 +216,7 @@ def views_script(root: Path | str) -> str:
         ");\n"
         + _manifest_source("events_raw", root, EVENTS_DIR, EVENTS_SCHEMA)
         + _manifest_source("deadletter_raw", root, DEADLETTER_DIR, DEADLETTER_SCHEMA)
+        + _derived_source("arena_ratings_raw", root / ARENA_RATINGS, ARENA_RATINGS_SCHEMA)
         + views_sql()
     )
 
@@ -280,6 +300,10 @@ def connect(
         ("rollup_users", [layout.users] if layout.users else [], USERS_SCHEMA),
     ]
     sources += [(f"rollup_{k}", layout.rollups[k], ROLLUP_SCHEMAS[k]) for k in ROLLUP_SCHEMAS]
+    ratings = root / ARENA_RATINGS  # derived, not in the manifest: read if it is there
+    sources.append(
+        ("arena_ratings_raw", [ratings] if ratings.is_file() else [], ARENA_RATINGS_SCHEMA)
+    )
     sources += [
         (f"rollup_week_{k}", layout.week_rollups[k], WEEK_ROLLUP_SCHEMAS[k])
         for k in WEEK_ROLLUP_SCHEMAS

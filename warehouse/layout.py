@@ -7,6 +7,8 @@ The warehouse is a directory::
     deadletter/p{partition:03d}-{first:012d}-{last:012d}.parquet               rejected input
     manifest.json                     the live files and the loader's position (``manifest.py``)
     rollups/...                       what reports read of compacted days (``plan.py``)
+    derived/arena_ratings.parquet     the arena ratings Grafana reads (``derived.py``; not in
+                                      the manifest: refitted from the live files)
 
 A loader file holds the records of one source partition from offset ``first`` to ``last``
 (inclusive) whose events fall on that day. One flush of a partition writes one file per event

@@ -4,9 +4,10 @@ It owns every partition of the events topic (one loader per warehouse, guarded b
 file), decodes records with the contract (:mod:`usersignals.warehouse.rows`), and rolls each
 partition's buffer into a committed range (:mod:`usersignals.warehouse.commit`) when it holds
 enough events or bytes or is old enough, and compacts event days that have gone quiet (so that
-reports read their rollups instead of their rows). Where to start comes from the warehouse's
-manifest, never from Kafka; the offsets it commits to its consumer group only inform
-``status``.
+reports read their rollups instead of their rows). After commits it refits the arena ratings
+file when the arena's count table changed (:mod:`usersignals.warehouse.derived`). Where to
+start comes from the warehouse's manifest, never from Kafka; the offsets it commits to its
+consumer group only inform ``status``.
 
 Before it loads, it checks that the topic is the incarnation the manifest's positions belong
 to, by reading back the last record it loaded of each partition (:mod:`usersignals.warehouse.
@@ -31,6 +32,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import duckdb
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
@@ -39,6 +41,7 @@ from usersignals.config import Settings
 from usersignals.errors import LoaderBusyError, LoaderError
 from usersignals.warehouse.commit import recover, write_range
 from usersignals.warehouse.compact import compact_day
+from usersignals.warehouse.derived import recover_derived, refresh_arena_ratings
 from usersignals.warehouse.layout import COMMITS_DIR, EVENTS_DIR, FileRange
 from usersignals.warehouse.loaderstate import (
     STATE_FILE,
@@ -65,6 +68,10 @@ READ_BACK_TIMEOUT_S = 30.0
 
 STATE_EVERY_S = 1.0
 """How often the loader replaces its state file while nothing else happens."""
+
+ARENA_EVERY_S = 10.0
+"""How often at most, while commits go on, the loader compares the arena's count table with
+the one the ratings file was fitted to (and refits it if they differ); once more on return."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +104,8 @@ class LoaderStats:
     flushes: int = 0
     files: int = 0
     compactions: int = 0
+    arena_fits: int = 0
+    """Times the arena ratings file was refitted (the count table had changed)."""
     seconds: float = 0.0
     epoch: int = 0
     committed: dict[int, int] = field(default_factory=dict)
@@ -173,6 +182,8 @@ class Loader:
         self._partitions = 0
         self._touched: dict[str, float] = {}  # event day -> when a flush last wrote to it
         self._compacting: asyncio.Task[tuple[int, dict[str, str]]] | None = None
+        self._arena_due = True  # checked once per run even without a commit (a new warehouse)
+        self._arena_checked = time.monotonic()
         self.state = LoaderState(pid=os.getpid(), started=time.time(), errors=self.stats.errors)
         self._state_path = settings.state_dir / STATE_FILE
         self._published = 0.0
@@ -186,6 +197,7 @@ class Loader:
         started = time.monotonic()
         with warehouse_lock(self.root), _manual_gc():
             manifest = recover(self.root)
+            recover_derived(self.root)
             refuse_topic_auto_creation()
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=self.settings.bootstrap,
@@ -330,6 +342,7 @@ class Loader:
                 self.stats.records += len(messages)
             await self._roll(consumer, force=False)
             await self._compact_quiet_days()
+            await self._refresh_arena()
             self._note_lag(consumer, tps, position)
             if self.exit_with_parent and os.getppid() != self._parent:
                 log.info("parent process %d is gone; stopping", self._parent)
@@ -346,6 +359,7 @@ class Loader:
                 break
         await self._roll(consumer, force=True)
         await self._compact_quiet_days(wait=True)
+        await self._refresh_arena(final=True)
         return recreated
 
     def _recreated(
@@ -426,6 +440,30 @@ class Loader:
         if quiet:
             self._compacting = asyncio.create_task(asyncio.to_thread(self._compact, quiet))
 
+    async def _refresh_arena(self, *, final: bool = False) -> None:
+        """Refits the arena ratings file, in a thread, if the count table changed since the
+        last fit (:func:`~usersignals.warehouse.derived.refresh_arena_ratings`).
+
+        Only after a commit (or once per run), at most every :data:`ARENA_EVERY_S` while
+        loading, never beside a running compaction (which deletes the files it replaced);
+        ``final``: now, the loading done. A failure leaves the previous file and is tried again.
+        """
+        if not self._arena_due:
+            return
+        now = time.monotonic()
+        if not final and (
+            self._compacting is not None or now - self._arena_checked < ARENA_EVERY_S
+        ):
+            return
+        self._arena_checked = now
+        try:
+            done = await asyncio.to_thread(refresh_arena_ratings, self.root)
+        except (OSError, duckdb.Error) as exc:
+            log.warning("could not refit the arena ratings: %s", exc)
+            return
+        self._arena_due = False
+        self.stats.arena_fits += done.refitted
+
     def _compact(self, days: list[str]) -> tuple[int, dict[str, str]]:
         """Compacts ``days``; returns how many were, and the kind of disk error of each that
         failed (left as it was, to be compacted later)."""
@@ -488,6 +526,7 @@ class Loader:
         self.stats.rejected += buf.rejected
         self.stats.foreign += buf.foreign
         self.stats.committed[buf.partition] = state.last
+        self._arena_due = True
         self.state.last_commit = time.time()
         self.publish()
         gc.collect(1)

@@ -26,6 +26,7 @@ from usersignals.metrics.periods import DayRange, select_range
 from usersignals.warehouse.arena import fit_arena
 from usersignals.warehouse.breakdown import BREAKDOWN_KEYS, BREAKDOWN_TITLES
 from usersignals.warehouse.db import WEEK_STARTS
+from usersignals.warehouse.derived import count_table
 from usersignals.warehouse.history import HISTORY_KEYS, HISTORY_TITLES, history_rows
 from usersignals.warehouse.merge import RAW_COLUMNS, merge_inputs
 
@@ -136,12 +137,7 @@ def _has_view(cur: duckdb.DuckDBPyConnection, name: str) -> bool:
 
 
 def _arena(cur: duckdb.DuckDBPyConnection, params: dict[str, Any]) -> list[dict[str, Any]]:
-    rows = cur.execute(
-        "SELECT model_a, model_b, winner, CAST(sum(votes) AS BIGINT) FROM arena_daily "
-        f"WHERE {_IN_RANGE} GROUP BY ALL",
-        params,
-    ).fetchall()
-    return fit_arena({(str(a), str(b), str(w)): int(n) for a, b, w, n in rows})
+    return fit_arena(count_table(cur, _IN_RANGE, params))
 
 
 def flattery_rows(

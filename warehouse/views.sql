@@ -1,7 +1,9 @@
 -- The warehouse's base relations, over two sources that usersignals.warehouse.db creates from
 -- the files the manifest lists: events_raw (every loaded row, columns of layout.EVENTS_SCHEMA)
--- and deadletter_raw (layout.DEADLETTER_SCHEMA). Days are calendar days of ts (the loader
--- stores the UTC day in column day; a report in another time zone replaces it).
+-- and deadletter_raw (layout.DEADLETTER_SCHEMA), and a third, arena_ratings_raw, over the
+-- derived ratings file (see arena_ratings at the end; empty where the caller made none). Days
+-- are calendar days of ts (the loader stores the UTC day in column day; a report in another
+-- time zone replaces it).
 --
 -- Each metric's SQL lives beside its live fold, in metrics/<metric>.sql (attribution, activity,
 -- feedback, risk, rejected, flattery); usersignals.warehouse.db.views_sql runs this file, then
@@ -77,3 +79,21 @@ SELECT user_id,
 FROM events
 WHERE session_id IS NOT NULL
 GROUP BY user_id, session_id;
+
+-- The arena ratings as last fitted (usersignals.warehouse.derived): the Bradley-Terry fit of
+-- the whole warehouse's count table that report --json prints under arena (model, rating,
+-- ci_low, ci_high, votes, rank), with the manifest generation it was fitted at and the votes of
+-- that table. The loader refits it after a commit that changed the count table. Its source,
+-- arena_ratings_raw, is the file derived/arena_ratings.parquet (usersignals.warehouse.db makes
+-- it, empty while there is no file); where no caller made one, it is this empty relation of the
+-- file's columns (derived.ARENA_RATINGS_SCHEMA).
+CREATE VIEW IF NOT EXISTS arena_ratings_raw AS
+SELECT CAST(NULL AS VARCHAR) AS model, CAST(NULL AS DOUBLE) AS rating,
+       CAST(NULL AS DOUBLE) AS ci_low, CAST(NULL AS DOUBLE) AS ci_high,
+       CAST(NULL AS BIGINT) AS votes, CAST(NULL AS BIGINT) AS rank,
+       CAST(NULL AS BIGINT) AS generation, CAST(NULL AS BIGINT) AS total_votes
+WHERE false;
+
+CREATE VIEW arena_ratings AS
+SELECT model, rating, ci_low, ci_high, votes, rank, generation, total_votes
+FROM arena_ratings_raw;

@@ -78,6 +78,7 @@ from usersignals.dashboards.rules import LIVE_SERIES, RECORDED_SERIES, RULES_FIL
 from usersignals.ingest.contract import Event
 from usersignals.streams.exposition import EventTimeLag, WorkerCollector, render
 from usersignals.warehouse.db import VIEWS, connect
+from usersignals.warehouse.derived import refresh_arena_ratings
 from usersignals.warehouse.report import flattery_rows
 
 BOARDS = build_dashboards()
@@ -501,6 +502,7 @@ def _events() -> list[Event]:
 def warehouse(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Event]]:
     root = tmp_path_factory.mktemp("warehouse")
     logged = write_warehouse(root, _events(), rejected=["not_json", "not_json", "too_large"])
+    refresh_arena_ratings(root)  # what the loader does after its commits
     return root, logged
 
 
@@ -534,7 +536,7 @@ def _run(
 def test_every_history_target_is_a_builder_query() -> None:
     sqls = [t["rawSql"] for board in BOARDS.values() for _, t in queries(board) if "rawSql" in t]
     assert list(dict.fromkeys(sqls)) == [q.sql for q in _sql_specs()]
-    assert (len(sqls), len(set(sqls))) == (24, 23)  # the weekly thumbs-up rate twice
+    assert (len(sqls), len(set(sqls))) == (25, 24)  # the weekly thumbs-up rate twice
     for sql in sqls:
         read = set(re.findall(r"\bFROM\s+(\w+)", sql))
         assert read <= set(VIEWS) | {"flattery_watch", "votes", "platform_days"}, sql
@@ -751,6 +753,15 @@ def test_sql_targets_equal_report_json(
     assert [(str(w), b, u, f) for w, b, u, f in bands] == [
         (r["week"], r["band"], r["users"], r["flagged_users"]) for r in report["risk_concentration"]
     ]
+    _, arena = _run(con, _by_sql("FROM arena_ratings"))  # the whole warehouse, any time range
+    assert arena == sorted(
+        (
+            (r["model"], r["rating"], r["ci_low"], r["ci_high"], r["rank"], r["votes"])
+            for r in report["arena"]
+        ),
+        key=lambda row: (row[4], -row[1], row[0]),
+    )
+    assert [(m, rank, votes) for m, _, _, _, rank, votes in arena] == [("m1", 1, 3), ("m2", 1, 3)]
     _, dead = _run(con, _by_sql("FROM rejected_daily"), RECEIVED_END)
     totals: dict[str, int] = {}
     for _, reason, n in dead:
@@ -782,6 +793,8 @@ def test_the_variables_choose_the_rows(warehouse: tuple[Path, list[Event]]) -> N
     assert {r[1].removesuffix(INCOMPLETE) for r in feedback} == {"m1"}
     _, arena = _run(con, _by_sql("model_a, model_b, winner"), model=["m2"])
     assert arena == [("m1", "m2", "a", 2), ("m1", "m2", "tie", 1)]
+    _, ratings = _run(con, _by_sql("FROM arena_ratings"), model=["m2"])
+    assert [r[0] for r in ratings] == ["m2"]
     assert _run(con, _by_sql("model_a, model_b, winner"), model=["m3"])[1] == []
 
 
