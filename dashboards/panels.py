@@ -566,6 +566,21 @@ def _wellbeing() -> list[Panel | Row]:
             width=8,
         ),
         Panel(
+            "Flagged share by category, latest complete week (live)",
+            "timeseries",
+            (
+                PromQuery(
+                    "week_category:usersignals_wellbeing_flagged_share:this_week",
+                    "{{category}} {{week}}",
+                ),
+            ),
+            description="Share of the latest complete ISO week's active users with a risk flag "
+            "of the category, all models: the workers' weekly counts summed, then divided (a "
+            "recording rule of alerts.yml, the share the risk-flag spike alert compares). Equals "
+            "report --json, key wellbeing_weekly, flagged_share of that week (model null).",
+            unit="percentunit",
+        ),
+        Panel(
             "Flagged users by category, latest complete week (live)",
             "timeseries",
             (

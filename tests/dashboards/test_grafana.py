@@ -74,7 +74,14 @@ from usersignals.dashboards.panels import (
     variables,
 )
 from usersignals.dashboards.provisioning import duckdb_init_sql, rendered_files
-from usersignals.dashboards.rules import LIVE_SERIES, RECORDED_SERIES, RULES_FILE
+from usersignals.dashboards.rules import (
+    ALERT_RECORDED_SERIES,
+    ALERT_SETTINGS_FILE,
+    ALERTS_FILE,
+    LIVE_SERIES,
+    RECORDED_SERIES,
+    RULES_FILE,
+)
 from usersignals.ingest.contract import Event
 from usersignals.streams.exposition import EventTimeLag, WorkerCollector, render
 from usersignals.warehouse.db import VIEWS, connect
@@ -963,6 +970,57 @@ def _flattery_series() -> list[tuple[str, str, str, dict[str, str], Any, range]]
 
 FLATTERY_SERIES = _flattery_series()
 
+
+def _wellbeing_week_series() -> list[tuple[str, str, str, dict[str, str], Any, range]]:
+    """What two workers export per ISO week for the weekly flagged share (alerts.yml): W10
+    and W11 complete (the first day held is W10's Monday, the newest day W12's Tuesday)."""
+    out: list[tuple[str, str, str, dict[str, str], Any, range]] = []
+    # (week, instance): active users, flagged users of self_harm and of mania
+    counts = {
+        ("2026-W10", "a"): (60, 3, 0),
+        ("2026-W10", "b"): (40, 1, 1),
+        ("2026-W11", "a"): (70, 6, 1),
+        ("2026-W11", "b"): (30, 2, 0),
+        ("2026-W12", "a"): (20, 9, 0),
+        ("2026-W12", "b"): (10, 0, 0),
+    }
+    mondays = {"2026-W10": 1772409600, "2026-W11": 1773014400, "2026-W12": 1773619200}
+    for (week, instance), (users, self_harm, mania) in counts.items():
+        base = {"week": week, "instance": instance}
+        out.append(
+            (
+                "usersignals_wellbeing_by_week_active_users",
+                "gauge",
+                "usersignals_wellbeing_by_week_active_users",
+                base,
+                _const(users),
+                FINE,
+            )
+        )
+        out.append(
+            (
+                "usersignals_wellbeing_by_week_start_timestamp_seconds",
+                "gauge",
+                "usersignals_wellbeing_by_week_start_timestamp_seconds",
+                base,
+                _const(mondays[week]),
+                FINE,
+            )
+        )
+        for category, n in (("self_harm", self_harm), ("mania", mania)):
+            out.append(
+                (
+                    "usersignals_wellbeing_by_week_flagged_users",
+                    "gauge",
+                    "usersignals_wellbeing_by_week_flagged_users",
+                    {**base, "category": category},
+                    _const(n),
+                    FINE,
+                )
+            )
+    return sorted(out, key=lambda s: s[0])
+
+
 # (family, type, sample name, labels, value at t, timestamps)
 SERIES: list[tuple[str, str, str, dict[str, str], Any, range]] = [
     *[
@@ -1103,6 +1161,7 @@ SERIES: list[tuple[str, str, str, dict[str, str], Any, range]] = [
         for i, m, v in (("a", "m1", 28), ("b", "m1", 14), ("a", "m2", 7))
     ],
     *FLATTERY_SERIES,
+    *_wellbeing_week_series(),
     # the wellbeing week's counts (the shares are the warehouse's: shares do not add)
     *[
         ("usersignals_wellbeing_active_users", "gauge", n, {"instance": i}, _const(v), FINE)
@@ -1271,6 +1330,11 @@ def _key(**labels: str) -> Labels:
 
 
 EXPECTED: dict[str, dict[Labels, float]] = {
+    # W11, the latest complete week: (6 + 2) / (70 + 30) and (1 + 0) / 100
+    "week_category:usersignals_wellbeing_flagged_share:this_week": {
+        _key(category="self_harm", week="2026-W11"): 0.08,
+        _key(category="mania", week="2026-W11"): 0.01,
+    },
     'sum(usersignals_active_users{window="1d"})': {(): 50},
     'sum(usersignals_active_users{window="7d"})': {(): 150},
     'sum(usersignals_active_users{window="30d"})': {(): 250},
@@ -1425,9 +1489,15 @@ def _promtool(*args: str) -> None:
 
 
 def _rule_levels(root: Path) -> list[Path]:
-    """RULES_FILE's recording rules split into files by how deep they read recorded series."""
-    rules = yaml.safe_load(RULES_FILE.read_text(encoding="utf-8"))
-    recording = [r for g in rules["groups"] for r in g["rules"] if "record" in r]
+    """The recording rules (rules.yml, alerts.yml and its settings) split into files by how
+    deep they read recorded series."""
+    recording = [
+        r
+        for f in (RULES_FILE, ALERTS_FILE, ALERT_SETTINGS_FILE)
+        for g in yaml.safe_load(f.read_text(encoding="utf-8"))["groups"]
+        for r in g["rules"]
+        if "record" in r
+    ]
     names = {r["record"] for r in recording}
     depth: dict[str, int] = {}
     while len(depth) < len(recording):
@@ -1520,9 +1590,12 @@ def test_live_targets_read_only_exposed_series() -> None:
     read = {
         name
         for expr in _exprs()
-        for name in re.findall(r"\b(usersignals_\w+|usersignals:[\w:]+|model_week:[\w:]+)", expr)
+        for name in re.findall(
+            r"\b(usersignals_\w+|usersignals:[\w:]+|model_week:[\w:]+|week_category:[\w:]+)",
+            expr,
+        )
     }
-    assert read <= exposed | live | set(RECORDED_SERIES)
+    assert read <= exposed | live | set(RECORDED_SERIES) | set(ALERT_RECORDED_SERIES)
     assert {
         "model_week:usersignals_flattery_thumbs_up_rate:this",
         "model_week:usersignals_flattery_risk_flags_per_1k:this",

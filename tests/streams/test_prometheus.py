@@ -36,8 +36,14 @@ from tests.streams.workerproc import (
 )
 from usersignals.dashboards.grafana import build_dashboards, interpolate, queries
 from usersignals.dashboards.panels import MODEL, PLATFORM
-from usersignals.dashboards.rules import LOADER_RULES_FILE, RULES_FILE
+from usersignals.dashboards.rules import (
+    ALERT_SETTINGS_FILE,
+    ALERTS_FILE,
+    LOADER_RULES_FILE,
+    RULES_FILE,
+)
 from usersignals.ingest.contract import Event
+from usersignals.metrics.wellbeing import CATEGORIES
 from usersignals.streams.exposition import LAG_BUCKETS
 from usersignals.warehouse.db import connect
 from usersignals.warehouse.layout import committed_offsets
@@ -162,10 +168,11 @@ def key(**labels: str) -> Labels:
 
 
 def all_rules(tmp_path: Path) -> Path:
-    """rules.yml and loader_rules.yml as one file, groups evaluated every second."""
+    """The rule files (rules.yml, loader_rules.yml, alerts.yml and its settings) as one file,
+    groups evaluated every second."""
     groups = [
         {**g, "interval": "1s"}
-        for f in (RULES_FILE, LOADER_RULES_FILE)
+        for f in (RULES_FILE, LOADER_RULES_FILE, ALERTS_FILE, ALERT_SETTINGS_FILE)
         for g in yaml.safe_load(f.read_text(encoding="utf-8"))["groups"]
     ]
     path = tmp_path / "all_rules.yml"
@@ -337,6 +344,9 @@ def expectations(
     week = [r for r in history["wellbeing_weekly"] if r["week"] == monday.isoformat()]
     assert week, "the generated wire holds a complete week"
     every = [r for r in week if r["model"] is None]
+    flagged = {r["category"]: r["flagged_users"] for r in every}
+    year, number, _ = monday.isocalendar()
+    iso_week = f"{year}-W{number:02d}"
     per_model = [r for r in week if r["model"] is not None and r["active_users"]]
     watch = [r for r in report["flattery_watch"]]
     lags = [processed_at - e.ts.timestamp() for e in kept]
@@ -392,6 +402,13 @@ def expectations(
         'count(ALERTS{alertname="UsersignalsFlatteryRising", alertstate="firing", '
         'model=~".*"}) or vector(0)': Equals({(): 0}),  # for: 15m, and nothing rising
         "sum(usersignals_wellbeing_active_users)": Equals({(): every[0]["active_users"]}),
+        # every category of the week, zeros included (the workers export each one)
+        "week_category:usersignals_wellbeing_flagged_share:this_week": Equals(
+            {
+                key(category=c, week=iso_week): flagged.get(c, 0) / every[0]["active_users"]
+                for c in CATEGORIES
+            }
+        ),
         "sum by (category) (usersignals_wellbeing_flagged_users)": Equals(
             {key(category=r["category"]): r["flagged_users"] for r in every}
         ),
