@@ -31,13 +31,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, cast
 
+import requests
 from grafana_client.api import GrafanaApi
-from grafana_client.client import (
-    GrafanaClientError,
-    GrafanaException,
-    GrafanaServerError,
-    GrafanaTimeoutError,
-)
+from grafana_client.client import GrafanaClientError, GrafanaException, GrafanaServerError
 
 from usersignals.dashboards.grafana import DUCKDB, PROMETHEUS, build_dashboards
 from usersignals.errors import ConfigError, PushError, PushRejectedError, PushUnavailableError
@@ -282,10 +278,10 @@ def _no_answer(err: BaseException) -> str:
 
 @contextlib.contextmanager
 def _calling(url: str) -> Iterator[None]:
-    """Turns what grafana-client (and niquests below it) raises into the :class:`PushError`s."""
+    """Turns what grafana-client (and requests below it) raises into the :class:`PushError`s."""
     try:
         yield
-    except GrafanaTimeoutError as err:
+    except requests.Timeout as err:
         raise PushUnavailableError(url, None, b"", "no answer (timed out)") from err
     except GrafanaServerError as err:
         body, quoted = _quoted(err.response)
@@ -300,7 +296,7 @@ def _calling(url: str) -> Iterator[None]:
     except json.JSONDecodeError as err:  # a 2xx reply, declared JSON, that is not
         body, quoted = _quoted(err.doc)
         raise PushRejectedError(url, None, body, f"a reply that is not JSON: {quoted}") from err
-    except OSError as err:  # niquests' errors: a redirect not followed, no connection, a reset
+    except OSError as err:  # requests' errors: a redirect not followed, no connection, a reset
         response = getattr(err, "response", None)
         status = getattr(response, "status_code", None)
         if isinstance(status, int) and 300 <= status < 400:
